@@ -1,0 +1,1 @@
+//! TUF metadata as Notary writes it.

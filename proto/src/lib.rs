@@ -1,0 +1,22 @@
+//! The contract between the `tufa` client and the `tufad` agent.
+//!
+//! Layout:
+//! - [`v1`]: the generated gRPC messages, client and server for `tufa.agent.v1`.
+//! - [`key_id`]: the TUF key ID both sides use to name a key.
+#![forbid(unsafe_code)]
+
+pub mod key_id;
+
+pub use key_id::{KeyId, ParseKeyIdError};
+
+/// Generated code for the `tufa.agent.v1` package.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("tufa.agent.v1");
+}
+
+/// The TUF signature method of every signature the agent returns (raw r||s ECDSA).
+pub const SIGNATURE_METHOD_ECDSA: &str = "ecdsa";
+
+/// The environment variable that names the agent's socket, for both binaries.
+pub const AGENT_SOCKET_ENV: &str = "TUFA_AGENT_SOCK";
