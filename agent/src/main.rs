@@ -1,1 +1,77 @@
-fn main() {}
+//! `tufad`: the agent binary. All logic lives in the library; this parses flags and signals.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tufa_agent::config::{Config, Overrides};
+use tufa_agent::server::{self, Agent};
+
+/// Keeps TUF signing keys in PKCS#11 tokens and YubiKeys, and signs over a private socket.
+#[derive(Debug, Parser)]
+#[command(name = "tufad", version)]
+struct Args {
+    /// TOML configuration file (see the README for every key).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Unix socket to listen on [default: $XDG_RUNTIME_DIR/tufa/agent.sock].
+    #[arg(long, env = tufa_proto::AGENT_SOCKET_ENV)]
+    socket: Option<PathBuf>,
+    /// PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long)]
+    pkcs11_module: Option<PathBuf>,
+    /// Label of the PKCS#11 token.
+    #[arg(long)]
+    pkcs11_token: Option<String>,
+    /// File whose first line is the token's user PIN.
+    #[arg(long)]
+    pkcs11_pin_file: Option<PathBuf>,
+    /// Append a JSON line per key operation and signature to this file.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// How long a PIN given by `tufa agent unlock` is kept, in seconds.
+    #[arg(long)]
+    pin_cache_ttl: Option<u64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TUFA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config::load(
+        args.config.as_deref(),
+        Overrides {
+            socket: args.socket,
+            audit_log: args.audit_log,
+            pkcs11_module: args.pkcs11_module,
+            pkcs11_token: args.pkcs11_token,
+            pkcs11_pin_file: args.pkcs11_pin_file,
+            pin_cache_ttl_seconds: args.pin_cache_ttl,
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let agent = Agent::open(&config).await?;
+        server::serve(&config, agent, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
+    let mut int = signal(SignalKind::interrupt()).expect("cannot listen for SIGINT");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing calls in flight"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing calls in flight"),
+    }
+}

@@ -6,4 +6,6 @@
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
+pub mod agent;
+pub mod cli;
 pub mod tuf;

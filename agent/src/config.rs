@@ -1,0 +1,300 @@
+//! `tufad`'s configuration: a TOML file, with flags for everything a one-token CI runner needs.
+//!
+//! ```toml
+//! socket = "/run/user/1000/tufa/agent.sock"   # default: $XDG_RUNTIME_DIR/tufa/agent.sock
+//! audit_log = "/var/log/tufa/audit.log"       # default: no audit log
+//! allowed_uids = [1001]                       # besides the agent's own uid
+//! pin_cache_ttl_seconds = 900                 # how long an unlock PIN is kept
+//!
+//! [[pkcs11]]
+//! module = "/usr/lib/softhsm/libsofthsm2.so"
+//! token = "tufa"                              # token label
+//! pin_file = "/etc/tufa/pin"                  # or pin_env = "TUFA_PKCS11_PIN", or neither: unlock
+//! sessions = 4                                # signing sessions kept open
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backend::pkcs11::Pkcs11Config;
+use crate::pin::PinSource;
+
+/// The file's shape; unknown keys are errors so typos do not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Socket path.
+    pub socket: Option<PathBuf>,
+    /// Audit log path.
+    pub audit_log: Option<PathBuf>,
+    /// uids allowed besides the agent's own.
+    #[serde(default)]
+    pub allowed_uids: Vec<u32>,
+    /// Unlock PIN lifetime in seconds.
+    pub pin_cache_ttl_seconds: Option<u64>,
+    /// PKCS#11 tokens.
+    #[serde(default)]
+    pub pkcs11: Vec<Pkcs11Section>,
+}
+
+/// One `[[pkcs11]]` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Section {
+    /// Module path.
+    pub module: PathBuf,
+    /// Token label.
+    pub token: String,
+    /// PIN file.
+    pub pin_file: Option<PathBuf>,
+    /// PIN environment variable.
+    pub pin_env: Option<String>,
+    /// Signing sessions.
+    pub sessions: Option<usize>,
+}
+
+/// The settings the agent runs with, after the file and the flags are merged.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Socket path.
+    pub socket: PathBuf,
+    /// Audit log path.
+    pub audit_log: Option<PathBuf>,
+    /// uids allowed besides the agent's own.
+    pub allowed_uids: Vec<u32>,
+    /// Unlock PIN lifetime.
+    pub pin_cache_ttl: Duration,
+    /// PKCS#11 tokens.
+    pub pkcs11: Vec<Pkcs11Config>,
+}
+
+/// Settings given as flags; each overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--socket` (or `TUFA_AGENT_SOCK`).
+    pub socket: Option<PathBuf>,
+    /// `--audit-log`.
+    pub audit_log: Option<PathBuf>,
+    /// `--pkcs11-module`.
+    pub pkcs11_module: Option<PathBuf>,
+    /// `--pkcs11-token`.
+    pub pkcs11_token: Option<String>,
+    /// `--pkcs11-pin-file`.
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// `--pin-cache-ttl`.
+    pub pin_cache_ttl_seconds: Option<u64>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config (the message has line, column and key).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value that cannot work.
+    #[error("invalid config{}: {key}: {message}", path.as_ref().map(|p| format!(" file {}", p.display())).unwrap_or_default())]
+    Invalid {
+        /// The file, if the value came from one.
+        path: Option<PathBuf>,
+        /// The key.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl Config {
+    /// The default PIN cache lifetime (15 minutes).
+    pub const DEFAULT_PIN_TTL: Duration = Duration::from_secs(15 * 60);
+
+    /// Reads the file (if any) and applies the flags.
+    pub fn load(path: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<ConfigFile>(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_owned(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?
+            }
+            None => ConfigFile::default(),
+        };
+        Self::merge(file, path, flags)
+    }
+
+    fn merge(file: ConfigFile, path: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.map(Path::to_owned),
+            key: key.to_owned(),
+            message,
+        };
+        let mut pkcs11 = Vec::new();
+        for (i, s) in file.pkcs11.into_iter().enumerate() {
+            let key = |k: &str| format!("pkcs11[{i}].{k}");
+            let pin = match (s.pin_file, s.pin_env) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        &key("pin_file"),
+                        "pin_file and pin_env both set: keep one".into(),
+                    ))
+                }
+                (Some(f), None) => PinSource::File(f),
+                (None, Some(v)) => PinSource::Env(v),
+                (None, None) => PinSource::Unlock,
+            };
+            if s.token.is_empty() {
+                return Err(invalid(&key("token"), "the token label is empty".into()));
+            }
+            let sessions = s.sessions.unwrap_or(4);
+            if !(1..=64).contains(&sessions) {
+                return Err(invalid(&key("sessions"), "must be between 1 and 64".into()));
+            }
+            pkcs11.push(Pkcs11Config {
+                module: s.module.display().to_string(),
+                token: s.token,
+                pin,
+                sessions,
+            });
+        }
+        match (flags.pkcs11_module, flags.pkcs11_token) {
+            (Some(module), Some(token)) => pkcs11.push(Pkcs11Config {
+                module: module.display().to_string(),
+                token,
+                pin: flags
+                    .pkcs11_pin_file
+                    .map(PinSource::File)
+                    .unwrap_or_default(),
+                sessions: 4,
+            }),
+            (None, None) => {
+                if flags.pkcs11_pin_file.is_some() {
+                    return Err(invalid(
+                        "--pkcs11-pin-file",
+                        "goes with --pkcs11-module and --pkcs11-token".into(),
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "--pkcs11-token",
+                    "--pkcs11-module needs --pkcs11-token LABEL".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "--pkcs11-module",
+                    "--pkcs11-token needs --pkcs11-module PATH".into(),
+                ))
+            }
+        }
+        if pkcs11.is_empty() {
+            return Err(invalid(
+                "pkcs11",
+                "no device configured: add a [[pkcs11]] section, or pass --pkcs11-module and --pkcs11-token".into(),
+            ));
+        }
+        let ttl = flags
+            .pin_cache_ttl_seconds
+            .or(file.pin_cache_ttl_seconds)
+            .map(Duration::from_secs)
+            .unwrap_or(Self::DEFAULT_PIN_TTL);
+        let socket = match flags.socket.or(file.socket) {
+            Some(s) => s,
+            None => default_socket().ok_or_else(|| {
+                invalid(
+                    "socket",
+                    "no XDG_RUNTIME_DIR to put the socket in: set socket, --socket or TUFA_AGENT_SOCK".into(),
+                )
+            })?,
+        };
+        Ok(Self {
+            socket,
+            audit_log: flags.audit_log.or(file.audit_log),
+            allowed_uids: file.allowed_uids,
+            pin_cache_ttl: ttl,
+            pkcs11,
+        })
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/tufa/agent.sock`, the socket both binaries use by default.
+pub fn default_socket() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(d).join("tufa").join("agent.sock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tufad.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(Some(&p), Overrides::default())
+    }
+
+    #[test]
+    fn reads_a_full_file() {
+        let c = load(
+            "socket = \"/tmp/x.sock\"\nallowed_uids = [7]\npin_cache_ttl_seconds = 60\n\
+             [[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"t\"\npin_env = \"PIN\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.allowed_uids, vec![7]);
+        assert_eq!(c.pin_cache_ttl, Duration::from_secs(60));
+        assert_eq!(c.pkcs11[0].pin, PinSource::Env("PIN".into()));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = load("socket = \"/tmp/x\"\n[[pkcs11]]\nmodule = \"/m.so\"\ntokn = \"t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tufad.toml"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("tokn"), "{e}");
+        let e = load("[[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"t\"\npin_file = \"a\"\npin_env = \"B\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pkcs11[0].pin_file"), "{e}");
+    }
+
+    #[test]
+    fn flags_alone_are_enough() {
+        let c = Config::load(
+            None,
+            Overrides {
+                socket: Some("/tmp/s".into()),
+                pkcs11_module: Some("/m.so".into()),
+                pkcs11_token: Some("t".into()),
+                pkcs11_pin_file: Some("/pin".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.pkcs11[0].pin, PinSource::File("/pin".into()));
+        let e = Config::load(None, Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("no device configured"), "{e}");
+    }
+}

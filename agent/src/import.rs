@@ -1,0 +1,209 @@
+//! Reading the PEM private keys `docker trust key load` accepts, to import them into a device.
+//!
+//! Accepted: SEC1 `EC PRIVATE KEY`, PKCS#8 `PRIVATE KEY` and PBES2-encrypted PKCS#8
+//! `ENCRYPTED PRIVATE KEY`, including the files Notary and docker write (PKCS#8 version 1,
+//! PBKDF2-HMAC-SHA1, AES-256-CBC, and `role:`/`gun:` PEM headers). Only P-256 keys fit the
+//! devices; anything else is refused with a message saying what was found.
+
+use p256::pkcs8::der::asn1::ObjectIdentifier;
+use p256::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+use pkcs8::{EncryptedPrivateKeyInfoRef, PrivateKeyInfoRef};
+use secrecy::{ExposeSecret as _, SecretString};
+use zeroize::Zeroizing;
+
+/// id-ecPublicKey.
+const OID_EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// prime256v1 / secp256r1.
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+/// rsaEncryption.
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// Ed25519.
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// A P-256 private key read from software, zeroized on drop.
+pub struct ImportedKey {
+    secret: p256::SecretKey,
+}
+
+impl ImportedKey {
+    /// Reads a PEM private key, decrypting it with `passphrase` when it is encrypted.
+    pub fn from_pem(pem_text: &[u8], passphrase: Option<&SecretString>) -> Result<Self, ImportError> {
+        let text = std::str::from_utf8(pem_text).map_err(|_| ImportError::NotPem)?;
+        let block = pem::parse(text).map_err(|_| ImportError::NotPem)?;
+        // The DER of a private key is secret too.
+        let der = Zeroizing::new(block.contents().to_vec());
+        let secret = match block.tag() {
+            "EC PRIVATE KEY" => {
+                if block.headers().get("DEK-Info").is_some() {
+                    return Err(ImportError::LegacyEncryption);
+                }
+                p256::SecretKey::from_sec1_der(&der).map_err(|_| ImportError::Malformed {
+                    what: "SEC1 EC private key on curve P-256",
+                })?
+            }
+            "PRIVATE KEY" => from_pkcs8(&der)?,
+            "ENCRYPTED PRIVATE KEY" => {
+                let pass = passphrase.ok_or(ImportError::PassphraseNeeded)?;
+                let info = EncryptedPrivateKeyInfoRef::try_from(der.as_slice()).map_err(|_| {
+                    ImportError::Malformed {
+                        what: "PKCS#8 EncryptedPrivateKeyInfo",
+                    }
+                })?;
+                let plain = info
+                    .decrypt(pass.expose_secret().as_bytes())
+                    .map_err(|_| ImportError::Decrypt)?;
+                // A wrong passphrase usually yields a padding error, else garbage that fails here.
+                from_pkcs8(plain.as_bytes()).map_err(|e| match e {
+                    ImportError::Malformed { .. } => ImportError::Decrypt,
+                    other => other,
+                })?
+            }
+            "RSA PRIVATE KEY" => return Err(ImportError::Unsupported("an RSA key".into())),
+            "ED25519 PRIVATE KEY" => return Err(ImportError::Unsupported("an Ed25519 key".into())),
+            other => return Err(ImportError::UnexpectedBlock(other.to_owned())),
+        };
+        Ok(Self { secret })
+    }
+
+    /// The 32-byte private scalar, for the device's import call.
+    pub fn scalar(&self) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&self.secret.to_bytes());
+        out
+    }
+
+    /// The SEC1 uncompressed public point (65 bytes).
+    pub fn public_point(&self) -> Vec<u8> {
+        self.secret.public_key().to_sec1_bytes().to_vec()
+    }
+
+    /// The SubjectPublicKeyInfo, DER.
+    pub fn public_spki(&self) -> Vec<u8> {
+        self.secret
+            .public_key()
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default()
+    }
+}
+
+fn from_pkcs8(der: &[u8]) -> Result<p256::SecretKey, ImportError> {
+    let info = PrivateKeyInfoRef::try_from(der).map_err(|_| ImportError::Malformed {
+        what: "PKCS#8 PrivateKeyInfo",
+    })?;
+    match info.algorithm.oid {
+        OID_EC => {}
+        OID_RSA => return Err(ImportError::Unsupported("an RSA key".into())),
+        OID_ED25519 => return Err(ImportError::Unsupported("an Ed25519 key".into())),
+        other => return Err(ImportError::Unsupported(format!("a key of algorithm {other}"))),
+    }
+    let curve = info
+        .algorithm
+        .parameters
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    if curve != Some(OID_P256) {
+        let found = curve.map_or("an unnamed curve".to_owned(), |c| format!("curve {c}"));
+        return Err(ImportError::Unsupported(format!("an EC key on {found}")));
+    }
+    p256::SecretKey::from_pkcs8_der(der).map_err(|_| ImportError::Malformed {
+        what: "PKCS#8 EC private key on curve P-256",
+    })
+}
+
+/// Why a key file cannot be imported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// Not PEM at all.
+    #[error("the key file is not PEM: expected a '-----BEGIN EC PRIVATE KEY-----', '-----BEGIN PRIVATE KEY-----' or '-----BEGIN ENCRYPTED PRIVATE KEY-----' block")]
+    NotPem,
+    /// A PEM block of another kind.
+    #[error("the key file holds a '{0}' block, not a private key: expected EC PRIVATE KEY, PRIVATE KEY or ENCRYPTED PRIVATE KEY")]
+    UnexpectedBlock(String),
+    /// The DER inside does not parse.
+    #[error("the key file's content is not a valid {what}")]
+    Malformed {
+        /// What was expected.
+        what: &'static str,
+    },
+    /// An encrypted key and no passphrase.
+    #[error("the key file is encrypted: give its passphrase (tufa prompts for it, or reads TUFA_KEY_PASSPHRASE)")]
+    PassphraseNeeded,
+    /// The passphrase does not open the key.
+    #[error("could not decrypt the key file: wrong passphrase?")]
+    Decrypt,
+    /// OpenSSL's old `Proc-Type`/`DEK-Info` encryption.
+    #[error("the key file uses legacy PEM encryption (DEK-Info): convert it with `openssl pkcs8 -topk8 -in KEY -out KEY.p8` first")]
+    LegacyEncryption,
+    /// A key the devices cannot hold.
+    #[error("the key file holds {0}: tufa's devices hold ECDSA P-256 keys only")]
+    Unsupported(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use p256::elliptic_curve::rand_core::OsRng;
+    use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
+
+    fn key() -> p256::SecretKey {
+        p256::SecretKey::try_from_rng(&mut OsRng).unwrap()
+    }
+
+    #[test]
+    fn reads_pkcs8_and_sec1() {
+        let k = key();
+        let p8 = k.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let got = ImportedKey::from_pem(p8.as_bytes(), None).unwrap();
+        assert_eq!(got.scalar().as_slice(), k.to_bytes().as_slice());
+        let sec1 = k.to_sec1_pem(LineEnding::LF).unwrap();
+        let got = ImportedKey::from_pem(sec1.as_bytes(), None).unwrap();
+        assert_eq!(got.public_point(), k.public_key().to_sec1_bytes().to_vec());
+        assert_eq!(got.public_spki().len(), 91);
+    }
+
+    #[test]
+    fn reads_encrypted_pkcs8_with_headers() {
+        let k = key();
+        let enc = k
+            .to_pkcs8_der()
+            .unwrap()
+            .decode_msg::<PrivateKeyInfoRef<'_>>()
+            .unwrap()
+            .encrypt_with_rng(&mut OsRng, b"hunter2")
+            .unwrap();
+        let body = pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", enc.as_bytes()));
+        let with_role = body.replacen("KEY-----\n", "KEY-----\nrole: alice\n\n", 1);
+        let pass = SecretString::from("hunter2");
+        let got = ImportedKey::from_pem(with_role.as_bytes(), Some(&pass)).unwrap();
+        assert_eq!(got.scalar().as_slice(), k.to_bytes().as_slice());
+        assert!(matches!(
+            ImportedKey::from_pem(with_role.as_bytes(), None),
+            Err(ImportError::PassphraseNeeded)
+        ));
+        let wrong = SecretString::from("nope");
+        assert!(matches!(
+            ImportedKey::from_pem(with_role.as_bytes(), Some(&wrong)),
+            Err(ImportError::Decrypt)
+        ));
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        assert!(matches!(
+            ImportedKey::from_pem(b"hello", None),
+            Err(ImportError::NotPem)
+        ));
+        let cert = pem::encode(&pem::Pem::new("CERTIFICATE", vec![0x30, 0x00]));
+        assert!(matches!(
+            ImportedKey::from_pem(cert.as_bytes(), None),
+            Err(ImportError::UnexpectedBlock(_))
+        ));
+        let junk = pem::encode(&pem::Pem::new("PRIVATE KEY", vec![0x30, 0x03, 1, 2, 3]));
+        assert!(matches!(
+            ImportedKey::from_pem(junk.as_bytes(), None),
+            Err(ImportError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,322 @@
+//! The gRPC client for tufad, over its Unix socket.
+//!
+//! Every signature the agent returns is checked against the key's public key before it is
+//! handed on: a device that signs with the wrong key, or garbles a signature, is caught here.
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use p256::pkcs8::DecodePublicKey as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use sha2::{Digest as _, Sha256};
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::Code;
+use tufa_proto::v1;
+use tufa_proto::v1::agent_client::AgentClient as RawClient;
+
+/// Where the client looks for the agent: `--agent`, `TUFA_AGENT_SOCK`, then
+/// `$XDG_RUNTIME_DIR/tufa/agent.sock`.
+pub fn default_socket() -> Option<PathBuf> {
+    std::env::var_os(tufa_proto::AGENT_SOCKET_ENV)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .filter(|d| !d.is_empty())
+                .map(|d| PathBuf::from(d).join("tufa").join("agent.sock"))
+        })
+}
+
+/// A connection to tufad.
+#[derive(Clone)]
+pub struct AgentClient {
+    inner: RawClient<Channel>,
+    socket: PathBuf,
+}
+
+/// What the client asks a key for.
+#[derive(Clone, Debug, Default)]
+pub struct SignContext {
+    /// The repository (GUN) the signature is for.
+    pub gun: String,
+    /// The TUF role.
+    pub role: String,
+}
+
+impl AgentClient {
+    /// Connects to the agent's socket.
+    pub async fn connect(socket: &Path) -> Result<Self, AgentClientError> {
+        if !socket.exists() {
+            return Err(AgentClientError::NoAgent {
+                socket: socket.to_owned(),
+                detail: "no socket there".into(),
+            });
+        }
+        let path = socket.to_owned();
+        // The URI is required by tonic but unused: the connector dials the socket.
+        let channel = Endpoint::try_from("http://[::]:50051")
+            .map_err(|e| AgentClientError::Internal(e.to_string()))?
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(stream))
+                }
+            }))
+            .await
+            .map_err(|e| AgentClientError::NoAgent {
+                socket: socket.to_owned(),
+                detail: source_chain(&e),
+            })?;
+        Ok(Self {
+            inner: RawClient::new(channel),
+            socket: socket.to_owned(),
+        })
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Backends, devices and lock state.
+    pub async fn status(&self) -> Result<v1::StatusReply, AgentClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .status(v1::StatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Every key the agent holds.
+    pub async fn list_keys(&self) -> Result<Vec<v1::Key>, AgentClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .list_keys(v1::ListKeysRequest {})
+            .await?
+            .into_inner()
+            .keys)
+    }
+
+    /// Finds one key by name or ID.
+    pub async fn key(&self, key: &str) -> Result<v1::Key, AgentClientError> {
+        let keys = self.list_keys().await?;
+        let found: Vec<_> = keys
+            .iter()
+            .filter(|k| k.name == key || k.key_id == key)
+            .collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => {
+                let by_prefix: Vec<_> = keys
+                    .iter()
+                    .filter(|k| key.len() >= 7 && k.key_id.starts_with(key))
+                    .collect();
+                match by_prefix.as_slice() {
+                    [one] => Ok((*one).clone()),
+                    _ => Err(AgentClientError::Agent {
+                        code: Code::NotFound,
+                        message: format!(
+                            "no key '{key}' in the agent: `tufa key list` shows the keys it holds"
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Generates a key on a device.
+    pub async fn generate(&self, req: v1::GenerateKeyRequest) -> Result<v1::Key, AgentClientError> {
+        Ok(self.inner.clone().generate_key(req).await?.into_inner())
+    }
+
+    /// Imports a PEM private key into a device.
+    pub async fn import(
+        &self,
+        name: &str,
+        pem: Vec<u8>,
+        passphrase: Option<&SecretString>,
+    ) -> Result<v1::Key, AgentClientError> {
+        let req = v1::ImportKeyRequest {
+            name: name.to_owned(),
+            pem,
+            passphrase: passphrase
+                .map(|p| p.expose_secret().to_owned())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        Ok(self.inner.clone().import_key(req).await?.into_inner())
+    }
+
+    /// Deletes a key; returns its ID.
+    pub async fn delete(&self, key: &str) -> Result<String, AgentClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .delete_key(v1::DeleteKeyRequest { key: key.to_owned() })
+            .await?
+            .into_inner()
+            .key_id)
+    }
+
+    /// Stores a DER certificate with a key.
+    pub async fn set_certificate(&self, key: &str, der: Vec<u8>) -> Result<v1::Key, AgentClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .set_certificate(v1::SetCertificateRequest {
+                key: key.to_owned(),
+                certificate_der: der,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Signs `data` (hashed here with SHA-256) with `key`, and checks the signature against the
+    /// key's public key before returning the raw r||s bytes.
+    pub async fn sign(
+        &self,
+        key: &v1::Key,
+        data: &[u8],
+        context: &SignContext,
+    ) -> Result<[u8; 64], AgentClientError> {
+        let digest: [u8; 32] = Sha256::digest(data).into();
+        self.sign_digest(key, &digest, context).await
+    }
+
+    /// Signs a SHA-256 digest with `key` and checks the signature.
+    pub async fn sign_digest(
+        &self,
+        key: &v1::Key,
+        digest: &[u8; 32],
+        context: &SignContext,
+    ) -> Result<[u8; 64], AgentClientError> {
+        let reply = self
+            .inner
+            .clone()
+            .sign(v1::SignRequest {
+                key: key.key_id.clone(),
+                payload: Some(v1::sign_request::Payload::Sha256Digest(digest.to_vec())),
+                context: Some(v1::SignContext {
+                    gun: context.gun.clone(),
+                    role: context.role.clone(),
+                }),
+            })
+            .await?
+            .into_inner();
+        verify_raw(key, digest, &reply.signature)
+    }
+
+    /// Gives the agent a PIN for a device; returns the device name and how long it is kept.
+    pub async fn unlock(&self, device: &str, pin: &SecretString) -> Result<v1::UnlockReply, AgentClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .unlock(v1::UnlockRequest {
+                device: device.to_owned(),
+                pin: pin.expose_secret().to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Makes the agent forget every PIN.
+    pub async fn lock(&self) -> Result<Vec<String>, AgentClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .lock(v1::LockRequest {})
+            .await?
+            .into_inner()
+            .devices)
+    }
+}
+
+/// Checks a raw r||s signature over `digest` against the key's SPKI.
+pub fn verify_raw(key: &v1::Key, digest: &[u8; 32], sig: &[u8]) -> Result<[u8; 64], AgentClientError> {
+    let bad = |why: String| AgentClientError::BadSignature {
+        key_id: key.key_id.clone(),
+        detail: why,
+    };
+    let raw: [u8; 64] = sig
+        .try_into()
+        .map_err(|_| bad(format!("{} bytes where 64 (r||s) were expected", sig.len())))?;
+    let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&key.public_key_spki)
+        .map_err(|e| bad(format!("the key's public key does not parse: {e}")))?;
+    let signature = p256::ecdsa::Signature::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+    vk.verify_prehash(digest, &signature)
+        .map_err(|_| bad("it does not verify with the key's public key".into()))?;
+    Ok(raw)
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Errors talking to the agent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentClientError {
+    /// Nothing answers on the socket.
+    #[error("cannot reach the tufa agent at {socket} ({detail}): start it with `tufad --config FILE` or point --agent / TUFA_AGENT_SOCK at its socket")]
+    NoAgent {
+        /// The socket.
+        socket: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The agent refused or failed the call; its message says why.
+    #[error("{message}")]
+    Agent {
+        /// gRPC code.
+        code: Code,
+        /// The agent's message.
+        message: String,
+    },
+    /// A signature that does not verify: nothing is published with it.
+    #[error("the agent returned a bad signature for key {key_id}: {detail}")]
+    BadSignature {
+        /// The key.
+        key_id: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AgentClientError {
+    /// The gRPC code, for callers that branch on it.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Self::Agent { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl From<tonic::Status> for AgentClientError {
+    fn from(s: tonic::Status) -> Self {
+        let message = match s.code() {
+            Code::Unavailable if s.message().contains("transport") || s.message().is_empty() => {
+                format!("the agent went away: {}", s.message())
+            }
+            _ => s.message().to_owned(),
+        };
+        Self::Agent {
+            code: s.code(),
+            message,
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! The `tufa` command line: each subcommand owns its arguments and a `run`.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+use serde::Serialize;
+use tufa_proto::v1;
+
+use crate::agent::{default_socket, AgentClient, AgentClientError};
+
+/// Hardware-backed signing for Docker Content Trust.
+#[derive(Debug, Parser)]
+#[command(name = "tufa", version)]
+pub struct Cli {
+    /// The agent's socket [default: $TUFA_AGENT_SOCK, else $XDG_RUNTIME_DIR/tufa/agent.sock].
+    #[arg(long, global = true, value_name = "SOCKET")]
+    pub agent: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Talk to the agent itself: status, unlock, lock.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Manage keys held by the agent.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `tufa agent ...`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Show the agent's devices, whether they are locked, and its version.
+    Status(StatusArgs),
+    /// Give the agent a device PIN, kept for the agent's PIN cache TTL.
+    Unlock(UnlockArgs),
+    /// Make the agent forget every PIN at once.
+    Lock,
+}
+
+/// `tufa key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a signing key on a device and write NAME.pub, like `docker trust key generate`.
+    Generate(GenerateArgs),
+    /// List the keys the agent holds.
+    List(ListArgs),
+    /// Import a PEM private key into a device, like `docker trust key load`.
+    Load(LoadArgs),
+    /// Delete a key from its device.
+    Delete(DeleteArgs),
+    /// Sign a file with a key (SHA-256, ECDSA P-256) and write the signature.
+    Sign(SignArgs),
+    /// Print a key's public key as plain PEM (for openssl and other tools).
+    Public(PublicArgs),
+}
+
+/// Arguments of `agent status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `agent unlock`.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Token label or YubiKey serial [default: the only device that needs a PIN].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Read the PIN from the first line of this file instead of prompting.
+    #[arg(long)]
+    pub pin_file: Option<PathBuf>,
+}
+
+/// Which backend a new key goes to.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    /// A PKCS#11 token.
+    Pkcs11,
+    /// A YubiKey.
+    Yubikey,
+}
+
+/// Arguments of `key generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Name of the key (the signer's name, for `tufa signer add`).
+    pub name: String,
+    /// Backend for the key [default: the agent's first device].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Token label or YubiKey serial.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Directory to write NAME.pub to.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// Arguments of `key list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `key load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// PEM private key file (SEC1, PKCS#8 or encrypted PKCS#8).
+    pub file: PathBuf,
+    /// Name for the key.
+    #[arg(long)]
+    pub name: String,
+}
+
+/// Arguments of `key delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Name or key ID.
+    pub key: String,
+}
+
+/// Encoding of a signature written by `key sign`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SignatureFormat {
+    /// 64 bytes r||s, as TUF's `ecdsa` method and PKCS#11 use.
+    Raw,
+    /// ASN.1 DER, as openssl and X.509 use.
+    Der,
+}
+
+/// Arguments of `key sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Name or key ID.
+    pub key: String,
+    /// File to sign.
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// Where to write the signature.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Signature encoding.
+    #[arg(long, value_enum, default_value = "raw")]
+    pub format: SignatureFormat,
+}
+
+/// Arguments of `key public`.
+#[derive(Debug, Args)]
+pub struct PublicArgs {
+    /// Name or key ID.
+    pub key: String,
+}
+
+/// Errors of the command line, each with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The agent said no.
+    #[error(transparent)]
+    Agent(#[from] AgentClientError),
+    /// No socket could be found.
+    #[error("no agent socket: pass --agent SOCKET or set TUFA_AGENT_SOCK (or XDG_RUNTIME_DIR)")]
+    NoSocket,
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Input that cannot be used.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Cli {
+    /// Runs the command.
+    pub async fn run(self) -> Result<(), CliError> {
+        let socket = self.agent.or_else(default_socket).ok_or(CliError::NoSocket)?;
+        let agent = AgentClient::connect(&socket).await?;
+        match self.command {
+            Command::Agent(AgentCommand::Status(a)) => a.run(&agent).await,
+            Command::Agent(AgentCommand::Unlock(a)) => a.run(&agent).await,
+            Command::Agent(AgentCommand::Lock) => {
+                let devices = agent.lock().await?;
+                println!("Locked: the agent forgot the PINs of {}", devices.join(", "));
+                Ok(())
+            }
+            Command::Key(KeyCommand::Generate(a)) => a.run(&agent).await,
+            Command::Key(KeyCommand::List(a)) => a.run(&agent).await,
+            Command::Key(KeyCommand::Load(a)) => a.run(&agent).await,
+            Command::Key(KeyCommand::Sign(a)) => a.run(&agent).await,
+            Command::Key(KeyCommand::Public(a)) => {
+                let key = agent.key(&a.key).await?;
+                let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", key.public_key_spki));
+                print!("{pem}");
+                Ok(())
+            }
+            Command::Key(KeyCommand::Delete(a)) => {
+                let id = agent.delete(&a.key).await?;
+                println!("Deleted key {} ({id})", a.key);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl StatusArgs {
+    async fn run(self, agent: &AgentClient) -> Result<(), CliError> {
+        let s = agent.status().await?;
+        if self.json {
+            let devices: Vec<_> = s
+                .devices
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "backend": backend_name(d.backend),
+                        "name": d.name,
+                        "location": d.location.as_ref().map(location_text),
+                        "present": d.present,
+                        "locked": d.locked,
+                        "keys": d.key_count,
+                        "detail": d.detail,
+                    })
+                })
+                .collect();
+            let out = serde_json::json!({
+                "version": s.version,
+                "socket": agent.socket(),
+                "pin_cache_ttl_seconds": s.pin_cache_ttl_seconds,
+                "devices": devices,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            return Ok(());
+        }
+        println!("tufad {} on {}", s.version, agent.socket().display());
+        println!("PIN cache TTL: {}s", s.pin_cache_ttl_seconds);
+        for d in &s.devices {
+            let state = match (d.present, d.locked) {
+                (false, _) => format!("absent: {}", d.detail),
+                (true, true) => format!("present, locked, {} keys", d.key_count),
+                (true, false) => format!("present, unlocked, {} keys", d.key_count),
+            };
+            println!(
+                "{} {} ({}): {state}",
+                backend_name(d.backend),
+                d.name,
+                d.location.as_ref().map(location_text).unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl UnlockArgs {
+    async fn run(self, agent: &AgentClient) -> Result<(), CliError> {
+        let pin = match &self.pin_file {
+            Some(path) => read_secret_line(path)?,
+            None => {
+                if !std::io::stdin().is_terminal() {
+                    return Err(CliError::Usage(
+                        "no terminal to ask for the PIN: pass --pin-file FILE".into(),
+                    ));
+                }
+                let prompt = match &self.device {
+                    Some(d) => format!("PIN for {d}: "),
+                    None => "PIN: ".to_owned(),
+                };
+                SecretString::from(rpassword::prompt_password(prompt).map_err(|e| {
+                    CliError::Usage(format!("cannot read the PIN from the terminal: {e}"))
+                })?)
+            }
+        };
+        let reply = agent
+            .unlock(self.device.as_deref().unwrap_or_default(), &pin)
+            .await?;
+        println!(
+            "Unlocked {} for {} seconds",
+            reply.device, reply.ttl_seconds
+        );
+        Ok(())
+    }
+}
+
+impl GenerateArgs {
+    async fn run(self, agent: &AgentClient) -> Result<(), CliError> {
+        let pub_path = self.dir.join(format!("{}.pub", self.name));
+        let pub_path = std::path::absolute(&pub_path).unwrap_or(pub_path);
+        // Checked first, so a key is never made that cannot be written out.
+        if pub_path.exists() {
+            return Err(CliError::File {
+                path: pub_path,
+                message: "public key file already exists: remove it or use --dir".into(),
+            });
+        }
+        println!("Generating key for {}...", self.name);
+        let key = agent
+            .generate(v1::GenerateKeyRequest {
+                name: self.name.clone(),
+                backend: match self.backend {
+                    None => v1::Backend::Unspecified,
+                    Some(BackendArg::Pkcs11) => v1::Backend::Pkcs11,
+                    Some(BackendArg::Yubikey) => v1::Backend::Yubikey,
+                } as i32,
+                device: self.device.unwrap_or_default(),
+                ..Default::default()
+            })
+            .await?;
+        if let Err(e) = write_public_key(&pub_path, &self.name, &key.public_key_spki) {
+            // No key is left behind whose public half nobody has.
+            let _ = agent.delete(&key.key_id).await;
+            return Err(e);
+        }
+        println!(
+            "Successfully generated and loaded private key. Corresponding public key available: {}",
+            pub_path.display()
+        );
+        Ok(())
+    }
+}
+
+impl ListArgs {
+    async fn run(self, agent: &AgentClient) -> Result<(), CliError> {
+        let keys = agent.list_keys().await?;
+        if self.json {
+            let out: Vec<KeyJson> = keys.iter().map(KeyJson::from).collect();
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            return Ok(());
+        }
+        if keys.is_empty() {
+            println!("No keys in the agent: `tufa key generate NAME` makes one");
+            return Ok(());
+        }
+        let rows: Vec<[String; 5]> = keys
+            .iter()
+            .map(|k| {
+                [
+                    k.name.clone(),
+                    k.key_id.clone(),
+                    backend_name(k.backend).to_owned(),
+                    k.location.as_ref().map(location_text).unwrap_or_default(),
+                    origin_name(k.origin).to_owned(),
+                ]
+            })
+            .collect();
+        print_table(&["NAME", "KEY ID", "BACKEND", "LOCATION", "ORIGIN"], &rows);
+        Ok(())
+    }
+}
+
+impl SignArgs {
+    async fn run(self, agent: &AgentClient) -> Result<(), CliError> {
+        let data = std::fs::read(&self.input).map_err(|e| CliError::File {
+            path: self.input.clone(),
+            message: format!("cannot read the file to sign: {e}"),
+        })?;
+        let key = agent.key(&self.key).await?;
+        let context = crate::agent::SignContext::default();
+        let raw = agent.sign(&key, &data, &context).await?;
+        let bytes = match self.format {
+            SignatureFormat::Raw => raw.to_vec(),
+            SignatureFormat::Der => p256::ecdsa::Signature::from_slice(&raw)
+                .map_err(|e| CliError::Usage(format!("bad signature from the agent: {e}")))?
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+        };
+        std::fs::write(&self.out, bytes).map_err(|e| CliError::File {
+            path: self.out.clone(),
+            message: format!("cannot write the signature: {e}"),
+        })?;
+        println!(
+            "Signed {} with key {} ({}); signature in {}",
+            self.input.display(),
+            key.name,
+            key.key_id,
+            self.out.display()
+        );
+        Ok(())
+    }
+}
+
+impl LoadArgs {
+    async fn run(self, agent: &AgentClient) -> Result<(), CliError> {
+        let file_name = self.file.display().to_string();
+        println!("Loading key from \"{file_name}\"...");
+        let pem = std::fs::read(&self.file).map_err(|e| CliError::File {
+            path: self.file.clone(),
+            message: format!("cannot read the key file: {e}"),
+        })?;
+        let passphrase = if pem.windows(9).any(|w| w == b"ENCRYPTED") {
+            Some(passphrase_for(&pem)?)
+        } else {
+            None
+        };
+        agent
+            .import(&self.name, pem, passphrase.as_ref())
+            .await
+            .map_err(|e| match e {
+                AgentClientError::Agent { message, .. } => CliError::Usage(format!(
+                    "error importing key from {file_name}: {message}"
+                )),
+                other => other.into(),
+            })?;
+        println!("Successfully imported key from {file_name}");
+        Ok(())
+    }
+}
+
+/// The passphrase of an encrypted key file: `TUFA_KEY_PASSPHRASE`, docker's variables for the
+/// key's role, or a prompt on a terminal.
+fn passphrase_for(pem: &[u8]) -> Result<SecretString, CliError> {
+    let text = String::from_utf8_lossy(pem);
+    let is_root = text.lines().any(|l| l.trim() == "role: root");
+    let docker_var = if is_root {
+        "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE"
+    } else {
+        "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE"
+    };
+    for var in ["TUFA_KEY_PASSPHRASE", docker_var] {
+        if let Ok(v) = std::env::var(var) {
+            return Ok(SecretString::from(v));
+        }
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(format!(
+            "the key file is encrypted and there is no terminal to ask for its passphrase: set TUFA_KEY_PASSPHRASE or {docker_var}"
+        )));
+    }
+    rpassword::prompt_password("Enter passphrase for the key file: ")
+        .map(SecretString::from)
+        .map_err(|e| CliError::Usage(format!("cannot read the passphrase: {e}")))
+}
+
+fn read_secret_line(path: &Path) -> Result<SecretString, CliError> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        CliError::File {
+            path: path.to_owned(),
+            message: format!("cannot read the PIN file: {e}"),
+        }
+    })?);
+    Ok(SecretString::from(
+        text.lines().next().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// Writes NAME.pub as docker does: PEM `PUBLIC KEY` with a `role: NAME` header, mode 0600.
+fn write_public_key(path: &Path, name: &str, spki: &[u8]) -> Result<(), CliError> {
+    let err = |e: std::io::Error| CliError::File {
+        path: path.to_owned(),
+        message: format!("cannot write the public key: {e}"),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(public_key_pem(name, spki).as_bytes()).map_err(err)
+}
+
+/// The PEM text docker writes for a public key, with its `role` header.
+pub fn public_key_pem(role: &str, spki: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+    let mut out = format!("-----BEGIN PUBLIC KEY-----\nrole: {role}\n\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END PUBLIC KEY-----\n");
+    out
+}
+
+#[derive(Serialize)]
+struct KeyJson {
+    key_id: String,
+    name: String,
+    backend: &'static str,
+    location: String,
+    algorithm: &'static str,
+    public_key: String,
+    certificate: Option<String>,
+    pin_policy: &'static str,
+    touch_policy: &'static str,
+    origin: &'static str,
+}
+
+impl From<&v1::Key> for KeyJson {
+    fn from(k: &v1::Key) -> Self {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Self {
+            key_id: k.key_id.clone(),
+            name: k.name.clone(),
+            backend: backend_name(k.backend),
+            location: k.location.as_ref().map(location_text).unwrap_or_default(),
+            algorithm: "ecdsa-p256",
+            public_key: b64.encode(&k.public_key_spki),
+            certificate: (!k.certificate_der.is_empty()).then(|| b64.encode(&k.certificate_der)),
+            pin_policy: match v1::PinPolicy::try_from(k.pin_policy) {
+                Ok(v1::PinPolicy::Never) => "never",
+                Ok(v1::PinPolicy::Once) => "once",
+                Ok(v1::PinPolicy::Always) => "always",
+                _ => "unknown",
+            },
+            touch_policy: match v1::TouchPolicy::try_from(k.touch_policy) {
+                Ok(v1::TouchPolicy::Never) => "never",
+                Ok(v1::TouchPolicy::Always) => "always",
+                Ok(v1::TouchPolicy::Cached) => "cached",
+                _ => "unknown",
+            },
+            origin: origin_name(k.origin),
+        }
+    }
+}
+
+fn backend_name(b: i32) -> &'static str {
+    match v1::Backend::try_from(b) {
+        Ok(v1::Backend::Pkcs11) => "pkcs11",
+        Ok(v1::Backend::Yubikey) => "yubikey",
+        _ => "unknown",
+    }
+}
+
+fn origin_name(o: i32) -> &'static str {
+    match v1::KeyOrigin::try_from(o) {
+        Ok(v1::KeyOrigin::Generated) => "generated",
+        Ok(v1::KeyOrigin::Imported) => "imported",
+        _ => "unknown",
+    }
+}
+
+fn location_text(l: &v1::KeyLocation) -> String {
+    match &l.location {
+        Some(v1::key_location::Location::Pkcs11(p)) => {
+            format!("pkcs11:token={};serial={} ({})", p.token_label, p.token_serial, p.module)
+        }
+        Some(v1::key_location::Location::Yubikey(y)) => {
+            if y.slot.is_empty() {
+                format!("yubikey:{}", y.serial)
+            } else {
+                format!("yubikey:{}/{}", y.serial, y.slot)
+            }
+        }
+        None => String::new(),
+    }
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_key_pem_matches_docker() {
+        // Docker writes the role header, a blank line, then 64-column base64.
+        let pem = public_key_pem("alice", &[0u8; 91]);
+        let lines: Vec<_> = pem.lines().collect();
+        assert_eq!(lines[0], "-----BEGIN PUBLIC KEY-----");
+        assert_eq!(lines[1], "role: alice");
+        assert_eq!(lines[2], "");
+        assert_eq!(lines[3].len(), 64);
+        assert_eq!(*lines.last().unwrap(), "-----END PUBLIC KEY-----");
+    }
+}
