@@ -88,6 +88,16 @@ impl ImportedKey {
 }
 
 fn from_pkcs8(der: &[u8]) -> Result<p256::SecretKey, ImportError> {
+    let patched;
+    let der = match PrivateKeyInfoRef::try_from(der) {
+        Ok(_) => der,
+        Err(_) => {
+            patched = as_version_one(der).ok_or(ImportError::Malformed {
+                what: "PKCS#8 PrivateKeyInfo",
+            })?;
+            &patched[..]
+        }
+    };
     let info = PrivateKeyInfoRef::try_from(der).map_err(|_| ImportError::Malformed {
         what: "PKCS#8 PrivateKeyInfo",
     })?;
@@ -108,6 +118,22 @@ fn from_pkcs8(der: &[u8]) -> Result<p256::SecretKey, ImportError> {
     p256::SecretKey::from_pkcs8_der(der).map_err(|_| ImportError::Malformed {
         what: "PKCS#8 EC private key on curve P-256",
     })
+}
+
+/// Notary and docker write PKCS#8 with version 1 (RFC 5958 "v2") but no public key field,
+/// which strict decoders refuse; the same structure with version 0 is the plain RFC 5208 form.
+fn as_version_one(der: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    // The outer SEQUENCE's header is 2 bytes, or 2 + n for a long-form length.
+    let header = match *der.get(1)? {
+        n if n < 0x80 => 2,
+        n => 2 + usize::from(n & 0x7f),
+    };
+    if der.first() != Some(&0x30) || der.get(header..header + 3)? != [0x02, 0x01, 0x01] {
+        return None;
+    }
+    let mut out = Zeroizing::new(der.to_vec());
+    out[header + 2] = 0;
+    Some(out)
 }
 
 /// Why a key file cannot be imported.
@@ -144,11 +170,11 @@ pub enum ImportError {
 mod tests {
     use super::*;
 
-    use p256::elliptic_curve::rand_core::OsRng;
     use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
+    use sha2::{Digest as _, Sha256};
 
     fn key() -> p256::SecretKey {
-        p256::SecretKey::try_from_rng(&mut OsRng).unwrap()
+        p256::SecretKey::from_slice(&Sha256::digest(b"a test key")).unwrap()
     }
 
     #[test]
@@ -171,7 +197,7 @@ mod tests {
             .unwrap()
             .decode_msg::<PrivateKeyInfoRef<'_>>()
             .unwrap()
-            .encrypt_with_rng(&mut OsRng, b"hunter2")
+            .encrypt(b"hunter2")
             .unwrap();
         let body = pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", enc.as_bytes()));
         let with_role = body.replacen("KEY-----\n", "KEY-----\nrole: alice\n\n", 1);

@@ -114,12 +114,17 @@ impl Agent {
     }
 }
 
+/// How long calls in flight may take after a shutdown signal: longer than a YubiKey's touch
+/// timeout (15 s), so a signature waiting for a touch still completes, but bounded, so a client
+/// that never closes its connection cannot keep the agent alive.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// Serves the agent on `config.socket` until `shutdown` resolves, then finishes the calls in
-/// flight and removes the socket.
+/// flight (for at most [`SHUTDOWN_GRACE`]) and removes the socket.
 pub async fn serve(
     config: &Config,
     agent: Agent,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let listener = bind(&config.socket)?;
     let own_uid = rustix::process::getuid().as_raw();
@@ -128,10 +133,28 @@ pub async fn serve(
     let check = move |req: Request<()>| check_peer(&req, &allowed).map(|()| req);
     tracing::info!(socket = %config.socket.display(), "listening");
     let socket_inode = std::fs::metadata(&config.socket).map(|m| m.ino()).ok();
-    let result = tonic::transport::Server::builder()
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful = stop_rx.clone();
+    let mut deadline = stop_rx;
+    let server = tonic::transport::Server::builder()
         .add_service(AgentServer::with_interceptor(agent, check))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            let _ = graceful.wait_for(|stop| *stop).await;
+        });
+    let result = tokio::select! {
+        r = server => r,
+        _ = async move {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("connections still open {}s after the shutdown signal; exiting", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    };
     // Remove the socket only if it is still ours (nobody replaced it meanwhile).
     if std::fs::metadata(&config.socket).map(|m| m.ino()).ok() == socket_inode {
         let _ = std::fs::remove_file(&config.socket);

@@ -1,1 +1,335 @@
-//! Test harness.
+//! The end-to-end harness: real SoftHSM tokens and the real `tufad` and `tufa` binaries, each
+//! in its own temporary directory, so no test depends on another's state.
+//!
+//! The binaries are the ones `cargo build --workspace --bins` left next to the test executable
+//! (`scripts/test.sh` builds them first). A missing component fails the test with the install
+//! step that provides it; nothing is skipped silently.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tufa_client::agent::AgentClient;
+
+/// The SoftHSM2 module Debian installs.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// Path of a workspace binary (`tufad`, `tufa`) built next to this test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` (scripts/test.sh does) before the tests",
+        path.display()
+    );
+    path
+}
+
+/// Fails the test, naming the install step, if a command is missing.
+pub fn require(cmd: &str, install: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{cmd}` is not installed: run scripts/install-deps.sh ({install})"
+    );
+}
+
+/// A SoftHSM2 token in a private directory.
+pub struct SoftHsm {
+    dir: TempDir,
+    /// Token label.
+    pub label: String,
+    /// The user PIN.
+    pub pin: String,
+}
+
+impl SoftHsm {
+    /// A fresh token labelled `label` with user PIN `pin`.
+    pub fn new(label: &str, pin: &str) -> Self {
+        assert!(
+            Path::new(SOFTHSM_MODULE).exists(),
+            "SoftHSM2 is not installed ({SOFTHSM_MODULE} is missing): run scripts/install-deps.sh (apt-get install softhsm2)"
+        );
+        require("softhsm2-util", "apt-get install softhsm2");
+        let dir = tempfile::Builder::new()
+            .prefix("tufa-hsm-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir(dir.path().join("tokens")).expect("tokens dir");
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.path().join("tokens").display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        let hsm = Self {
+            dir,
+            label: label.to_owned(),
+            pin: pin.to_owned(),
+        };
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .args(["--init-token", "--free", "--label", label, "--pin", pin])
+            .args(["--so-pin", "so-pin-5678"])
+            .output()
+            .expect("run softhsm2-util");
+        assert!(out.status.success(), "softhsm2-util failed: {out:?}");
+        std::fs::write(hsm.pin_file(), format!("{pin}\n")).expect("pin file");
+        hsm
+    }
+
+    /// The `SOFTHSM2_CONF` for this token.
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("softhsm2.conf")
+    }
+
+    /// A file holding the user PIN.
+    pub fn pin_file(&self) -> PathBuf {
+        self.dir.path().join("pin")
+    }
+
+    /// The token's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// How to start an agent.
+#[derive(Clone, Debug, Default)]
+pub struct AgentOptions {
+    /// Give the agent the PIN file (else it starts locked).
+    pub pin_file: bool,
+    /// Extra lines for a config file (passed with --config).
+    pub config: Option<String>,
+    /// Extra flags.
+    pub args: Vec<String>,
+}
+
+/// A running `tufad` on a socket in its own directory.
+pub struct Agent {
+    child: Option<Child>,
+    dir: TempDir,
+    /// The socket.
+    pub socket: PathBuf,
+    /// The audit log.
+    pub audit_log: PathBuf,
+    conf: PathBuf,
+}
+
+impl Agent {
+    /// Starts an agent on `hsm` with its PIN file.
+    pub fn start(hsm: &SoftHsm) -> Self {
+        Self::start_with(
+            hsm,
+            AgentOptions {
+                pin_file: true,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Starts an agent on `hsm` with these options, and waits for its socket.
+    pub fn start_with(hsm: &SoftHsm, opts: AgentOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tufa-agent-")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("run").join("agent.sock");
+        let audit_log = dir.path().join("audit.log");
+        let mut agent = Self {
+            child: None,
+            dir,
+            socket,
+            audit_log,
+            conf: hsm.conf(),
+        };
+        let child = agent
+            .command(hsm, &opts)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(agent.dir.path().join("agent.log")).expect("log"),
+            ))
+            .spawn()
+            .expect("spawn tufad");
+        agent.child = Some(child);
+        agent.wait_ready();
+        agent
+    }
+
+    /// The `tufad` command for `hsm` (for tests that expect it to fail at start).
+    pub fn command(&self, hsm: &SoftHsm, opts: &AgentOptions) -> Command {
+        let mut cmd = Command::new(bin("tufad"));
+        cmd.env("SOFTHSM2_CONF", hsm.conf())
+            .env("TUFA_LOG", "info")
+            .env_remove("TUFA_AGENT_SOCK")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--audit-log")
+            .arg(&self.audit_log);
+        match &opts.config {
+            Some(extra) => {
+                let path = self.dir.path().join("tufad.toml");
+                let pin = if opts.pin_file {
+                    format!("pin_file = \"{}\"\n", hsm.pin_file().display())
+                } else {
+                    String::new()
+                };
+                std::fs::write(
+                    &path,
+                    format!(
+                        "{extra}\n[[pkcs11]]\nmodule = \"{SOFTHSM_MODULE}\"\ntoken = \"{}\"\n{pin}",
+                        hsm.label
+                    ),
+                )
+                .expect("config");
+                cmd.arg("--config").arg(path);
+            }
+            None => {
+                cmd.args(["--pkcs11-module", SOFTHSM_MODULE, "--pkcs11-token", &hsm.label]);
+                if opts.pin_file {
+                    cmd.arg("--pkcs11-pin-file").arg(hsm.pin_file());
+                }
+            }
+        }
+        cmd.args(&opts.args);
+        cmd
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("tufad exited with {status} at start:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tufad did not open {} in 20 s:\n{}", self.socket.display(), self.log());
+    }
+
+    /// The agent's own log (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// The agent's working directory (socket dir, audit log, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A gRPC client on the agent's socket.
+    pub async fn client(&self) -> AgentClient {
+        AgentClient::connect(&self.socket)
+            .await
+            .expect("connect to tufad")
+    }
+
+    /// Runs `tufa ARGS` against this agent, in `cwd`.
+    pub fn tufa(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(bin("tufa"))
+            .current_dir(cwd)
+            .env("TUFA_AGENT_SOCK", &self.socket)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tufa")
+    }
+
+    /// Runs `tufa ARGS` and returns stdout, failing the test on a non-zero exit.
+    pub fn tufa_ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.tufa(cwd, args);
+        assert!(
+            out.status.success(),
+            "tufa {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The audit log's lines, parsed.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+    }
+
+    /// Sends SIGTERM and waits for the agent to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.wait()
+    }
+
+    /// Waits for the agent to exit (at most 30 s: its shutdown grace is 20 s).
+    pub fn wait(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                self.child = None;
+                return s;
+            }
+            assert!(Instant::now() < deadline, "tufad did not stop in 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Opens the socket and its directory to everyone (to show modes are not the guard).
+    pub fn open_socket_to_all(&self) {
+        let dir = self.socket.parent().expect("socket dir");
+        for p in [self.dir.path(), dir, &self.socket] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Verifies a raw r||s signature over `data` with a DER SubjectPublicKeyInfo, using p256 alone.
+pub fn verify_with_p256(spki: &[u8], data: &[u8], sig: &[u8; 64]) -> bool {
+    use p256::ecdsa::signature::Verifier as _;
+    use p256::pkcs8::DecodePublicKey as _;
+    let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(spki) else {
+        return false;
+    };
+    let Ok(sig) = p256::ecdsa::Signature::from_slice(sig) else {
+        return false;
+    };
+    vk.verify(data, &sig).is_ok()
+}

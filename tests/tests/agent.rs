@@ -1,0 +1,619 @@
+//! tufad end to end: a real SoftHSM token per test, the real agent binary on a temp socket.
+
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+use sha2::{Digest as _, Sha256};
+use tonic::Code;
+use tufa_client::agent::{AgentClientError, SignContext};
+use tufa_proto::v1;
+use tufa_tests::{require, verify_with_p256, Agent, AgentOptions, SoftHsm};
+
+fn ctx() -> SignContext {
+    SignContext {
+        gun: "example.com/app".into(),
+        role: "targets".into(),
+    }
+}
+
+fn work_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+fn code_of(e: &AgentClientError) -> Option<Code> {
+    e.code()
+}
+
+#[tokio::test]
+async fn generate_list_sign_and_verify_with_p256_and_openssl() {
+    require("openssl", "apt-get install openssl");
+    let hsm = SoftHsm::new("gen", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = work_dir();
+
+    let out = agent.tufa_ok(cwd.path(), &["key", "generate", "alice"]);
+    assert!(out.contains("Generating key for alice..."), "{out}");
+    assert!(
+        out.contains("Successfully generated and loaded private key. Corresponding public key available:"),
+        "{out}"
+    );
+    let pub_file = cwd.path().join("alice.pub");
+    let pub_text = std::fs::read_to_string(&pub_file).unwrap();
+    assert!(pub_text.starts_with("-----BEGIN PUBLIC KEY-----\nrole: alice\n\n"));
+    assert_eq!(
+        std::fs::metadata(&pub_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let client = agent.client().await;
+    let keys = client.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let key = &keys[0];
+    assert_eq!(key.name, "alice");
+    assert_eq!(key.origin, v1::KeyOrigin::Generated as i32);
+    assert_eq!(
+        key.key_id,
+        tufa_proto::KeyId::for_ecdsa_spki(&key.public_key_spki).to_string()
+    );
+    let list = agent.tufa_ok(cwd.path(), &["key", "list"]);
+    assert!(list.contains("alice") && list.contains(&key.key_id), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_str(&agent.tufa_ok(cwd.path(), &["key", "list", "--json"])).unwrap();
+    assert_eq!(json[0]["key_id"], key.key_id.as_str());
+
+    // Signed through the socket, verified with p256 alone.
+    let data = b"{\"signed\":{\"_type\":\"Targets\"}}";
+    let sig = client.sign(key, data, &ctx()).await.unwrap();
+    assert!(verify_with_p256(&key.public_key_spki, data, &sig));
+    assert!(!verify_with_p256(&key.public_key_spki, b"other", &sig));
+
+    // And with openssl, from the DER signature and the exported PEM public key.
+    let msg = cwd.path().join("msg");
+    std::fs::write(&msg, data).unwrap();
+    agent.tufa_ok(
+        cwd.path(),
+        &["key", "sign", "alice", "--in", "msg", "--out", "sig.der", "--format", "der"],
+    );
+    let pem = agent.tufa_ok(cwd.path(), &["key", "public", "alice"]);
+    std::fs::write(cwd.path().join("alice.pem"), pem).unwrap();
+    let out = Command::new("openssl")
+        .current_dir(cwd.path())
+        .args(["dgst", "-sha256", "-verify", "alice.pem", "-signature", "sig.der", "msg"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
+        "openssl: {out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_survive_an_agent_restart() {
+    let hsm = SoftHsm::new("restart", "pin-Qx7wz");
+    let cwd = work_dir();
+    let (id, spki) = {
+        let mut agent = Agent::start(&hsm);
+        agent.tufa_ok(cwd.path(), &["key", "generate", "bob"]);
+        let key = agent.client().await.key("bob").await.unwrap();
+        assert!(agent.stop().success());
+        (key.key_id, key.public_key_spki)
+    };
+    let agent = Agent::start(&hsm);
+    let client = agent.client().await;
+    let key = client.key(&id).await.unwrap();
+    assert_eq!(key.name, "bob");
+    assert_eq!(key.public_key_spki, spki);
+    let sig = client.sign(&key, b"after restart", &ctx()).await.unwrap();
+    assert!(verify_with_p256(&spki, b"after restart", &sig));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_clients_times_two_hundred_signatures_all_valid() {
+    let hsm = SoftHsm::new("burst", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    agent.tufa_ok(work_dir().path(), &["key", "generate", "ci"]);
+    let key = Arc::new(agent.client().await.key("ci").await.unwrap());
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        // Each client has its own connection, as separate processes would.
+        let client = agent.client().await;
+        let key = Arc::clone(&key);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let data = format!("client {c} message {i}");
+                let sig = client.sign(&key, data.as_bytes(), &ctx()).await.unwrap();
+                assert!(verify_with_p256(&key.public_key_spki, data.as_bytes(), &sig));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let signs = agent
+        .audit_lines()
+        .iter()
+        .filter(|l| l["op"] == "sign" && l["result"] == "ok")
+        .count();
+    assert_eq!(signs, 3200);
+}
+
+#[tokio::test]
+async fn imported_keys_sign_for_their_original_public_key() {
+    require("openssl", "apt-get install openssl");
+    let hsm = SoftHsm::new("import", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = work_dir();
+    let client = agent.client().await;
+
+    // Plain PKCS#8, SEC1, and openssl's encrypted PKCS#8 (PBES2, PBKDF2-HMAC-SHA1, AES-256-CBC,
+    // the scheme Notary uses).
+    let mut cases = Vec::new();
+    for (i, kind) in ["pkcs8", "sec1", "encrypted"].iter().enumerate() {
+        let secret = p256::SecretKey::from_slice(&Sha256::digest(format!("key {i}"))).unwrap();
+        let plain = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let file = cwd.path().join(format!("{kind}.pem"));
+        match *kind {
+            "pkcs8" => std::fs::write(&file, plain.as_bytes()).unwrap(),
+            "sec1" => std::fs::write(&file, secret.to_sec1_pem(LineEnding::LF).unwrap().as_bytes())
+                .unwrap(),
+            _ => {
+                std::fs::write(cwd.path().join("plain.pem"), plain.as_bytes()).unwrap();
+                let out = Command::new("openssl")
+                    .current_dir(cwd.path())
+                    .args(["pkcs8", "-topk8", "-in", "plain.pem", "-out"])
+                    .arg(&file)
+                    .args(["-v2", "aes-256-cbc", "-v2prf", "hmacWithSHA1", "-passout", "pass:s3cret"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+            }
+        }
+        cases.push((kind.to_string(), secret));
+    }
+    for (kind, secret) in &cases {
+        let name = format!("imported-{kind}");
+        let out = Command::new(tufa_tests::bin("tufa"))
+            .current_dir(cwd.path())
+            .env("TUFA_AGENT_SOCK", &agent.socket)
+            .env("TUFA_KEY_PASSPHRASE", "s3cret")
+            .args(["key", "load", &format!("{kind}.pem"), "--name", &name])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{kind}: {out:?}");
+        assert!(stdout.contains(&format!("Loading key from \"{kind}.pem\"...")), "{stdout}");
+        assert!(stdout.contains(&format!("Successfully imported key from {kind}.pem")));
+        let key = client.key(&name).await.unwrap();
+        assert_eq!(key.origin, v1::KeyOrigin::Imported as i32);
+        let original = secret.public_key().to_public_key_der().unwrap();
+        assert_eq!(key.public_key_spki, original.as_bytes());
+        let sig = client.sign(&key, b"imported", &ctx()).await.unwrap();
+        assert!(verify_with_p256(original.as_bytes(), b"imported", &sig));
+    }
+
+    // The same key again is refused and nothing new appears on the token.
+    let out = agent.tufa(cwd.path(), &["key", "load", "pkcs8.pem", "--name", "again"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already in the agent as 'imported-pkcs8'"), "{err}");
+    assert_eq!(client.list_keys().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn imports_a_key_written_by_docker_trust_key_generate() {
+    require("docker", "the docker CLI (/usr/local/bin/docker)");
+    let hsm = SoftHsm::new("docker", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = work_dir();
+    let docker_config = cwd.path().join("docker-config");
+    let out = Command::new("docker")
+        .current_dir(cwd.path())
+        .env("DOCKER_CONFIG", &docker_config)
+        .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "docker-pass")
+        .args(["trust", "key", "generate", "carol"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker trust key generate: {out:?}");
+    let private_dir = docker_config.join("trust").join("private");
+    let key_file = std::fs::read_dir(&private_dir)
+        .unwrap()
+        .next()
+        .expect("docker wrote a private key")
+        .unwrap()
+        .path();
+    // Docker names the file after the key's canonical ID: the agent must compute the same.
+    let docker_id = key_file.file_stem().unwrap().to_string_lossy().into_owned();
+    let out = Command::new(tufa_tests::bin("tufa"))
+        .current_dir(cwd.path())
+        .env("TUFA_AGENT_SOCK", &agent.socket)
+        .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "docker-pass")
+        .args(["key", "load"])
+        .arg(&key_file)
+        .args(["--name", "carol"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tufa key load: {out:?}");
+    let key = agent.client().await.key("carol").await.unwrap();
+    assert_eq!(key.key_id, docker_id);
+    // And the public key docker wrote is the one the agent holds.
+    let pub_pem = std::fs::read_to_string(cwd.path().join("carol.pub")).unwrap();
+    let b64: String = pub_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.contains(':') && !l.is_empty())
+        .collect();
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+        key.public_key_spki
+    );
+
+    // Without the passphrase there is a clear error.
+    let out = agent.tufa(cwd.path(), &["key", "load", key_file.to_str().unwrap(), "--name", "x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("encrypted") && err.contains("TUFA_KEY_PASSPHRASE"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let hsm = SoftHsm::new("bad", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = work_dir();
+    agent.tufa_ok(cwd.path(), &["key", "generate", "dave"]);
+    let client = agent.client().await;
+    let key = client.key("dave").await.unwrap();
+    let mut raw = tufa_proto::v1::agent_client::AgentClient::new(
+        tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower_service(agent.socket.clone()))
+            .await
+            .unwrap(),
+    );
+
+    // Unknown key: NotFound, naming it.
+    let e = raw
+        .sign(sign_req("nosuchkey", v1::sign_request::Payload::Data(b"x".to_vec())))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("nosuchkey"), "{}", e.message());
+
+    // A digest of the wrong length, and an empty payload: InvalidArgument.
+    let e = raw
+        .sign(sign_req(&key.key_id, v1::sign_request::Payload::Sha256Digest(vec![0; 20])))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("32 bytes"), "{}", e.message());
+    let e = raw
+        .sign(sign_req(&key.key_id, v1::sign_request::Payload::Data(vec![])))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("empty"), "{}", e.message());
+
+    // A malformed PEM says what was expected.
+    std::fs::write(cwd.path().join("junk.pem"), "not a key").unwrap();
+    let out = agent.tufa(cwd.path(), &["key", "load", "junk.pem", "--name", "junk"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("expected") && err.contains("PRIVATE KEY"), "{err}");
+    std::fs::write(
+        cwd.path().join("rsa.pem"),
+        "-----BEGIN RSA PRIVATE KEY-----\nMAA=\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = agent.tufa(cwd.path(), &["key", "load", "rsa.pem", "--name", "rsa"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ECDSA P-256 keys only"));
+
+    // A taken name, an invalid name, and an existing .pub file: refused before the token is touched.
+    let e = client
+        .generate(v1::GenerateKeyRequest {
+            name: "dave".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::AlreadyExists));
+    assert!(e.to_string().contains("already exists"), "{e}");
+    let e = client
+        .generate(v1::GenerateKeyRequest {
+            name: "bad name!".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::InvalidArgument));
+    let out = agent.tufa(cwd.path(), &["key", "generate", "dave"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(client.list_keys().await.unwrap().len(), 1);
+
+    // A certificate for another key is refused.
+    let e = client.set_certificate("dave", vec![0x30, 0x00]).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::InvalidArgument));
+
+    // Deleting an unknown key names it; deleting dave removes it.
+    let e = client.delete("erin").await.unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::NotFound));
+    agent.tufa_ok(cwd.path(), &["key", "delete", "dave"]);
+    assert!(client.list_keys().await.unwrap().is_empty());
+}
+
+fn sign_req(key: &str, payload: v1::sign_request::Payload) -> v1::SignRequest {
+    v1::SignRequest {
+        key: key.into(),
+        payload: Some(payload),
+        context: None,
+    }
+}
+
+fn tower_service(
+    path: std::path::PathBuf,
+) -> impl tower::Service<
+    tonic::transport::Uri,
+    Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(move |_| {
+        let path = path.clone();
+        async move {
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                tokio::net::UnixStream::connect(path).await?,
+            ))
+        }
+    })
+}
+
+#[tokio::test]
+async fn pins_locked_wrong_and_right() {
+    let hsm = SoftHsm::new("pins", "pin-Qx7wz");
+    // No PIN file: the agent starts locked.
+    let agent = Agent::start_with(&hsm, AgentOptions::default());
+    let cwd = work_dir();
+    let client = agent.client().await;
+    let status = client.status().await.unwrap();
+    assert!(status.devices[0].locked);
+
+    let e = client
+        .generate(v1::GenerateKeyRequest {
+            name: "frank".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::FailedPrecondition));
+    assert!(e.to_string().contains("tufa agent unlock"), "{e}");
+
+    // A wrong PIN: refused with a clear message, and the device stays locked.
+    std::fs::write(cwd.path().join("wrong"), "0000\n").unwrap();
+    let out = agent.tufa(cwd.path(), &["agent", "unlock", "--pin-file", "wrong"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong PIN"), "{err}");
+    assert!(client.status().await.unwrap().devices[0].locked);
+
+    // The right PIN unlocks; lock forgets it at once.
+    std::fs::write(cwd.path().join("right"), format!("{}\n", hsm.pin)).unwrap();
+    let out = agent.tufa_ok(cwd.path(), &["agent", "unlock", "--pin-file", "right"]);
+    assert!(out.contains("Unlocked pins for 900 seconds"), "{out}");
+    agent.tufa_ok(cwd.path(), &["key", "generate", "frank"]);
+    let key = client.key("frank").await.unwrap();
+    client.sign(&key, b"unlocked", &ctx()).await.unwrap();
+    agent.tufa_ok(cwd.path(), &["agent", "lock"]);
+    let e = client.sign(&key, b"locked", &ctx()).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::FailedPrecondition));
+
+    // Keys stay listed while locked (public objects need no login).
+    assert_eq!(client.list_keys().await.unwrap().len(), 1);
+
+    // No PIN ever reaches the audit log.
+    let audit = std::fs::read_to_string(&agent.audit_log).unwrap();
+    assert!(!audit.contains(&hsm.pin) && !audit.contains("0000\""), "{audit}");
+    assert!(!agent.log().contains(&hsm.pin));
+}
+
+#[tokio::test]
+async fn a_refused_pin_file_is_not_tried_again() {
+    let hsm = SoftHsm::new("pinfile", "pin-Qx7wz");
+    std::fs::write(hsm.pin_file(), "wrong-pin\n").unwrap();
+    let agent = Agent::start(&hsm);
+    let client = agent.client().await;
+    let req = v1::GenerateKeyRequest {
+        name: "gina".into(),
+        ..Default::default()
+    };
+    let e = client.generate(req.clone()).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::Unauthenticated));
+    assert!(e.to_string().contains("wrong PIN"), "{e}");
+    // The second request does not log in with the same PIN again.
+    let e = client.generate(req.clone()).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::FailedPrecondition));
+    assert!(e.to_string().contains("was refused and has not changed"), "{e}");
+    // Fixing the file is enough.
+    std::fs::write(hsm.pin_file(), format!("{}\n", hsm.pin)).unwrap();
+    client.generate(req).await.unwrap();
+}
+
+#[test]
+fn start_up_errors_name_the_module_token_and_config() {
+    let hsm = SoftHsm::new("startup", "pin-Qx7wz");
+    let dir = work_dir();
+    let run = |args: &[&str]| {
+        let out = Command::new(tufa_tests::bin("tufad"))
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .arg("--socket")
+            .arg(dir.path().join("s/agent.sock"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--pkcs11-module", "/nonexistent/lib.so", "--pkcs11-token", "x"]);
+    assert!(err.contains("/nonexistent/lib.so") && err.contains("apt-get install softhsm2"), "{err}");
+    let err = run(&["--pkcs11-module", tufa_tests::SOFTHSM_MODULE, "--pkcs11-token", "nosuch"]);
+    assert!(err.contains("'nosuch'") && err.contains("startup") && err.contains("init-token"), "{err}");
+    let conf = dir.path().join("bad.toml");
+    std::fs::write(&conf, "socket = \"/tmp/x\"\n\n[[pkcs11]]\nmodule = 3\n").unwrap();
+    let err = run(&["--config", conf.to_str().unwrap()]);
+    assert!(err.contains("bad.toml") && err.contains("line 4") && err.contains("module"), "{err}");
+    let err = run(&[]);
+    assert!(err.contains("no device configured"), "{err}");
+}
+
+#[tokio::test]
+async fn socket_modes_stale_and_live_sockets() {
+    let hsm = SoftHsm::new("sock", "pin-Qx7wz");
+    let mut agent = Agent::start(&hsm);
+    let dir = agent.socket.parent().unwrap().to_owned();
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&agent.socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A live socket is never replaced.
+    let out = agent
+        .command(&hsm, &AgentOptions { pin_file: true, ..Default::default() })
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already listening"));
+    agent.client().await.status().await.unwrap();
+
+    // After a crash the stale socket is replaced.
+    Command::new("kill")
+        .args(["-KILL", &agent.pid().to_string()])
+        .status()
+        .unwrap();
+    agent.wait();
+    assert!(std::fs::symlink_metadata(&agent.socket).unwrap().file_type().is_socket());
+    let again = Agent::start(&hsm);
+    again.client().await.status().await.unwrap();
+}
+
+#[tokio::test]
+async fn other_uids_are_refused_whatever_the_file_modes() {
+    require("setpriv", "apt-get install util-linux");
+    let hsm = SoftHsm::new("uid", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    agent.open_socket_to_all();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(tufa_tests::bin("tufa"))
+        .arg("--agent")
+        .arg(&agent.socket)
+        .args(["agent", "status"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "uid 65534 was served: {out:?}");
+    assert!(err.contains("uid 65534 may not use this agent"), "{err}");
+
+    // The same uid is served once the config allows it.
+    let allowed = Agent::start_with(
+        &hsm,
+        AgentOptions {
+            pin_file: true,
+            config: Some("allowed_uids = [65534]".into()),
+            ..Default::default()
+        },
+    );
+    allowed.open_socket_to_all();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(tufa_tests::bin("tufa"))
+        .arg("--agent")
+        .arg(&allowed.socket)
+        .args(["agent", "status"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "allowed uid refused: {out:?}");
+}
+
+#[tokio::test]
+async fn audit_log_has_a_line_per_signature_and_no_pin() {
+    let hsm = SoftHsm::new("audit", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    agent.tufa_ok(work_dir().path(), &["key", "generate", "hank"]);
+    let client = agent.client().await;
+    let key = client.key("hank").await.unwrap();
+    for i in 0..5 {
+        client.sign(&key, format!("m{i}").as_bytes(), &ctx()).await.unwrap();
+    }
+    let lines = agent.audit_lines();
+    let signs: Vec<_> = lines.iter().filter(|l| l["op"] == "sign").collect();
+    assert_eq!(signs.len(), 5);
+    for (i, l) in signs.iter().enumerate() {
+        assert_eq!(l["key_id"], key.key_id.as_str());
+        assert_eq!(l["key_name"], "hank");
+        assert_eq!(l["gun"], "example.com/app");
+        assert_eq!(l["role"], "targets");
+        assert_eq!(l["result"], "ok");
+        assert_eq!(l["sha256"], hex::encode(Sha256::digest(format!("m{i}"))));
+        assert!(l["peer_uid"].is_u64() && l["peer_pid"].is_i64());
+    }
+    assert_eq!(lines.iter().filter(|l| l["op"] == "generate").count(), 1);
+    let raw = std::fs::read_to_string(&agent.audit_log).unwrap();
+    assert!(!raw.contains(&hsm.pin));
+    assert_eq!(
+        std::fs::metadata(&agent.audit_log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_during_a_burst_loses_no_answered_request() {
+    let hsm = SoftHsm::new("term", "pin-Qx7wz");
+    let mut agent = Agent::start(&hsm);
+    agent.tufa_ok(work_dir().path(), &["key", "generate", "ivan"]);
+    let key = Arc::new(agent.client().await.key("ivan").await.unwrap());
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let client = agent.client().await;
+        let key = Arc::clone(&key);
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (0, 0);
+            for i in 0.. {
+                let data = format!("{c}/{i}");
+                match client.sign(&key, data.as_bytes(), &ctx()).await {
+                    // Every answer is a valid signature; the client also checked it.
+                    Ok(sig) => {
+                        assert!(verify_with_p256(&key.public_key_spki, data.as_bytes(), &sig));
+                        ok += 1;
+                    }
+                    Err(AgentClientError::BadSignature { .. }) => panic!("bad signature"),
+                    Err(_) => {
+                        refused += 1;
+                        break;
+                    }
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    agent.send_sigterm();
+    let mut answered = 0;
+    for t in tasks {
+        let (ok, _) = t.await.unwrap();
+        answered += ok;
+    }
+    let status = agent.wait();
+    assert!(status.success(), "tufad exit: {status}\n{}", agent.log());
+    assert!(answered > 0);
+    assert!(!agent.socket.exists(), "socket left behind");
+    // Every signature answered was recorded.
+    let logged = agent
+        .audit_lines()
+        .iter()
+        .filter(|l| l["op"] == "sign" && l["result"] == "ok")
+        .count();
+    assert!(logged >= answered, "audit {logged} < answered {answered}");
+}
