@@ -274,9 +274,11 @@ mod tests {
         assert!(e.contains("tufad.toml"), "{e}");
         assert!(e.contains("line 4"), "{e}");
         assert!(e.contains("tokn"), "{e}");
-        let e = load("[[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"t\"\npin_file = \"a\"\npin_env = \"B\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = load(
+            "[[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"t\"\npin_file = \"a\"\npin_env = \"B\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("pkcs11[0].pin_file"), "{e}");
     }
 
@@ -294,7 +296,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.pkcs11[0].pin, PinSource::File("/pin".into()));
-        let e = Config::load(None, Overrides::default()).unwrap_err().to_string();
+        let e = Config::load(None, Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no device configured"), "{e}");
     }
 }

@@ -27,7 +27,10 @@ pub struct ImportedKey {
 
 impl ImportedKey {
     /// Reads a PEM private key, decrypting it with `passphrase` when it is encrypted.
-    pub fn from_pem(pem_text: &[u8], passphrase: Option<&SecretString>) -> Result<Self, ImportError> {
+    pub fn from_pem(
+        pem_text: &[u8],
+        passphrase: Option<&SecretString>,
+    ) -> Result<Self, ImportError> {
         let text = std::str::from_utf8(pem_text).map_err(|_| ImportError::NotPem)?;
         let block = pem::parse(text).map_err(|_| ImportError::NotPem)?;
         // The DER of a private key is secret too.
@@ -105,7 +108,11 @@ fn from_pkcs8(der: &[u8]) -> Result<p256::SecretKey, ImportError> {
         OID_EC => {}
         OID_RSA => return Err(ImportError::Unsupported("an RSA key".into())),
         OID_ED25519 => return Err(ImportError::Unsupported("an Ed25519 key".into())),
-        other => return Err(ImportError::Unsupported(format!("a key of algorithm {other}"))),
+        other => {
+            return Err(ImportError::Unsupported(format!(
+                "a key of algorithm {other}"
+            )))
+        }
     }
     let curve = info
         .algorithm

@@ -167,6 +167,9 @@ impl fmt::Debug for EcdsaSignature {
     }
 }
 
+/// A key and the device that holds it.
+pub type Found = (Arc<dyn Backend>, KeyInfo);
+
 /// Every configured device, and a cache of which device holds which key.
 ///
 /// The devices are the source of truth: the cache is rebuilt from them on a miss, so keys made
@@ -205,7 +208,7 @@ impl Keyring {
     }
 
     /// Finds a key by ID, name or ID prefix; a miss re-reads the devices once.
-    pub fn resolve(&self, key: &KeyRef) -> Result<(Arc<dyn Backend>, KeyInfo), AgentError> {
+    pub fn resolve(&self, key: &KeyRef) -> Result<Found, AgentError> {
         if let Some(found) = self.lookup(key)? {
             return Ok(found);
         }
@@ -215,7 +218,7 @@ impl Keyring {
         })
     }
 
-    fn lookup(&self, key: &KeyRef) -> Result<Option<(Arc<dyn Backend>, KeyInfo)>, AgentError> {
+    fn lookup(&self, key: &KeyRef) -> Result<Option<Found>, AgentError> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         let hit = |(i, k): &(usize, KeyInfo)| (Arc::clone(&self.backends[*i]), k.clone());
         match key {
@@ -225,7 +228,8 @@ impl Keyring {
                     return Ok(Some(hit(found)));
                 }
                 let prefix = s.to_ascii_lowercase();
-                if prefix.len() < KeyRef::MIN_PREFIX || !prefix.bytes().all(|b| b.is_ascii_hexdigit())
+                if prefix.len() < KeyRef::MIN_PREFIX
+                    || !prefix.bytes().all(|b| b.is_ascii_hexdigit())
                 {
                     return Ok(None);
                 }
@@ -247,9 +251,7 @@ impl Keyring {
 
     /// Whether any device already holds a key with this name (names are unique per agent).
     pub fn name_taken(&self, name: &KeyName) -> Option<KeyInfo> {
-        self.refresh()
-            .into_iter()
-            .find(|k| k.name == name.as_str())
+        self.refresh().into_iter().find(|k| k.name == name.as_str())
     }
 
     /// Picks the device for a new key: by backend kind and device name, or the only/first one.

@@ -6,7 +6,9 @@
 
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,9 @@ use tufa_proto::KeyId;
 
 use crate::audit::{AuditLog, Operation, Peer, Record};
 use crate::backend::pkcs11::Pkcs11Backend;
-use crate::backend::{Backend, BackendKind, GenerateSpec, KeyInfo, Location, Origin, PinPolicy, TouchPolicy};
+use crate::backend::{
+    Backend, BackendKind, GenerateSpec, KeyInfo, Location, Origin, PinPolicy, TouchPolicy,
+};
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::import::ImportedKey;
@@ -89,7 +93,11 @@ impl Agent {
         let keys = tokio::task::spawn_blocking(move || k.refresh())
             .await
             .map_err(|e| AgentError::Internal(e.to_string()))?;
-        tracing::info!(keys = keys.len(), devices = keyring.backends().len(), "devices opened");
+        tracing::info!(
+            keys = keys.len(),
+            devices = keyring.backends().len(),
+            "devices opened"
+        );
         Ok(Self {
             keyring,
             audit: Arc::new(audit),
@@ -231,7 +239,9 @@ fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     }
     if let Ok(existing) = std::fs::symlink_metadata(path) {
         if !existing.file_type().is_socket() {
-            return Err(err("exists and is not a socket: remove it or choose another --socket".into()));
+            return Err(err(
+                "exists and is not a socket: remove it or choose another --socket".into(),
+            ));
         }
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => return Err(ServerError::AlreadyRunning(path.to_owned())),
@@ -240,7 +250,11 @@ fn bind(path: &Path) -> Result<UnixListener, ServerError> {
                 std::fs::remove_file(path)
                     .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
             }
-            Err(e) => return Err(err(format!("cannot tell whether an agent is listening: {e}"))),
+            Err(e) => {
+                return Err(err(format!(
+                    "cannot tell whether an agent is listening: {e}"
+                )))
+            }
         }
     }
     let listener = UnixListener::bind(path).map_err(|e| err(format!("cannot listen: {e}")))?;
@@ -251,7 +265,10 @@ fn bind(path: &Path) -> Result<UnixListener, ServerError> {
 
 #[tonic::async_trait]
 impl AgentApi for Agent {
-    async fn status(&self, _req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusReply>, Status> {
+    async fn status(
+        &self,
+        _req: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusReply>, Status> {
         let devices = self
             .blocking(|k| {
                 Ok(k.backends()
@@ -278,7 +295,10 @@ impl AgentApi for Agent {
         }))
     }
 
-    async fn list_keys(&self, _req: Request<v1::ListKeysRequest>) -> Result<Response<v1::ListKeysReply>, Status> {
+    async fn list_keys(
+        &self,
+        _req: Request<v1::ListKeysRequest>,
+    ) -> Result<Response<v1::ListKeysReply>, Status> {
         let mut keys = self.blocking(|k| Ok(k.refresh())).await?;
         keys.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         Ok(Response::new(v1::ListKeysReply {
@@ -286,7 +306,10 @@ impl AgentApi for Agent {
         }))
     }
 
-    async fn generate_key(&self, req: Request<v1::GenerateKeyRequest>) -> Result<Response<v1::Key>, Status> {
+    async fn generate_key(
+        &self,
+        req: Request<v1::GenerateKeyRequest>,
+    ) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
         let r = req.into_inner();
         let _guard = self.manage.lock().await;
@@ -312,7 +335,10 @@ impl AgentApi for Agent {
         Ok(Response::new(key_to_proto(result?)))
     }
 
-    async fn import_key(&self, req: Request<v1::ImportKeyRequest>) -> Result<Response<v1::Key>, Status> {
+    async fn import_key(
+        &self,
+        req: Request<v1::ImportKeyRequest>,
+    ) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
         let mut r = req.into_inner();
         let passphrase = Some(std::mem::take(&mut r.passphrase))
@@ -350,7 +376,10 @@ impl AgentApi for Agent {
         Ok(Response::new(key_to_proto(result?)))
     }
 
-    async fn delete_key(&self, req: Request<v1::DeleteKeyRequest>) -> Result<Response<v1::DeleteKeyReply>, Status> {
+    async fn delete_key(
+        &self,
+        req: Request<v1::DeleteKeyRequest>,
+    ) -> Result<Response<v1::DeleteKeyReply>, Status> {
         let peer = peer(&req);
         let key: KeyRef = req.into_inner().key.parse()?;
         let _guard = self.manage.lock().await;
@@ -375,7 +404,10 @@ impl AgentApi for Agent {
         }))
     }
 
-    async fn set_certificate(&self, req: Request<v1::SetCertificateRequest>) -> Result<Response<v1::Key>, Status> {
+    async fn set_certificate(
+        &self,
+        req: Request<v1::SetCertificateRequest>,
+    ) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
         let r = req.into_inner();
         let key: KeyRef = r.key.parse()?;
@@ -429,8 +461,12 @@ impl AgentApi for Agent {
             })
             .await;
         let mut rec = Record::new(Operation::Sign, peer);
-        rec.gun = Some(&context.gun).filter(|g| !g.is_empty()).map(String::as_str);
-        rec.role = Some(&context.role).filter(|r| !r.is_empty()).map(String::as_str);
+        rec.gun = Some(&context.gun)
+            .filter(|g| !g.is_empty())
+            .map(String::as_str);
+        rec.role = Some(&context.role)
+            .filter(|r| !r.is_empty())
+            .map(String::as_str);
         rec.sha256 = Some(digest.to_string());
         if let Ok((info, _)) = &result {
             rec.key_id = Some(info.id.to_string());
@@ -447,7 +483,10 @@ impl AgentApi for Agent {
         }))
     }
 
-    async fn unlock(&self, req: Request<v1::UnlockRequest>) -> Result<Response<v1::UnlockReply>, Status> {
+    async fn unlock(
+        &self,
+        req: Request<v1::UnlockRequest>,
+    ) -> Result<Response<v1::UnlockReply>, Status> {
         let peer = peer(&req);
         let mut r = req.into_inner();
         let pin = SecretString::from(std::mem::take(&mut r.pin));
@@ -494,7 +533,13 @@ impl AgentApi for Agent {
 }
 
 impl Agent {
-    fn audit_key_op(&self, op: Operation, peer: Peer, name: &KeyName, result: &Result<KeyInfo, AgentError>) {
+    fn audit_key_op(
+        &self,
+        op: Operation,
+        peer: Peer,
+        name: &KeyName,
+        result: &Result<KeyInfo, AgentError>,
+    ) {
         let mut rec = Record::new(op, peer);
         rec.key_name = Some(name.as_str());
         if let Ok(info) = result {

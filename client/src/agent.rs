@@ -156,14 +156,20 @@ impl AgentClient {
         Ok(self
             .inner
             .clone()
-            .delete_key(v1::DeleteKeyRequest { key: key.to_owned() })
+            .delete_key(v1::DeleteKeyRequest {
+                key: key.to_owned(),
+            })
             .await?
             .into_inner()
             .key_id)
     }
 
     /// Stores a DER certificate with a key.
-    pub async fn set_certificate(&self, key: &str, der: Vec<u8>) -> Result<v1::Key, AgentClientError> {
+    pub async fn set_certificate(
+        &self,
+        key: &str,
+        der: Vec<u8>,
+    ) -> Result<v1::Key, AgentClientError> {
         Ok(self
             .inner
             .clone()
@@ -211,7 +217,11 @@ impl AgentClient {
     }
 
     /// Gives the agent a PIN for a device; returns the device name and how long it is kept.
-    pub async fn unlock(&self, device: &str, pin: &SecretString) -> Result<v1::UnlockReply, AgentClientError> {
+    pub async fn unlock(
+        &self,
+        device: &str,
+        pin: &SecretString,
+    ) -> Result<v1::UnlockReply, AgentClientError> {
         Ok(self
             .inner
             .clone()
@@ -236,7 +246,11 @@ impl AgentClient {
 }
 
 /// Checks a raw r||s signature over `digest` against the key's SPKI.
-pub fn verify_raw(key: &v1::Key, digest: &[u8; 32], sig: &[u8]) -> Result<[u8; 64], AgentClientError> {
+pub fn verify_raw(
+    key: &v1::Key,
+    digest: &[u8; 32],
+    sig: &[u8],
+) -> Result<[u8; 64], AgentClientError> {
     let bad = |why: String| AgentClientError::BadSignature {
         key_id: key.key_id.clone(),
         detail: why,

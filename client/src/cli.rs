@@ -189,14 +189,20 @@ pub enum CliError {
 impl Cli {
     /// Runs the command.
     pub async fn run(self) -> Result<(), CliError> {
-        let socket = self.agent.or_else(default_socket).ok_or(CliError::NoSocket)?;
+        let socket = self
+            .agent
+            .or_else(default_socket)
+            .ok_or(CliError::NoSocket)?;
         let agent = AgentClient::connect(&socket).await?;
         match self.command {
             Command::Agent(AgentCommand::Status(a)) => a.run(&agent).await,
             Command::Agent(AgentCommand::Unlock(a)) => a.run(&agent).await,
             Command::Agent(AgentCommand::Lock) => {
                 let devices = agent.lock().await?;
-                println!("Locked: the agent forgot the PINs of {}", devices.join(", "));
+                println!(
+                    "Locked: the agent forgot the PINs of {}",
+                    devices.join(", ")
+                );
                 Ok(())
             }
             Command::Key(KeyCommand::Generate(a)) => a.run(&agent).await,
@@ -410,9 +416,9 @@ impl LoadArgs {
             .import(&self.name, pem, passphrase.as_ref())
             .await
             .map_err(|e| match e {
-                AgentClientError::Agent { message, .. } => CliError::Usage(format!(
-                    "error importing key from {file_name}: {message}"
-                )),
+                AgentClientError::Agent { message, .. } => {
+                    CliError::Usage(format!("error importing key from {file_name}: {message}"))
+                }
                 other => other.into(),
             })?;
         println!("Successfully imported key from {file_name}");
@@ -446,12 +452,11 @@ fn passphrase_for(pem: &[u8]) -> Result<SecretString, CliError> {
 }
 
 fn read_secret_line(path: &Path) -> Result<SecretString, CliError> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        CliError::File {
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| CliError::File {
             path: path.to_owned(),
             message: format!("cannot read the PIN file: {e}"),
-        }
-    })?);
+        })?);
     Ok(SecretString::from(
         text.lines().next().unwrap_or_default().to_owned(),
     ))
@@ -469,7 +474,8 @@ fn write_public_key(path: &Path, name: &str, spki: &[u8]) -> Result<(), CliError
         .mode(0o600)
         .open(path)
         .map_err(err)?;
-    f.write_all(public_key_pem(name, spki).as_bytes()).map_err(err)
+    f.write_all(public_key_pem(name, spki).as_bytes())
+        .map_err(err)
 }
 
 /// The PEM text docker writes for a public key, with its `role` header.
@@ -545,7 +551,10 @@ fn origin_name(o: i32) -> &'static str {
 fn location_text(l: &v1::KeyLocation) -> String {
     match &l.location {
         Some(v1::key_location::Location::Pkcs11(p)) => {
-            format!("pkcs11:token={};serial={} ({})", p.token_label, p.token_serial, p.module)
+            format!(
+                "pkcs11:token={};serial={} ({})",
+                p.token_label, p.token_serial, p.module
+            )
         }
         Some(v1::key_location::Location::Yubikey(y)) => {
             if y.slot.is_empty() {

@@ -95,7 +95,9 @@ mod tests {
     #[test]
     fn matches_notary_key_id() {
         let b64 = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7fcdmR1hF757+0P9uX9HCQHvS0hu84xd6vESm8Y899OVXKTstClAW3FbbbIbiiIgDECYgZm7PksOo+ljyhSPWw==";
-        let spki = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let spki = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         assert_eq!(
             KeyId::for_ecdsa_spki(&spki).to_string(),
             "8c524f91aff70d4f305c6b5b2d24a269cf1c574342c737562b2c97b65d5d0b5b"

@@ -197,7 +197,12 @@ impl Agent {
                 cmd.arg("--config").arg(path);
             }
             None => {
-                cmd.args(["--pkcs11-module", SOFTHSM_MODULE, "--pkcs11-token", &hsm.label]);
+                cmd.args([
+                    "--pkcs11-module",
+                    SOFTHSM_MODULE,
+                    "--pkcs11-token",
+                    &hsm.label,
+                ]);
                 if opts.pin_file {
                     cmd.arg("--pkcs11-pin-file").arg(hsm.pin_file());
                 }
@@ -213,12 +218,20 @@ impl Agent {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("tufad exited with {status} at start:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("tufad did not open {} in 20 s:\n{}", self.socket.display(), self.log());
+        panic!(
+            "tufad did not open {} in 20 s:\n{}",
+            self.socket.display(),
+            self.log()
+        );
     }
 
     /// The agent's own log (stderr).

@@ -37,7 +37,9 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl() {
     let out = agent.tufa_ok(cwd.path(), &["key", "generate", "alice"]);
     assert!(out.contains("Generating key for alice..."), "{out}");
     assert!(
-        out.contains("Successfully generated and loaded private key. Corresponding public key available:"),
+        out.contains(
+            "Successfully generated and loaded private key. Corresponding public key available:"
+        ),
         "{out}"
     );
     let pub_file = cwd.path().join("alice.pub");
@@ -59,7 +61,10 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl() {
         tufa_proto::KeyId::for_ecdsa_spki(&key.public_key_spki).to_string()
     );
     let list = agent.tufa_ok(cwd.path(), &["key", "list"]);
-    assert!(list.contains("alice") && list.contains(&key.key_id), "{list}");
+    assert!(
+        list.contains("alice") && list.contains(&key.key_id),
+        "{list}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&agent.tufa_ok(cwd.path(), &["key", "list", "--json"])).unwrap();
     assert_eq!(json[0]["key_id"], key.key_id.as_str());
@@ -75,13 +80,23 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl() {
     std::fs::write(&msg, data).unwrap();
     agent.tufa_ok(
         cwd.path(),
-        &["key", "sign", "alice", "--in", "msg", "--out", "sig.der", "--format", "der"],
+        &[
+            "key", "sign", "alice", "--in", "msg", "--out", "sig.der", "--format", "der",
+        ],
     );
     let pem = agent.tufa_ok(cwd.path(), &["key", "public", "alice"]);
     std::fs::write(cwd.path().join("alice.pem"), pem).unwrap();
     let out = Command::new("openssl")
         .current_dir(cwd.path())
-        .args(["dgst", "-sha256", "-verify", "alice.pem", "-signature", "sig.der", "msg"])
+        .args([
+            "dgst",
+            "-sha256",
+            "-verify",
+            "alice.pem",
+            "-signature",
+            "sig.der",
+            "msg",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -125,7 +140,11 @@ async fn sixteen_clients_times_two_hundred_signatures_all_valid() {
             for i in 0..200 {
                 let data = format!("client {c} message {i}");
                 let sig = client.sign(&key, data.as_bytes(), &ctx()).await.unwrap();
-                assert!(verify_with_p256(&key.public_key_spki, data.as_bytes(), &sig));
+                assert!(verify_with_p256(
+                    &key.public_key_spki,
+                    data.as_bytes(),
+                    &sig
+                ));
             }
         }));
     }
@@ -157,15 +176,25 @@ async fn imported_keys_sign_for_their_original_public_key() {
         let file = cwd.path().join(format!("{kind}.pem"));
         match *kind {
             "pkcs8" => std::fs::write(&file, plain.as_bytes()).unwrap(),
-            "sec1" => std::fs::write(&file, secret.to_sec1_pem(LineEnding::LF).unwrap().as_bytes())
-                .unwrap(),
+            "sec1" => std::fs::write(
+                &file,
+                secret.to_sec1_pem(LineEnding::LF).unwrap().as_bytes(),
+            )
+            .unwrap(),
             _ => {
                 std::fs::write(cwd.path().join("plain.pem"), plain.as_bytes()).unwrap();
                 let out = Command::new("openssl")
                     .current_dir(cwd.path())
                     .args(["pkcs8", "-topk8", "-in", "plain.pem", "-out"])
                     .arg(&file)
-                    .args(["-v2", "aes-256-cbc", "-v2prf", "hmacWithSHA1", "-passout", "pass:s3cret"])
+                    .args([
+                        "-v2",
+                        "aes-256-cbc",
+                        "-v2prf",
+                        "hmacWithSHA1",
+                        "-passout",
+                        "pass:s3cret",
+                    ])
                     .output()
                     .unwrap();
                 assert!(out.status.success(), "{out:?}");
@@ -184,7 +213,10 @@ async fn imported_keys_sign_for_their_original_public_key() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{kind}: {out:?}");
-        assert!(stdout.contains(&format!("Loading key from \"{kind}.pem\"...")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("Loading key from \"{kind}.pem\"...")),
+            "{stdout}"
+        );
         assert!(stdout.contains(&format!("Successfully imported key from {kind}.pem")));
         let key = client.key(&name).await.unwrap();
         assert_eq!(key.origin, v1::KeyOrigin::Imported as i32);
@@ -198,7 +230,10 @@ async fn imported_keys_sign_for_their_original_public_key() {
     let out = agent.tufa(cwd.path(), &["key", "load", "pkcs8.pem", "--name", "again"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("already in the agent as 'imported-pkcs8'"), "{err}");
+    assert!(
+        err.contains("already in the agent as 'imported-pkcs8'"),
+        "{err}"
+    );
     assert_eq!(client.list_keys().await.unwrap().len(), 3);
 }
 
@@ -246,15 +281,23 @@ async fn imports_a_key_written_by_docker_trust_key_generate() {
         .collect();
     use base64::Engine as _;
     assert_eq!(
-        base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
         key.public_key_spki
     );
 
     // Without the passphrase there is a clear error.
-    let out = agent.tufa(cwd.path(), &["key", "load", key_file.to_str().unwrap(), "--name", "x"]);
+    let out = agent.tufa(
+        cwd.path(),
+        &["key", "load", key_file.to_str().unwrap(), "--name", "x"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("encrypted") && err.contains("TUFA_KEY_PASSPHRASE"), "{err}");
+    assert!(
+        err.contains("encrypted") && err.contains("TUFA_KEY_PASSPHRASE"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -275,7 +318,10 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 
     // Unknown key: NotFound, naming it.
     let e = raw
-        .sign(sign_req("nosuchkey", v1::sign_request::Payload::Data(b"x".to_vec())))
+        .sign(sign_req(
+            "nosuchkey",
+            v1::sign_request::Payload::Data(b"x".to_vec()),
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
@@ -283,13 +329,19 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 
     // A digest of the wrong length, and an empty payload: InvalidArgument.
     let e = raw
-        .sign(sign_req(&key.key_id, v1::sign_request::Payload::Sha256Digest(vec![0; 20])))
+        .sign(sign_req(
+            &key.key_id,
+            v1::sign_request::Payload::Sha256Digest(vec![0; 20]),
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("32 bytes"), "{}", e.message());
     let e = raw
-        .sign(sign_req(&key.key_id, v1::sign_request::Payload::Data(vec![])))
+        .sign(sign_req(
+            &key.key_id,
+            v1::sign_request::Payload::Data(vec![]),
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -300,7 +352,10 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let out = agent.tufa(cwd.path(), &["key", "load", "junk.pem", "--name", "junk"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("expected") && err.contains("PRIVATE KEY"), "{err}");
+    assert!(
+        err.contains("expected") && err.contains("PRIVATE KEY"),
+        "{err}"
+    );
     std::fs::write(
         cwd.path().join("rsa.pem"),
         "-----BEGIN RSA PRIVATE KEY-----\nMAA=\n-----END RSA PRIVATE KEY-----\n",
@@ -332,7 +387,10 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(client.list_keys().await.unwrap().len(), 1);
 
     // A certificate for another key is refused.
-    let e = client.set_certificate("dave", vec![0x30, 0x00]).await.unwrap_err();
+    let e = client
+        .set_certificate("dave", vec![0x30, 0x00])
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), Some(Code::InvalidArgument));
 
     // Deleting an unknown key names it; deleting dave removes it.
@@ -412,7 +470,10 @@ async fn pins_locked_wrong_and_right() {
 
     // No PIN ever reaches the audit log.
     let audit = std::fs::read_to_string(&agent.audit_log).unwrap();
-    assert!(!audit.contains(&hsm.pin) && !audit.contains("0000\""), "{audit}");
+    assert!(
+        !audit.contains(&hsm.pin) && !audit.contains("0000\""),
+        "{audit}"
+    );
     assert!(!agent.log().contains(&hsm.pin));
 }
 
@@ -432,7 +493,10 @@ async fn a_refused_pin_file_is_not_tried_again() {
     // The second request does not log in with the same PIN again.
     let e = client.generate(req.clone()).await.unwrap_err();
     assert_eq!(code_of(&e), Some(Code::FailedPrecondition));
-    assert!(e.to_string().contains("was refused and has not changed"), "{e}");
+    assert!(
+        e.to_string().contains("was refused and has not changed"),
+        "{e}"
+    );
     // Fixing the file is enough.
     std::fs::write(hsm.pin_file(), format!("{}\n", hsm.pin)).unwrap();
     client.generate(req).await.unwrap();
@@ -453,14 +517,33 @@ fn start_up_errors_name_the_module_token_and_config() {
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let err = run(&["--pkcs11-module", "/nonexistent/lib.so", "--pkcs11-token", "x"]);
-    assert!(err.contains("/nonexistent/lib.so") && err.contains("apt-get install softhsm2"), "{err}");
-    let err = run(&["--pkcs11-module", tufa_tests::SOFTHSM_MODULE, "--pkcs11-token", "nosuch"]);
-    assert!(err.contains("'nosuch'") && err.contains("startup") && err.contains("init-token"), "{err}");
+    let err = run(&[
+        "--pkcs11-module",
+        "/nonexistent/lib.so",
+        "--pkcs11-token",
+        "x",
+    ]);
+    assert!(
+        err.contains("/nonexistent/lib.so") && err.contains("apt-get install softhsm2"),
+        "{err}"
+    );
+    let err = run(&[
+        "--pkcs11-module",
+        tufa_tests::SOFTHSM_MODULE,
+        "--pkcs11-token",
+        "nosuch",
+    ]);
+    assert!(
+        err.contains("'nosuch'") && err.contains("startup") && err.contains("init-token"),
+        "{err}"
+    );
     let conf = dir.path().join("bad.toml");
     std::fs::write(&conf, "socket = \"/tmp/x\"\n\n[[pkcs11]]\nmodule = 3\n").unwrap();
     let err = run(&["--config", conf.to_str().unwrap()]);
-    assert!(err.contains("bad.toml") && err.contains("line 4") && err.contains("module"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("line 4") && err.contains("module"),
+        "{err}"
+    );
     let err = run(&[]);
     assert!(err.contains("no device configured"), "{err}");
 }
@@ -470,15 +553,28 @@ async fn socket_modes_stale_and_live_sockets() {
     let hsm = SoftHsm::new("sock", "pin-Qx7wz");
     let mut agent = Agent::start(&hsm);
     let dir = agent.socket.parent().unwrap().to_owned();
-    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(
-        std::fs::metadata(&agent.socket).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(&agent.socket)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o600
     );
 
     // A live socket is never replaced.
     let out = agent
-        .command(&hsm, &AgentOptions { pin_file: true, ..Default::default() })
+        .command(
+            &hsm,
+            &AgentOptions {
+                pin_file: true,
+                ..Default::default()
+            },
+        )
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -491,7 +587,10 @@ async fn socket_modes_stale_and_live_sockets() {
         .status()
         .unwrap();
     agent.wait();
-    assert!(std::fs::symlink_metadata(&agent.socket).unwrap().file_type().is_socket());
+    assert!(std::fs::symlink_metadata(&agent.socket)
+        .unwrap()
+        .file_type()
+        .is_socket());
     let again = Agent::start(&hsm);
     again.client().await.status().await.unwrap();
 }
@@ -545,7 +644,10 @@ async fn audit_log_has_a_line_per_signature_and_no_pin() {
     let client = agent.client().await;
     let key = client.key("hank").await.unwrap();
     for i in 0..5 {
-        client.sign(&key, format!("m{i}").as_bytes(), &ctx()).await.unwrap();
+        client
+            .sign(&key, format!("m{i}").as_bytes(), &ctx())
+            .await
+            .unwrap();
     }
     let lines = agent.audit_lines();
     let signs: Vec<_> = lines.iter().filter(|l| l["op"] == "sign").collect();
@@ -563,7 +665,11 @@ async fn audit_log_has_a_line_per_signature_and_no_pin() {
     let raw = std::fs::read_to_string(&agent.audit_log).unwrap();
     assert!(!raw.contains(&hsm.pin));
     assert_eq!(
-        std::fs::metadata(&agent.audit_log).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(&agent.audit_log)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o600
     );
 }
@@ -585,7 +691,11 @@ async fn sigterm_during_a_burst_loses_no_answered_request() {
                 match client.sign(&key, data.as_bytes(), &ctx()).await {
                     // Every answer is a valid signature; the client also checked it.
                     Ok(sig) => {
-                        assert!(verify_with_p256(&key.public_key_spki, data.as_bytes(), &sig));
+                        assert!(verify_with_p256(
+                            &key.public_key_spki,
+                            data.as_bytes(),
+                            &sig
+                        ));
                         ok += 1;
                     }
                     Err(AgentClientError::BadSignature { .. }) => panic!("bad signature"),

@@ -17,7 +17,9 @@ use std::time::Duration;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
+};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use p256::pkcs8::der::asn1::OctetString;
@@ -209,7 +211,12 @@ impl Pkcs11Backend {
         self.login(st, &pin, origin)
     }
 
-    fn login(&self, st: &mut State, pin: &SecretString, origin: PinOrigin) -> Result<(), AgentError> {
+    fn login(
+        &self,
+        st: &mut State,
+        pin: &SecretString,
+        origin: PinOrigin,
+    ) -> Result<(), AgentError> {
         let conn = self.connect(st)?;
         match conn.anchor.login(UserType::User, Some(pin)) {
             // Login is per token and process: another session's login counts.
@@ -241,6 +248,12 @@ impl Pkcs11Backend {
             }
             Err(e) => Err(self.fail(st, "logging in", e)),
         }
+    }
+
+    /// Whether the token can sign now without a client's PIN.
+    fn unlocked(st: &mut State) -> bool {
+        let logged_in = st.conn.as_ref().and_then(|c| c.logged_in).is_some();
+        (logged_in && !st.pin.cache_expired()) || st.pin.available()
     }
 
     fn retries(&self, slot: Slot) -> Retries {
@@ -370,7 +383,11 @@ impl Pkcs11Backend {
         err
     }
 
-    fn key_info(&self, session: &Session, public: ObjectHandle) -> Result<Option<KeyInfo>, CkError> {
+    fn key_info(
+        &self,
+        session: &Session,
+        public: ObjectHandle,
+    ) -> Result<Option<KeyInfo>, CkError> {
         let attrs = session.get_attributes(
             public,
             &[
@@ -482,7 +499,11 @@ impl Pkcs11Backend {
         Ok(None)
     }
 
-    fn private_handle(&self, session: &Session, id: &KeyId) -> Result<Option<ObjectHandle>, CkError> {
+    fn private_handle(
+        &self,
+        session: &Session,
+        id: &KeyId,
+    ) -> Result<Option<ObjectHandle>, CkError> {
         let Some(cka_id) = self.cka_id(session, id)? else {
             return Ok(None);
         };
@@ -509,7 +530,9 @@ impl Pkcs11Backend {
     }
 
     fn not_found(id: &KeyId) -> AgentError {
-        AgentError::KeyNotFound { key: id.to_string() }
+        AgentError::KeyNotFound {
+            key: id.to_string(),
+        }
     }
 
     /// Destroys objects; used to leave nothing half-made behind.
@@ -548,9 +571,7 @@ impl Backend for Pkcs11Backend {
 
     fn status(&self) -> DeviceStatus {
         let keys = self.keys();
-        let mut st = self.lock_state();
-        let logged_in = st.conn.as_ref().and_then(|c| c.logged_in).is_some();
-        let locked = !logged_in && !st.pin.available() || st.pin.cache_expired();
+        let locked = !Self::unlocked(&mut self.lock_state());
         match keys {
             Ok(keys) => DeviceStatus {
                 present: true,
@@ -794,7 +815,10 @@ impl Backend for Pkcs11Backend {
                 }
             };
             let lease = self.lease(true)?;
-            match lease.session.sign(&Mechanism::Ecdsa, handle, digest.as_bytes()) {
+            match lease
+                .session
+                .sign(&Mechanism::Ecdsa, handle, digest.as_bytes())
+            {
                 Ok(raw) => {
                     self.release(lease);
                     return EcdsaSignature::from_raw(&raw);
@@ -843,9 +867,7 @@ impl Backend for Pkcs11Backend {
     }
 
     fn needs_pin(&self) -> bool {
-        let mut st = self.lock_state();
-        let logged_in = st.conn.as_ref().and_then(|c| c.logged_in).is_some();
-        !(logged_in && !st.pin.cache_expired()) && !st.pin.available()
+        !Self::unlocked(&mut self.lock_state())
     }
 }
 
