@@ -111,6 +111,8 @@ impl AuditLog {
             .append(true)
             .mode(0o600)
             .open(path)?;
+        // An existing log keeps its mode on open: make it private too.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         Ok(Self {
             file: Some(Mutex::new(file)),
             path: Some(path.to_owned()),

@@ -91,12 +91,12 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML for this config (the message has line, column and key).
     #[error("invalid config file {path}: {message}")]
@@ -126,9 +126,9 @@ impl Config {
     pub fn load(path: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
         let file = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
                     path: p.to_owned(),
-                    source,
+                    error,
                 })?;
                 toml::from_str::<ConfigFile>(&text).map_err(|e| ConfigError::Parse {
                     path: p.to_owned(),

@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use clap::Parser;
 use tufa_agent::config::{Config, Overrides};
 use tufa_agent::server::{self, Agent};
 
-/// Keeps TUF signing keys in PKCS#11 tokens and YubiKeys, and signs over a private socket.
+/// Keeps TUF signing keys in PKCS#11 tokens and signs over a private socket.
 #[derive(Debug, Parser)]
 #[command(name = "tufad", version)]
 struct Args {
@@ -41,6 +43,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
     let config = Config::load(
@@ -59,8 +62,16 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let agent = Agent::open(&config).await?;
-        server::serve(&config, agent, shutdown_signal()).await?;
+        // The socket first: a second agent on a live socket stops before touching a token.
+        let listener = server::bind(&config.socket, !config.allowed_uids.is_empty())?;
+        let agent = match Agent::open(&config).await {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = std::fs::remove_file(&config.socket);
+                return Err(e.into());
+            }
+        };
+        server::serve(&config, listener, agent, shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -50,12 +50,12 @@ pub enum ServerError {
         message: String,
     },
     /// The audit log cannot be opened.
-    #[error("cannot open the audit log {path}: {source}")]
+    #[error("cannot open the audit log {path}: {error}")]
     Audit {
         /// The log path.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        error: io::Error,
     },
     /// The gRPC server failed.
     #[error("the gRPC server failed: {0}")]
@@ -82,9 +82,9 @@ impl Agent {
             backends.push(Arc::new(b));
         }
         let audit = match &config.audit_log {
-            Some(path) => AuditLog::open(path).map_err(|source| ServerError::Audit {
+            Some(path) => AuditLog::open(path).map_err(|error| ServerError::Audit {
                 path: path.clone(),
-                source,
+                error,
             })?,
             None => AuditLog::disabled(),
         };
@@ -131,10 +131,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// flight (for at most [`SHUTDOWN_GRACE`]) and removes the socket.
 pub async fn serve(
     config: &Config,
+    listener: UnixListener,
     agent: Agent,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let listener = bind(&config.socket)?;
     let own_uid = rustix::process::getuid().as_raw();
     let mut allowed = config.allowed_uids.clone();
     allowed.push(own_uid);
@@ -202,9 +202,13 @@ fn peer<T>(req: &Request<T>) -> Peer {
     }
 }
 
-/// Makes the socket's private directory, replaces a stale socket (never a live one), binds and
-/// sets the socket's mode to 0600.
-fn bind(path: &Path) -> Result<UnixListener, ServerError> {
+/// Makes the socket's directory, replaces a stale socket (never a live one) and binds.
+///
+/// Alone, the agent uses a private directory (0700) and a 0600 socket. With other uids allowed
+/// (`shared`), they must be able to reach the socket: the directory may be entered (0711) but
+/// written by no one else, the socket is 0666, and the peer check is what keeps strangers out.
+/// Call it before opening devices, so a second agent stops before it touches a token.
+pub fn bind(path: &Path, shared: bool) -> Result<UnixListener, ServerError> {
     let err = |message: String| ServerError::Socket {
         path: path.to_owned(),
         message,
@@ -216,7 +220,7 @@ fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(if shared { 0o711 } else { 0o700 })
             .create(dir)
             .map_err(|e| err(format!("cannot create directory {}: {e}", dir.display())))?;
     }
@@ -229,9 +233,14 @@ fn bind(path: &Path) -> Result<UnixListener, ServerError> {
             meta.uid()
         )));
     }
-    if meta.mode() & 0o077 != 0 {
+    let (forbidden, wanted) = if shared {
+        (0o022, "711")
+    } else {
+        (0o077, "700")
+    };
+    if meta.mode() & forbidden != 0 {
         return Err(err(format!(
-            "directory {} has mode {:o}; the socket needs a private directory: `chmod 700 {}` or choose another --socket",
+            "directory {} has mode {:o}; the socket needs a directory only its owner can change: `chmod {wanted} {}` or choose another --socket",
             dir.display(),
             meta.mode() & 0o777,
             dir.display()
@@ -258,8 +267,9 @@ fn bind(path: &Path) -> Result<UnixListener, ServerError> {
         }
     }
     let listener = UnixListener::bind(path).map_err(|e| err(format!("cannot listen: {e}")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| err(format!("cannot set mode 0600: {e}")))?;
+    let mode = if shared { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| err(format!("cannot set mode {mode:o}: {e}")))?;
     Ok(listener)
 }
 

@@ -47,10 +47,17 @@ pub struct SignContext {
 impl AgentClient {
     /// Connects to the agent's socket.
     pub async fn connect(socket: &Path) -> Result<Self, AgentClientError> {
-        if !socket.exists() {
+        // Say why the socket cannot be used: missing, or not reachable for this user.
+        if let Err(e) = std::fs::symlink_metadata(socket) {
             return Err(AgentClientError::NoAgent {
                 socket: socket.to_owned(),
-                detail: "no socket there".into(),
+                detail: match e.kind() {
+                    std::io::ErrorKind::NotFound => "no socket there".into(),
+                    std::io::ErrorKind::PermissionDenied => {
+                        "permission denied: its directory is not open to this user".into()
+                    }
+                    _ => e.to_string(),
+                },
             });
         }
         let path = socket.to_owned();

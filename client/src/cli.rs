@@ -211,13 +211,20 @@ impl Cli {
             Command::Key(KeyCommand::Sign(a)) => a.run(&agent).await,
             Command::Key(KeyCommand::Public(a)) => {
                 let key = agent.key(&a.key).await?;
-                let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", key.public_key_spki));
+                let pem = pem::encode_config(
+                    &pem::Pem::new("PUBLIC KEY", key.public_key_spki),
+                    pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+                );
                 print!("{pem}");
                 Ok(())
             }
             Command::Key(KeyCommand::Delete(a)) => {
                 let id = agent.delete(&a.key).await?;
-                println!("Deleted key {} ({id})", a.key);
+                if id == a.key {
+                    println!("Deleted key {id}");
+                } else {
+                    println!("Deleted key {} ({id})", a.key);
+                }
                 Ok(())
             }
         }
@@ -257,8 +264,8 @@ impl StatusArgs {
         for d in &s.devices {
             let state = match (d.present, d.locked) {
                 (false, _) => format!("absent: {}", d.detail),
-                (true, true) => format!("present, locked, {} keys", d.key_count),
-                (true, false) => format!("present, unlocked, {} keys", d.key_count),
+                (true, true) => format!("present, locked, {}", keys_text(d.key_count)),
+                (true, false) => format!("present, unlocked, {}", keys_text(d.key_count)),
             };
             println!(
                 "{} {} ({}): {state}",
@@ -529,6 +536,14 @@ impl From<&v1::Key> for KeyJson {
             },
             origin: origin_name(k.origin),
         }
+    }
+}
+
+fn keys_text(n: u32) -> String {
+    if n == 1 {
+        "1 key".into()
+    } else {
+        format!("{n} keys")
     }
 }
 

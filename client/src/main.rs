@@ -5,6 +5,8 @@ use tufa_client::cli::Cli;
 
 #[tokio::main]
 async fn main() {
+    // `tufa key list | head` ends quietly, as Unix tools do, instead of panicking.
+    sigpipe::reset();
     let cli = Cli::parse();
     if let Err(e) = cli.run().await {
         eprintln!("Error: {e}");

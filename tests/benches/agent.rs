@@ -43,6 +43,7 @@ fn main() {
 
     let inproc = in_process(&hsm, &key.key_id, &digest);
     let socket = rt.block_on(over_socket(&agent, &key.key_id, &digest));
+    let bare = rt.block_on(bare_round_trip(&agent, &key.key_id));
     let mut rates = Vec::new();
     for clients in [1usize, 4, 16] {
         rates.push((
@@ -54,6 +55,7 @@ fn main() {
 
     let (im, ip) = (percentile(&inproc, 50.0), percentile(&inproc, 99.0));
     let (sm, sp) = (percentile(&socket, 50.0), percentile(&socket, 99.0));
+    let (bm, bp) = (percentile(&bare, 50.0), percentile(&bare, 99.0));
     let overhead = (sm.as_secs_f64() - im.as_secs_f64()) / im.as_secs_f64() * 100.0;
     println!("tufad Sign latency ({LATENCY_SAMPLES} sequential signatures, ECDSA P-256, SoftHSM2)");
     println!(
@@ -67,8 +69,17 @@ fn main() {
         us(sp)
     );
     println!(
+        "  gRPC round trip, no device work median {:>8.1} us   p99 {:>8.1} us",
+        us(bm),
+        us(bp)
+    );
+    println!(
         "  socket overhead                 {overhead:>6.1}% of the in-process median (target <= 25%: {})",
         verdict(overhead <= 25.0)
+    );
+    let floor = (bm.as_secs_f64() / im.as_secs_f64()) * 100.0;
+    println!(
+        "  (the bare round trip alone is {floor:.0}% of the in-process median: the floor for any signature)"
     );
     println!(
         "tufad Sign throughput ({}s per run, one connection per client)",
@@ -188,6 +199,27 @@ async fn over_socket(agent: &Agent, key_id: &str, digest: &[u8]) -> Vec<Duration
         let reply = client.sign(req).await.expect("sign").into_inner();
         let d = t.elapsed();
         assert_eq!(reply.signature.len(), 64);
+        if i >= WARMUP {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// A request the agent refuses before any device work: the cost of the socket and gRPC alone.
+async fn bare_round_trip(agent: &Agent, key_id: &str) -> Vec<Duration> {
+    let mut client = raw_client(agent).await;
+    let mut out = Vec::with_capacity(LATENCY_SAMPLES);
+    for i in 0..WARMUP + LATENCY_SAMPLES {
+        let mut req = request(key_id, &[]);
+        req.payload = Some(v1::sign_request::Payload::Data(Vec::new()));
+        let t = Instant::now();
+        let e = client
+            .sign(req)
+            .await
+            .expect_err("empty payload is refused");
+        let d = t.elapsed();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
         if i >= WARMUP {
             out.push(d);
         }

@@ -623,7 +623,21 @@ async fn other_uids_are_refused_whatever_the_file_modes() {
             ..Default::default()
         },
     );
-    allowed.open_socket_to_all();
+    // Only the test's own temp directory is opened; the agent makes its socket reachable.
+    std::fs::set_permissions(allowed.dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let run_dir = allowed.socket.parent().unwrap();
+    assert_eq!(
+        std::fs::metadata(run_dir).unwrap().permissions().mode() & 0o777,
+        0o711
+    );
+    assert_eq!(
+        std::fs::metadata(&allowed.socket)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o666
+    );
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(tufa_tests::bin("tufa"))
