@@ -364,7 +364,7 @@ impl ListArgs {
                     k.name.clone(),
                     k.key_id.clone(),
                     backend_name(k.backend).to_owned(),
-                    k.location.as_ref().map(location_text).unwrap_or_default(),
+                    k.location.as_ref().map(short_location).unwrap_or_default(),
                     origin_name(k.origin).to_owned(),
                 ]
             })
@@ -560,6 +560,16 @@ fn origin_name(o: i32) -> &'static str {
         Ok(v1::KeyOrigin::Generated) => "generated",
         Ok(v1::KeyOrigin::Imported) => "imported",
         _ => "unknown",
+    }
+}
+
+/// A location without the module path, for tables.
+fn short_location(l: &v1::KeyLocation) -> String {
+    match &l.location {
+        Some(v1::key_location::Location::Pkcs11(p)) => {
+            format!("pkcs11:token={};serial={}", p.token_label, p.token_serial)
+        }
+        _ => location_text(l),
     }
 }
 

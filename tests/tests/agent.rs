@@ -741,3 +741,28 @@ async fn sigterm_during_a_burst_loses_no_answered_request() {
         .count();
     assert!(logged >= answered, "audit {logged} < answered {answered}");
 }
+
+#[tokio::test]
+async fn an_unlock_pin_expires_with_its_ttl() {
+    let hsm = SoftHsm::new("ttl", "pin-Qx7wz");
+    let agent = Agent::start_with(
+        &hsm,
+        AgentOptions {
+            args: vec!["--pin-cache-ttl".into(), "1".into()],
+            ..Default::default()
+        },
+    );
+    let cwd = work_dir();
+    std::fs::write(cwd.path().join("pin"), format!("{}\n", hsm.pin)).unwrap();
+    let out = agent.tufa_ok(cwd.path(), &["agent", "unlock", "--pin-file", "pin"]);
+    assert!(out.contains("for 1 seconds"), "{out}");
+    agent.tufa_ok(cwd.path(), &["key", "generate", "jill"]);
+    let client = agent.client().await;
+    let key = client.key("jill").await.unwrap();
+    client.sign(&key, b"in time", &ctx()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The login made with the cached PIN ends with it.
+    let e = client.sign(&key, b"too late", &ctx()).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::FailedPrecondition), "{e}");
+    assert!(client.status().await.unwrap().devices[0].locked);
+}

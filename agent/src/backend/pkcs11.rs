@@ -317,29 +317,7 @@ impl Pkcs11Backend {
     }
 
     fn classify(&self, operation: &str, e: CkError) -> AgentError {
-        match e {
-            CkError::Pkcs11(
-                RvError::DeviceRemoved
-                | RvError::TokenNotPresent
-                | RvError::SessionHandleInvalid
-                | RvError::SessionClosed
-                | RvError::SlotIdInvalid
-                | RvError::DeviceError
-                | RvError::TokenNotRecognized
-                | RvError::CryptokiNotInitialized,
-                _,
-            ) => AgentError::Unavailable {
-                device: self.describe(),
-                detail: format!(
-                    "{operation} failed ({e}); check the token is present, the agent reconnects by itself"
-                ),
-            },
-            CkError::Pkcs11(RvError::UserNotLoggedIn, _) => AgentError::Locked {
-                device: self.describe(),
-                name: self.config.token.clone(),
-            },
-            other => self.device_err(operation, other),
-        }
+        classify(&self.describe(), &self.config.token, operation, e)
     }
 
     fn device_err(&self, operation: &str, e: CkError) -> AgentError {
@@ -871,6 +849,38 @@ impl Backend for Pkcs11Backend {
     }
 }
 
+/// Maps a PKCS#11 error: a token that is gone is `Unavailable` (the caller drops the
+/// connection and the next call reconnects), a lost login is `Locked`, the rest a device error.
+fn classify(device: &str, token: &str, operation: &str, e: CkError) -> AgentError {
+    match e {
+        CkError::Pkcs11(
+            RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::SlotIdInvalid
+            | RvError::DeviceError
+            | RvError::TokenNotRecognized
+            | RvError::CryptokiNotInitialized,
+            _,
+        ) => AgentError::Unavailable {
+            device: device.to_owned(),
+            detail: format!(
+                "{operation} failed ({e}); check the token is present, the agent reconnects by itself"
+            ),
+        },
+        CkError::Pkcs11(RvError::UserNotLoggedIn, _) => AgentError::Locked {
+            device: device.to_owned(),
+            name: token.to_owned(),
+        },
+        other => AgentError::Device {
+            device: device.to_owned(),
+            operation: operation.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
 /// Unwraps `CKA_EC_POINT` (a DER OCTET STRING around the SEC1 point; some tokens return the
 /// bare point) into a P-256 SubjectPublicKeyInfo.
 fn spki_from_ec_point(raw: &[u8]) -> Option<Vec<u8>> {
@@ -891,6 +901,40 @@ fn rand_bytes() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vanished_token_is_unavailable_and_named() {
+        use cryptoki::context::Function;
+        let dev = "PKCS#11 token 'ci' (module /m.so)";
+        for rv in [
+            RvError::DeviceRemoved,
+            RvError::TokenNotPresent,
+            RvError::SessionHandleInvalid,
+        ] {
+            let e = classify(dev, "ci", "signing", CkError::Pkcs11(rv, Function::Sign));
+            assert_eq!(e.code(), tonic::Code::Unavailable);
+            let msg = e.to_string();
+            assert!(
+                msg.contains("'ci'") && msg.contains("/m.so") && msg.contains("reconnects"),
+                "{msg}"
+            );
+        }
+        let e = classify(
+            dev,
+            "ci",
+            "signing",
+            CkError::Pkcs11(RvError::UserNotLoggedIn, Function::Sign),
+        );
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(e.to_string().contains("tufa agent unlock --device ci"));
+        let e = classify(
+            dev,
+            "ci",
+            "signing",
+            CkError::Pkcs11(RvError::GeneralError, Function::Sign),
+        );
+        assert_eq!(e.code(), tonic::Code::Internal);
+    }
 
     #[test]
     fn ec_point_is_unwrapped_from_der() {
