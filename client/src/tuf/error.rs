@@ -72,6 +72,15 @@ pub enum TufError {
         problem: &'static str,
     },
 
+    /// A repository name notary-server would not route.
+    #[error("'{gun}' is not a valid GUN (repository name): {reason}; use a name such as docker.io/library/alpine")]
+    InvalidGun {
+        /// The rejected name.
+        gun: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An `expires` value that Go would not read or write back unchanged.
     #[error(
         "{value:?} is not a usable expiry time ({problem}); Notary writes RFC 3339 times such \

@@ -11,6 +11,8 @@
 //! - `role`: [`RoleName`] with Notary's delegation name rules.
 //! - `expires`: [`Expires`], Go's RFC 3339 nanosecond time format.
 //! - `verify`: [`RoleKeys`] and threshold checks of ecdsa, eddsa and RSA signatures.
+//! - `gun`: [`Gun`], a repository's name.
+//! - `remote`: [`RemoteStore`], where verified reads fetch metadata from.
 //! - `error`: [`TufError`].
 //!
 //! Reading a file from the server: [`Envelope::from_slice`], [`Envelope::verify`] with keys from
@@ -22,11 +24,13 @@ mod envelope;
 mod error;
 mod expires;
 mod file_meta;
+mod gun;
 mod key;
 mod role;
 mod root;
 mod snapshot;
 mod targets;
+mod remote;
 mod verify;
 mod wire;
 
@@ -34,7 +38,9 @@ pub use envelope::{Envelope, Metadata, Signature, SignatureMethod, Signed};
 pub use error::TufError;
 pub use expires::Expires;
 pub use file_meta::{FileMeta, Hashes, Sha256Digest, Sha512Digest};
+pub use gun::Gun;
 pub use key::{KeyType, PublicKey};
+pub use remote::{RemoteError, RemoteStore};
 pub use role::RoleName;
 pub use root::{Root, RootRole, RootRoles};
 pub use snapshot::{Snapshot, Timestamp};

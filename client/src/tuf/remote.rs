@@ -1,0 +1,37 @@
+//! Where verified reads fetch metadata: the notary server, or a test double.
+//!
+//! A store is bound to one GUN. Every read is capped (`max_len`) so an endless or oversized
+//! answer is cut off before it is buffered; a role the server does not have is `Ok(None)`.
+
+use std::future::Future;
+
+use super::{RoleName, Sha256Digest};
+
+/// Any failure of the transport or the server, already worded for people.
+pub type RemoteError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Read access to one repository's metadata on a server.
+pub trait RemoteStore: Send + Sync {
+    /// The current version of `role` (`GET <role>.json`).
+    fn role(
+        &self,
+        role: &RoleName,
+        max_len: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, RemoteError>> + Send;
+
+    /// `role` by the SHA-256 of its bytes (`GET <role>.<sha256>.json`).
+    fn role_by_hash(
+        &self,
+        role: &RoleName,
+        sha256: &Sha256Digest,
+        max_len: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, RemoteError>> + Send;
+
+    /// A given version of `role` (`GET <version>.<role>.json`), for walking the root chain.
+    fn role_version(
+        &self,
+        role: &RoleName,
+        version: u64,
+        max_len: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, RemoteError>> + Send;
+}
