@@ -12,6 +12,8 @@ use tufa_proto::v1;
 
 use crate::agent::{default_socket, AgentClient, AgentClientError};
 
+pub mod table;
+
 /// Hardware-backed signing for Docker Content Trust.
 #[derive(Debug, Parser)]
 #[command(name = "tufa", version)]
@@ -369,7 +371,11 @@ impl ListArgs {
                 ]
             })
             .collect();
-        print_table(&["NAME", "KEY ID", "BACKEND", "LOCATION", "ORIGIN"], &rows);
+        let mut table = vec![["NAME", "KEY ID", "BACKEND", "LOCATION", "ORIGIN"]
+            .map(String::from)
+            .to_vec()];
+        table.extend(rows.into_iter().map(|r| r.to_vec()));
+        print!("{}", table::render(&table));
         Ok(())
     }
 }
@@ -589,30 +595,6 @@ fn location_text(l: &v1::KeyLocation) -> String {
             }
         }
         None => String::new(),
-    }
-}
-
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
-    let mut widths = header.map(str::len);
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == N {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}   ", w = widths[i]));
-            }
-        }
-        println!("{}", s.trim_end());
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
     }
 }
 
