@@ -153,6 +153,11 @@ impl Stack {
                 "notary-signer",
                 Command::new("notary-signer").arg("-config").arg(conf),
             );
+            // notary-server dials the signer once at start; if that fails, gRPC backs off and
+            // requests fail with `Unavailable` for a second or more. So the signer listens first.
+            stack.wait_until("notary-signer", || {
+                TcpStream::connect(("127.0.0.1", signer_port)).is_ok()
+            });
         }
         let conf = stack.write_server_config(trust, signer_port);
         stack.spawn(
@@ -161,36 +166,26 @@ impl Stack {
         );
         stack.write_client_configs();
 
-        let notary_http = http_agent(Some(&stack.ca_file()));
         let (http, ping) = (stack.http.clone(), stack.registry_url("/v2/"));
         stack.wait_until("registry", || {
             status_of(http.get(&ping).call()) == Some(200)
         });
-        if trust == TrustService::Remote {
-            // The server's health check does not cover the signer until its first periodic
-            // check, so wait for the signer's port itself.
-            stack.wait_until("notary-signer", || {
-                TcpStream::connect(("127.0.0.1", signer_port)).is_ok()
-            });
-        }
+        let notary_http = http_agent(Some(&stack.ca_file()));
         let health = format!("{}/_notary_server/health", stack.notary_url());
         stack.wait_until("notary-server", || {
             status_of(notary_http.get(&health).call()) == Some(200)
         });
         if trust == TrustService::Remote {
-            // Creates a key in the signer: fails now, with the logs, if mTLS between them is wrong.
+            // The health check says nothing about the signer until its first periodic run, so
+            // make the server create a key in the signer (a GUN with no root yet gets a fresh
+            // one): this proves the mTLS between them before any test relies on it.
             let url = format!(
                 "{}/v2/{PROBE_GUN}/_trust/tuf/timestamp.key",
                 stack.notary_url()
             );
-            let status = status_of(notary_http.get(&url).call());
-            assert_eq!(
-                status,
-                Some(200),
-                "notary-server could not get a key from notary-signer:\n{}\n{}",
-                stack.log_of("notary-server"),
-                stack.log_of("notary-signer")
-            );
+            stack.wait_until("notary-server's link to notary-signer", || {
+                status_of(notary_http.get(&url).call()) == Some(200)
+            });
         }
         stack
     }
@@ -220,8 +215,9 @@ impl Stack {
         self.dir.path()
     }
 
-    /// The real notary CLI with `-c <client config>` and the `NOTARY_*_PASSPHRASE`s set to
-    /// [`PASSPHRASE`]; never reads `~/.notary`.
+    /// The real notary CLI with `-c <client config>` (trust dir under [`Stack::dir`], this
+    /// server's URL and CA) and the `NOTARY_*_PASSPHRASE`s set to [`PASSPHRASE`], run in
+    /// [`Stack::dir`] with `HOME` there too, so it never reads `~/.notary`.
     pub fn notary(&self, args: &[&str]) -> Output {
         self.notary_command()
             .args(args)
@@ -229,15 +225,17 @@ impl Stack {
             .expect("run notary")
     }
 
-    /// Runs the notary CLI and returns stdout; panics with stdout and stderr on failure.
+    /// Runs the notary CLI and returns stdout; panics with stdout, stderr and the server's log
+    /// on failure.
     pub fn notary_ok(&self, args: &[&str]) -> String {
         let out = self.notary(args);
         assert!(
             out.status.success(),
-            "notary {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            "notary {args:?} failed ({}):\nstdout: {}\nstderr: {}\nnotary-server log:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            self.server_log()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -801,5 +799,29 @@ mod tests {
         )
         .expect("gunzip");
         assert_eq!(back, tar);
+    }
+
+    #[test]
+    fn gnu_tar_reads_the_layer() {
+        let layer = gzip(&tar_with_one_file("tufa-stack.txt", b"hello\n"));
+        let mut tar = Command::new("tar")
+            .args(["-tvzf", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run tar");
+        tar.stdin
+            .take()
+            .expect("stdin")
+            .write_all(&layer)
+            .expect("write");
+        let out = tar.wait_with_output().expect("tar output");
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(listing.starts_with("-rw-r--r--"), "{listing}");
+        assert!(
+            listing.contains(" 6 ") && listing.trim_end().ends_with("tufa-stack.txt"),
+            "{listing}"
+        );
     }
 }
