@@ -32,6 +32,9 @@ pub const PASSPHRASE: &str = "tufa-stack-passphrase-8Kq2";
 /// How long a service may take to become ready before the test fails.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many times a stack starts on fresh ports when one was taken meanwhile.
+const START_ATTEMPTS: u32 = 3;
+
 /// A GUN whose `timestamp.key` is fetched once at start, to prove the server reaches the signer.
 const PROBE_GUN: &str = "tufa-stack-readiness-probe";
 
@@ -81,6 +84,14 @@ struct Service {
     log: PathBuf,
 }
 
+/// Why a stack did not start.
+struct StartFailure {
+    /// A service could not bind its port (another process took it after we found it free).
+    port_taken: bool,
+    /// What happened, with the logs.
+    message: String,
+}
+
 /// Which trust service notary-server uses.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TrustService {
@@ -111,6 +122,19 @@ impl Stack {
         if trust == TrustService::Remote {
             require("notary-signer", "apt-get install notary");
         }
+        // A port found free can be taken by another test's process before our service binds it;
+        // then the whole stack starts again on new ports.
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(trust) {
+                Ok(stack) => return stack,
+                Err(e) if e.port_taken && attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+    }
+
+    fn try_start(trust: TrustService) -> Result<Stack, StartFailure> {
         let dir = tempfile::Builder::new()
             .prefix("tufa-stack-")
             .tempdir()
@@ -157,7 +181,7 @@ impl Stack {
             // requests fail with `Unavailable` for a second or more. So the signer listens first.
             stack.wait_until("notary-signer", || {
                 TcpStream::connect(("127.0.0.1", signer_port)).is_ok()
-            });
+            })?;
         }
         let conf = stack.write_server_config(trust, signer_port);
         stack.spawn(
@@ -169,12 +193,12 @@ impl Stack {
         let (http, ping) = (stack.http.clone(), stack.registry_url("/v2/"));
         stack.wait_until("registry", || {
             status_of(http.get(&ping).call()) == Some(200)
-        });
+        })?;
         let notary_http = http_agent(Some(&stack.ca_file()));
         let health = format!("{}/_notary_server/health", stack.notary_url());
         stack.wait_until("notary-server", || {
             status_of(notary_http.get(&health).call()) == Some(200)
-        });
+        })?;
         if trust == TrustService::Remote {
             // The health check says nothing about the signer until its first periodic run, so
             // make the server create a key in the signer (a GUN with no root yet gets a fresh
@@ -185,9 +209,12 @@ impl Stack {
             );
             stack.wait_until("notary-server's link to notary-signer", || {
                 status_of(notary_http.get(&url).call()) == Some(200)
-            });
+            })?;
         }
-        stack
+        // Every service must still be running: one that lost its port to another process dies,
+        // while the readiness checks may have been answered by whoever holds that port.
+        stack.wait_until("all services", || true)?;
+        Ok(stack)
     }
 
     /// The notary server's URL, `https://127.0.0.1:PORT`.
@@ -477,21 +504,29 @@ impl Stack {
         self.services.push(Service { name, child, log });
     }
 
-    /// Polls `ready` every 10 ms; panics with the logs if a service exits or time runs out.
-    fn wait_until(&mut self, what: &str, mut ready: impl FnMut() -> bool) {
+    /// Polls `ready` every 10 ms; fails with the logs if a service exits or time runs out.
+    fn wait_until(
+        &mut self,
+        what: &str,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), StartFailure> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if ready() {
-                return;
-            }
+            let is_ready = ready();
             for s in &mut self.services {
                 if let Ok(Some(status)) = s.child.try_wait() {
-                    panic!(
-                        "{} exited with {status} while the stack started:\n{}",
-                        s.name,
-                        std::fs::read_to_string(&s.log).unwrap_or_default()
-                    );
+                    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+                    return Err(StartFailure {
+                        port_taken: log.contains("address already in use"),
+                        message: format!(
+                            "{} exited with {status} while the stack started:\n{log}",
+                            s.name
+                        ),
+                    });
                 }
+            }
+            if is_ready {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 let logs: String = self
@@ -505,10 +540,13 @@ impl Stack {
                         )
                     })
                     .collect();
-                panic!(
-                    "{what} was not ready after {} s:\n{logs}",
-                    READY_TIMEOUT.as_secs()
-                );
+                return Err(StartFailure {
+                    port_taken: false,
+                    message: format!(
+                        "{what} was not ready after {} s:\n{logs}",
+                        READY_TIMEOUT.as_secs()
+                    ),
+                });
             }
             std::thread::sleep(Duration::from_millis(10));
         }
