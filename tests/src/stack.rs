@@ -307,7 +307,7 @@ impl Stack {
     pub fn docker_command(&self, cwd: &Path) -> Command {
         require(
             "docker",
-            "the docker CLI, e.g. apt-get install docker.io, or docker-ce-cli from Docker's repository",
+            "apt-get install docker.io, or any docker CLI on PATH",
         );
         let mut cmd = Command::new("docker");
         cmd.current_dir(cwd)
