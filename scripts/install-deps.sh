@@ -23,6 +23,10 @@ packages=(
   libc6-dev        # the C library the linker needs
   pkg-config       # finds libpcsclite for the build
 )
+# The docker CLI, for the end-to-end tests of `docker trust` (client only: no daemon is used).
+# Machines that already have one (Docker's own packages, a static binary) keep it; elsewhere
+# Debian's docker.io provides it.
+command -v docker >/dev/null || packages+=(docker.io)
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }

@@ -4,6 +4,9 @@
 //! The binaries are the ones `cargo build --workspace --bins` left next to the test executable
 //! (`scripts/test.sh` builds them first). A missing component fails the test with the install
 //! step that provides it; nothing is skipped silently.
+//!
+//! [`stack`] runs the real Docker Content Trust servers (notary-server, notary-signer, a registry)
+//! and the real `notary` and `docker` CLIs against them.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tufa_client::agent::AgentClient;
+
+pub mod stack;
 
 /// The SoftHSM2 module Debian installs.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
