@@ -308,7 +308,7 @@ async fn x509_key_is_found_under_the_agent_key_id() {
         .decode(object["keyval"]["public"].as_str().unwrap())
         .unwrap();
     assert_eq!(public, certificate_pem(&der).into_bytes());
-    assert_eq!(root_key.certificates().unwrap(), [der.clone()]);
+    assert_eq!(root_key.certificates().unwrap(), std::slice::from_ref(&der));
 
     // Canonical ID = the bare ecdsa key of the leaf SPKI = the agent's key ID.
     let canonical_id = root_key.canonical_id().unwrap();
@@ -388,6 +388,7 @@ async fn keys_that_are_not_p256_are_refused_before_signing() {
             "{name}: {err:?}"
         );
         let message = err.to_string();
+        eprintln!("{name}: {message}");
         assert!(
             message.contains(&format!("'{name}'"))
                 && message.contains("ECDSA P-256")
@@ -430,6 +431,7 @@ async fn a_p256_key_the_agent_does_not_hold_fails_at_signing() {
         .await
         .unwrap_err();
     let message = err.to_string();
+    eprintln!("{message}");
     assert!(matches!(err, CertificateError::Sign { .. }), "{err:?}");
     assert!(
         message.contains("did not sign the root certificate of 127.0.0.1:5000/dct/app")

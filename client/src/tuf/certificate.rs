@@ -22,8 +22,7 @@ use tufa_proto::v1;
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{self, Builder as _, CertificateBuilder};
-use x509_cert::der::asn1::AnyRef;
-use x509_cert::der::asn1::{BitString, GeneralizedTime, UtcTime};
+use x509_cert::der::asn1::{AnyRef, BitString, GeneralizedTime, UtcTime};
 use x509_cert::der::oid::db::{rfc4519, rfc5280};
 use x509_cert::der::{Any, DateTime, Decode as _, Encode as _, Tag};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
@@ -65,9 +64,9 @@ pub async fn root_certificate(
     // Parsing with p256 is the P-256 check; the certificate keeps the agent's exact SPKI bytes
     // so that its canonical key ID is the agent's key ID.
     let verifying_key = VerifyingKey::from_public_key_der(&key.public_key_spki)
-        .map_err(|e| unsupported(format!("it is not an ECDSA P-256 public key: {e}")))?;
+        .map_err(|e| unsupported(format!("its public key is not ECDSA P-256 ({e})")))?;
     let spki = SubjectPublicKeyInfoOwned::from_der(&key.public_key_spki)
-        .map_err(|e| unsupported(format!("its SubjectPublicKeyInfo does not parse: {e}")))?;
+        .map_err(|e| unsupported(format!("its SubjectPublicKeyInfo does not parse ({e})")))?;
 
     let build = |reason: String| CertificateError::Build {
         gun: gun.clone(),
@@ -138,8 +137,8 @@ pub fn x509_public_key(der: &[u8]) -> PublicKey {
 pub enum CertificateError {
     /// The key cannot be a Notary root key.
     #[error(
-        "key {key} cannot sign a Notary root certificate: {reason}; root keys are ECDSA P-256: \
-         make one with `tufa key generate NAME`"
+        "key {key} cannot sign a Notary root certificate: {reason}; Notary root keys are \
+         ECDSA P-256: make one with `tufa key generate NAME`"
     )]
     UnsupportedKey {
         /// The key's name and ID.
