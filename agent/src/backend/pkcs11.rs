@@ -732,6 +732,13 @@ impl Backend for Pkcs11Backend {
     }
 
     fn set_certificate(&self, id: &KeyId, der: &[u8]) -> Result<(), AgentError> {
+        // PKCS#11 requires CKA_SUBJECT on an X.509 certificate object (SoftHSM refuses one
+        // without it); issuer and serial number are how other tools match the certificate.
+        let [subject, issuer, serial] =
+            certificate_names(der).map_err(|reason| AgentError::Certificate {
+                key_id: id.to_string(),
+                reason,
+            })?;
         let found = self.with_session(true, "storing a certificate", |s| {
             let Some(cka_id) = self.cka_id(s, id)? else {
                 return Ok(false);
@@ -763,6 +770,9 @@ impl Backend for Pkcs11Backend {
                 Attribute::Private(false),
                 Attribute::Label(label),
                 Attribute::Id(cka_id),
+                subject,
+                issuer,
+                serial,
                 Attribute::Value(der.to_vec()),
             ])?;
             for h in old {
@@ -896,6 +906,19 @@ fn rand_bytes() -> [u8; 16] {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS random generator failed");
     b
+}
+
+/// CKA_SUBJECT, CKA_ISSUER and CKA_SERIAL_NUMBER (each DER) of a DER certificate.
+fn certificate_names(der: &[u8]) -> Result<[Attribute; 3], String> {
+    let cert = x509_cert::Certificate::from_der(der)
+        .map_err(|e| format!("not an X.509 certificate in DER: {e}"))?;
+    let tbs = cert.tbs_certificate();
+    let encode = |e: p256::pkcs8::der::Error| format!("its names do not encode: {e}");
+    Ok([
+        Attribute::Subject(tbs.subject().to_der().map_err(encode)?),
+        Attribute::Issuer(tbs.issuer().to_der().map_err(encode)?),
+        Attribute::SerialNumber(tbs.serial_number().to_der().map_err(encode)?),
+    ])
 }
 
 #[cfg(test)]

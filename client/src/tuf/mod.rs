@@ -8,6 +8,8 @@
 //!   [`Delegations`], [`Snapshot`], [`Timestamp`]).
 //! - `file_meta`: [`FileMeta`] lengths and [`Hashes`], [`Sha256Digest`].
 //! - `key`: [`PublicKey`], key types, TUF and canonical key IDs ([`KeyId`]).
+//! - `certificate`: Notary's self-signed root certificate ([`root_certificate`], signed in the
+//!   agent) and its `ecdsa-x509` key ([`x509_public_key`]).
 //! - `role`: [`RoleName`] with Notary's delegation name rules.
 //! - `expires`: [`Expires`], Go's RFC 3339 nanosecond time format.
 //! - `verify`: [`RoleKeys`] and threshold checks of ecdsa, eddsa and RSA signatures.
@@ -20,6 +22,7 @@
 //! build the body, sign [`Signed::signed_bytes`], publish [`Signed::to_bytes`].
 
 pub mod canonical;
+mod certificate;
 mod envelope;
 mod error;
 mod expires;
@@ -34,6 +37,10 @@ mod targets;
 mod verify;
 mod wire;
 
+pub use certificate::{
+    certificate_pem, root_certificate, x509_public_key, CertificateError,
+    ROOT_CERTIFICATE_VALIDITY_DAYS,
+};
 pub use envelope::{Envelope, Metadata, Signature, SignatureMethod, Signed};
 pub use error::TufError;
 pub use expires::Expires;
