@@ -1351,6 +1351,16 @@ async fn trust_pinning_by_cert_id_and_by_ca() {
 }
 
 #[tokio::test]
+async fn a_damaged_cached_root_is_not_silently_replaced() {
+    let fx = Fixture::new();
+    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
+    fs::write(cache.path(&fx.gun, &RoleName::ROOT), b"{}").unwrap();
+    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    assert!(matches!(err, UpdateError::CachedRootInvalid { .. }));
+    names(&err, "cached root.json", "pins trust");
+}
+
+#[tokio::test]
 async fn unknown_repository() {
     let store = MemStore::default();
     let (_dir, cache) = trust_dir();

@@ -348,7 +348,22 @@ pub enum UpdateError {
         /// The new root's version.
         to: u64,
         /// The signature check that failed.
-        source: TufError,
+        source: Box<TufError>,
+    },
+
+    /// The cached root, which pins trust in the repository, no longer validates.
+    #[error(
+        "the cached root.json of {gun} at {path} cannot be used ({source}); it is what pins \
+         trust in {gun}: restore it from a backup, or delete it to trust the server's root \
+         again on first use"
+    )]
+    CachedRootInvalid {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The cached file.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        source: Box<UpdateError>,
     },
 
     /// The `trust_pinning` configuration does not accept the root.

@@ -115,7 +115,7 @@ pub fn validate_root(
                 gun: gun.clone(),
                 from: prev.version,
                 to: version,
-                source,
+                source: Box::new(source),
             })?;
     }
 

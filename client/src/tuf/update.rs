@@ -223,8 +223,14 @@ impl<S: RemoteStore> Session<'_, S> {
         };
 
         // The cached root pins trust; like Notary, it may have expired but must still be valid.
-        let cached_env = Envelope::from_slice(&RoleName::ROOT, &cached)?;
-        let (mut trusted, warnings) = validate_root(None, &cached_env, gun, None, now)?;
+        let (mut trusted, warnings) = Envelope::from_slice(&RoleName::ROOT, &cached)
+            .map_err(UpdateError::from)
+            .and_then(|env| validate_root(None, &env, gun, None, now))
+            .map_err(|e| UpdateError::CachedRootInvalid {
+                gun: gun.clone(),
+                path: self.cache.path(gun, &RoleName::ROOT),
+                source: Box::new(e),
+            })?;
         if remote == cached {
             self.warnings.extend(warnings);
             return Ok((trusted, cached, false));
