@@ -119,7 +119,7 @@ pub fn validate_root(
             })?;
     }
 
-    let check = pin_check(pinning, gun, prev.is_none())?;
+    let check = pin_check(pinning, gun, prev.is_none(), now)?;
     let mut rejected = Vec::new();
     valid.retain(|cert| match pin_accepts(&check, cert, now) {
         Ok(()) => true,
@@ -315,6 +315,7 @@ fn pin_check(
     pinning: Option<&TrustPinning>,
     gun: &Gun,
     first_bootstrap: bool,
+    now: OffsetDateTime,
 ) -> Result<PinCheck, UpdateError> {
     let Some(pinning) = pinning else {
         return Ok(PinCheck::Tofu);
@@ -354,7 +355,7 @@ fn pin_check(
             .into_iter()
             .filter(|b| b.tag() == "CERTIFICATE")
             .filter_map(|b| Certificate::from_der(b.contents()).ok())
-            .filter(|c| validate_certificate(c, Some(OffsetDateTime::now_utc())).is_ok())
+            .filter(|c| validate_certificate(c, Some(now)).is_ok())
             .collect();
         if cas.is_empty() {
             return Err(fail(format!(
