@@ -200,3 +200,248 @@ pub enum TufError {
         problem: String,
     },
 }
+
+/// Why an update of a repository's trust data was refused. Nothing was written to the cache.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// A file failed a metadata check (parse, `_type`, signatures, hash or length).
+    #[error(transparent)]
+    Tuf(#[from] TufError),
+
+    /// The local cache could not be read or written.
+    #[error(transparent)]
+    Cache(#[from] crate::tuf::cache::CacheError),
+
+    /// The server has no trust data for the repository.
+    #[error(
+        "{gun} has no trust data on the notary server (root.json not found); check the \
+         repository name, or sign and push a tag first to create it"
+    )]
+    RepositoryNotFound {
+        /// The repository.
+        gun: crate::tuf::Gun,
+    },
+
+    /// A file the trusted metadata refers to is missing on the server.
+    #[error(
+        "the notary server has no {what} for {gun}, although the trusted metadata refers to \
+         it; the server's storage is incomplete: ask its operator, or republish {role}"
+    )]
+    MissingRole {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The role.
+        role: RoleName,
+        /// The file asked for, e.g. `snapshot.<sha256>.json`.
+        what: String,
+    },
+
+    /// Fetching a file failed.
+    #[error("fetching {role} of {gun} from the notary server failed: {source}; check the server URL and the network, then retry")]
+    Remote {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The role being fetched.
+        role: RoleName,
+        /// The transport's error.
+        source: crate::tuf::RemoteError,
+    },
+
+    /// The server sent more bytes than recorded or allowed for a file.
+    #[error(
+        "the notary server sent {received} bytes for {role}.json but at most {limit} are \
+         allowed ({why}); the server returned an altered or wrong file: do not trust it, and \
+         report it to the server's operator"
+    )]
+    TooLarge {
+        /// The role.
+        role: RoleName,
+        /// How many bytes arrived.
+        received: u64,
+        /// The cap.
+        limit: u64,
+        /// Where the cap comes from (e.g. "the length snapshot.json records").
+        why: String,
+    },
+
+    /// A file is older than one already trusted: rollback.
+    #[error(
+        "{role}.json of {gun} is version {found}, older than version {trusted} already \
+         trusted (trust data version is lower than expected): the server is serving old \
+         trust data, possibly a rollback attack. If the repository was deliberately reset, \
+         delete the cached copy at {cache_path} and retry"
+    )]
+    Rollback {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The role.
+        role: RoleName,
+        /// The version received.
+        found: u64,
+        /// The version cached or trusted.
+        trusted: u64,
+        /// The cached file the trusted version comes from.
+        cache_path: std::path::PathBuf,
+    },
+
+    /// A file has expired: freeze.
+    #[error(
+        "{role}.json of {gun} expired at {expires} (checked at {now}); the server is serving \
+         stale trust data (possibly a freeze attack) or {role} was not re-signed in time: {hint}"
+    )]
+    Expired {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The role.
+        role: RoleName,
+        /// Its expiry.
+        expires: crate::tuf::Expires,
+        /// The time it was checked against.
+        now: time::OffsetDateTime,
+        /// Who can fix it.
+        hint: &'static str,
+    },
+
+    /// `<v>.root.json` carries another version.
+    #[error(
+        "the notary server's {requested}.root.json of {gun} is version {found}; the root \
+         history on the server is damaged: report it to the server's operator"
+    )]
+    RootVersionMismatch {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The version asked for.
+        requested: u64,
+        /// The version in the file.
+        found: u64,
+    },
+
+    /// No root-role key of a root is a usable certificate for the GUN.
+    #[error(
+        "root.json version {version} of {gun} has no usable root certificate ({problems}); \
+         Notary requires an ecdsa-x509 or rsa-x509 root key whose certificate CN is the GUN, \
+         valid now, not SHA-1-signed: the repository owner must rotate the root key \
+         (`notary key rotate {gun} root`)"
+    )]
+    NoValidRootCertificate {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The root's version.
+        version: u64,
+        /// Why each root key was passed over.
+        problems: String,
+    },
+
+    /// A new root is not signed by the keys of the root trusted before it.
+    #[error(
+        "root.json version {to} of {gun} is not signed by the root key(s) of version {from} \
+         ({source}); a root rotation must be signed by the previous root key, so this root \
+         cannot be trusted. If the owner lost the old root key and told you so out of band, \
+         delete the cached trust data of {gun} and retry"
+    )]
+    RootRotation {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The trusted root's version.
+        from: u64,
+        /// The new root's version.
+        to: u64,
+        /// The signature check that failed.
+        source: Box<TufError>,
+    },
+
+    /// The cached root, which pins trust in the repository, no longer validates.
+    #[error(
+        "the cached root.json of {gun} at {path} cannot be used ({source}); it is what pins \
+         trust in {gun}: restore it from a backup, or delete it to trust the server's root \
+         again on first use"
+    )]
+    CachedRootInvalid {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The cached file.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        source: Box<UpdateError>,
+    },
+
+    /// The `trust_pinning` configuration does not accept the root.
+    #[error(
+        "could not validate the path to a trusted root of {gun}: {problem}; check the \
+         trust_pinning `certs`/`ca` entries for {gun} (the IDs are the root key IDs \
+         `docker trust inspect` shows), or enable TOFU"
+    )]
+    TrustPinning {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// What did not match.
+        problem: String,
+    },
+}
+
+/// Something worth telling the user about an update that succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateWarning {
+    /// A root certificate expires within six months.
+    CertificateNearExpiry {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The root key (certificate) ID.
+        key_id: KeyId,
+        /// When the certificate expires.
+        not_after: time::OffsetDateTime,
+    },
+    /// A delegation was skipped because it is expired or lacks signatures (Notary skips it too).
+    DelegationSkipped {
+        /// The delegated role.
+        role: RoleName,
+        /// Why.
+        reason: String,
+    },
+    /// A delegated role lists a target outside the paths delegated to it; it is ignored.
+    TargetOutsidePaths {
+        /// The delegated role.
+        role: RoleName,
+        /// The ignored target.
+        target: String,
+    },
+    /// A cached file could not be read, so its version could not guard against rollback.
+    CachedRoleUnreadable {
+        /// The role.
+        role: RoleName,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for UpdateWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CertificateNearExpiry {
+                gun,
+                key_id,
+                not_after,
+            } => write!(
+                f,
+                "the root certificate {} of {gun} expires at {not_after}; rotate the root key \
+                 soon (`notary key rotate {gun} root`)",
+                key_id.short()
+            ),
+            Self::DelegationSkipped { role, reason } => write!(
+                f,
+                "{role} is ignored: {reason}; its signer should re-sign it (`notary witness`)"
+            ),
+            Self::TargetOutsidePaths { role, target } => write!(
+                f,
+                "{role} lists {target:?}, outside the paths delegated to it; the target is ignored"
+            ),
+            Self::CachedRoleUnreadable { role, reason } => write!(
+                f,
+                "the cached {role}.json is unreadable ({reason}); rollback protection for it \
+                 starts again from this update"
+            ),
+        }
+    }
+}

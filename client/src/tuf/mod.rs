@@ -15,12 +15,18 @@
 //! - `verify`: [`RoleKeys`] and threshold checks of ecdsa, eddsa and RSA signatures.
 //! - `gun`: [`Gun`], a repository's name.
 //! - `remote`: [`RemoteStore`], where verified reads fetch metadata from.
-//! - `error`: [`TufError`].
+//! - `cache`: [`TrustCache`], verified metadata in Notary's trust directory layout.
+//! - `root_validation`: root certificates and [`TrustPinning`] as Notary checks them.
+//! - `update`: [`update`], the client update (root chain, timestamp, snapshot, targets,
+//!   delegations) into a [`VerifiedRepo`] and its target lookups.
+//! - `error`: [`TufError`], [`UpdateError`] and [`UpdateWarning`].
 //!
 //! Reading a file from the server: [`Envelope::from_slice`], [`Envelope::verify`] with keys from
 //! [`Root::role_keys`] or [`Targets::delegation_keys`], then [`Envelope::decode`]. Writing one:
-//! build the body, sign [`Signed::signed_bytes`], publish [`Signed::to_bytes`].
+//! build the body, sign [`Signed::signed_bytes`], publish [`Signed::to_bytes`]. Reading a whole
+//! repository: [`update`] with a [`RemoteStore`] and a [`TrustCache`].
 
+mod cache;
 pub mod canonical;
 mod certificate;
 mod envelope;
@@ -32,17 +38,20 @@ mod key;
 mod remote;
 mod role;
 mod root;
+mod root_validation;
 mod snapshot;
 mod targets;
+mod update;
 mod verify;
 mod wire;
 
+pub use cache::{CacheError, TrustCache};
 pub use certificate::{
     certificate_pem, root_certificate, x509_public_key, CertificateError,
     ROOT_CERTIFICATE_VALIDITY_DAYS,
 };
 pub use envelope::{Envelope, Metadata, Signature, SignatureMethod, Signed};
-pub use error::TufError;
+pub use error::{TufError, UpdateError, UpdateWarning};
 pub use expires::Expires;
 pub use file_meta::{FileMeta, Hashes, Sha256Digest, Sha512Digest};
 pub use gun::Gun;
@@ -50,7 +59,9 @@ pub use key::{KeyType, PublicKey};
 pub use remote::{RemoteError, RemoteStore};
 pub use role::RoleName;
 pub use root::{Root, RootRole, RootRoles};
+pub use root_validation::{cn_matches_gun, validate_root, TrustPinning};
 pub use snapshot::{Snapshot, Timestamp};
 pub use targets::{Delegation, Delegations, Targets};
 pub use tufa_proto::KeyId;
+pub use update::{update, DelegatedRole, TargetEntry, UpdateOptions, VerifiedRepo};
 pub use verify::{verify_signature, verify_signatures, RoleKeys};
