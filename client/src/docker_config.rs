@@ -206,21 +206,20 @@ impl DockerConfig {
         } else {
             host
         };
-        let mut child = Command::new(&program)
+        // The URL goes into a pipe before the helper starts: a helper that exits without reading
+        // cannot raise SIGPIPE in us (tufa restores its default action, which would kill us).
+        let (stdin, mut feed) =
+            std::io::pipe().map_err(|e| format!("cannot make a pipe for it ({e})"))?;
+        feed.write_all(server_url.as_bytes())
+            .map_err(|e| format!("cannot write its input ({e})"))?;
+        drop(feed);
+        let output = Command::new(&program)
             .arg("get")
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
+            .output()
             .map_err(|e| format!("cannot run {} ({e})", program.display()))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(server_url.as_bytes())
-                .map_err(|e| format!("cannot write to it ({e})"))?;
-        }
-        let output = child
-            .wait_with_output()
-            .map_err(|e| format!("cannot read its answer ({e})"))?;
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stdout);
             // docker-credential-helpers' "not found" answer is normal: nothing stored.
