@@ -85,7 +85,10 @@ impl std::fmt::Debug for AuthEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthEntry")
             .field("auth", &self.auth.as_ref().map(|_| "[REDACTED]"))
-            .field("identity_token", &self.identity_token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "identity_token",
+                &self.identity_token.as_ref().map(|_| "[REDACTED]"),
+            )
             .finish()
     }
 }
@@ -130,10 +133,7 @@ impl DockerConfig {
     /// default `credsStore`), else from `auths`. Runs the helper program, so it blocks.
     pub fn credentials_for(&self, host: &str) -> Option<Credentials> {
         let host = hostname(host);
-        let helper = self
-            .cred_helpers
-            .get(host)
-            .or(self.creds_store.as_ref());
+        let helper = self.cred_helpers.get(host).or(self.creds_store.as_ref());
         if let Some(helper) = helper {
             match self.run_helper(helper, host) {
                 Ok(Some(c)) => return Some(c),
@@ -154,7 +154,10 @@ impl DockerConfig {
                     .flatten()
             })
             .map(|(_, entry)| entry)?;
-        if let Some(token) = entry.identity_token.as_ref().filter(|t| !t.expose_secret().is_empty())
+        if let Some(token) = entry
+            .identity_token
+            .as_ref()
+            .filter(|t| !t.expose_secret().is_empty())
         {
             return Some(Credentials::IdentityToken(token.clone()));
         }
@@ -261,7 +264,10 @@ fn hostname(key: &str) -> &str {
 }
 
 fn is_docker_hub(host: &str) -> bool {
-    matches!(host, "docker.io" | "index.docker.io" | "registry-1.docker.io")
+    matches!(
+        host,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    )
 }
 
 #[cfg(test)]
@@ -300,7 +306,10 @@ mod tests {
             basic(c.credentials_for("https://registry.example.com:5000/v2/")),
             ("alice".into(), "s3cret".into())
         );
-        assert_eq!(basic(c.credentials_for("docker.io")), ("bob".into(), "pa:ss".into()));
+        assert_eq!(
+            basic(c.credentials_for("docker.io")),
+            ("bob".into(), "pa:ss".into())
+        );
         match c.credentials_for("notary.example.com") {
             Some(Credentials::IdentityToken(t)) => assert_eq!(t.expose_secret(), "tok-123"),
             other => panic!("{other:?}"),
@@ -329,16 +338,26 @@ mod tests {
         // `store` knows h1 (echoing the server URL it was asked for); `tok` holds a token.
         let script = |name: &str, body: &str| {
             let path = dir.path().join(format!("docker-credential-{name}"));
-            std::fs::write(&path, format!("#!/bin/sh\n[ \"$1\" = get ] || exit 3\n{body}")).unwrap();
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\n[ \"$1\" = get ] || exit 3\n{body}"),
+            )
+            .unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
         script(
             "store",
             r#"read url; if [ "$url" = h1 ]; then echo "{\"ServerURL\":\"$url\",\"Username\":\"carol\",\"Secret\":\"from-store\"}"; else echo "credentials not found in native keychain"; exit 1; fi"#,
         );
-        script("tok", r#"echo '{"Username":"<token>","Secret":"refresh-1"}'"#);
+        script(
+            "tok",
+            r#"echo '{"Username":"<token>","Secret":"refresh-1"}'"#,
+        );
         c.helper_dir = Some(dir.path().to_path_buf());
-        assert_eq!(basic(c.credentials_for("h1")), ("carol".into(), "from-store".into()));
+        assert_eq!(
+            basic(c.credentials_for("h1")),
+            ("carol".into(), "from-store".into())
+        );
         match c.credentials_for("h2") {
             Some(Credentials::IdentityToken(t)) => assert_eq!(t.expose_secret(), "refresh-1"),
             other => panic!("{other:?}"),
@@ -346,7 +365,10 @@ mod tests {
         assert!(c.credentials_for("h3").is_none());
         // A helper that cannot run falls back to config.json.
         c.creds_store = Some("missing".into());
-        assert_eq!(basic(c.credentials_for("h1")), ("alice".into(), "s3cret".into()));
+        assert_eq!(
+            basic(c.credentials_for("h1")),
+            ("alice".into(), "s3cret".into())
+        );
     }
 
     #[test]
@@ -354,7 +376,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tls = dir.path().join("tls").join("127.0.0.1:4443");
         std::fs::create_dir_all(&tls).unwrap();
-        for f in ["b.crt", "a.crt", "lonely.cert", "me.cert", "me.key", "notes.txt"] {
+        for f in [
+            "b.crt",
+            "a.crt",
+            "lonely.cert",
+            "me.cert",
+            "me.key",
+            "notes.txt",
+        ] {
             std::fs::write(tls.join(f), "x").unwrap();
         }
         let c = DockerConfig::load_from(dir.path()).unwrap();
@@ -370,8 +399,12 @@ mod tests {
 
     #[test]
     fn debug_output_hides_secrets() {
-        let (_d, c) = config(r#"{"auths":{"h":{"auth":"YWxpY2U6czNjcmV0","identitytoken":"t0k"}}}"#);
+        let (_d, c) =
+            config(r#"{"auths":{"h":{"auth":"YWxpY2U6czNjcmV0","identitytoken":"t0k"}}}"#);
         let shown = format!("{c:?}");
-        assert!(!shown.contains("YWxpY2U6czNjcmV0") && !shown.contains("t0k"), "{shown}");
+        assert!(
+            !shown.contains("YWxpY2U6czNjcmV0") && !shown.contains("t0k"),
+            "{shown}"
+        );
     }
 }

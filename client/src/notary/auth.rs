@@ -77,7 +77,10 @@ fn parse_params(s: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_ascii_whitespace()) {
+        while chars
+            .peek()
+            .is_some_and(|c| *c == ',' || c.is_ascii_whitespace())
+        {
             chars.next();
         }
         if chars.peek().is_none() {
@@ -193,7 +196,9 @@ pub(crate) async fn fetch_token(
     let mut url = Url::parse(realm)
         .map_err(|e| TokenFailure::Failed(format!("the realm is not a URL ({e})")))?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(TokenFailure::Failed("the realm is not an http(s) URL".into()));
+        return Err(TokenFailure::Failed(
+            "the realm is not an http(s) URL".into(),
+        ));
     }
     let request = match credentials {
         Some(Credentials::IdentityToken(token)) => {

@@ -342,7 +342,10 @@ mod tests {
         let e = ErrCode::parse(
             br#"{"errors":[{"code":"MALFORMED_JSON","message":"JSON sent by the client could not be parsed by the server"}]}"#,
         );
-        assert_eq!((e.code.as_str(), e.detail_text()), ("MALFORMED_JSON", String::new()));
+        assert_eq!(
+            (e.code.as_str(), e.detail_text()),
+            ("MALFORMED_JSON", String::new())
+        );
         let e = ErrCode::parse(
             br#"{"errors":[{"code":"INVALID_ROLE","message":"The role you are attempting to operate on is invalid.","detail":"bogus"}]}"#,
         );
@@ -406,6 +409,9 @@ mod tests {
             limit: 10,
             url: "u".into(),
         };
-        assert!(e.to_string().contains("more than 10 bytes for timestamp"), "{e}");
+        assert!(
+            e.to_string().contains("more than 10 bytes for timestamp"),
+            "{e}"
+        );
     }
 }

@@ -162,7 +162,12 @@ impl NotaryClient {
             .connect_timeout(std::time::Duration::from_secs(30))
             .read_timeout(std::time::Duration::from_secs(120))
             .build()
-            .map_err(|e| bad(&format!("the HTTP client cannot be built ({})", innermost(&e))))?;
+            .map_err(|e| {
+                bad(&format!(
+                    "the HTTP client cannot be built ({})",
+                    innermost(&e)
+                ))
+            })?;
         let trusted = match &config.ca_file {
             Some(path) => format!("the CA file {} and the system roots", path.display()),
             None => "the system roots (no CA file given)".into(),
@@ -622,7 +627,10 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(e.contains("ftp://h/") && e.contains("DOCKER_CONTENT_TRUST_SERVER"), "{e}");
+        assert!(
+            e.contains("ftp://h/") && e.contains("DOCKER_CONTENT_TRUST_SERVER"),
+            "{e}"
+        );
     }
 
     #[test]

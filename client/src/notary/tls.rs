@@ -40,13 +40,12 @@ pub(crate) fn client_config(
     let mut config = match client_cert {
         Some((cert, key)) => {
             let chain = read_certs(cert, "client certificate", CERT_HINT)?;
-            let key_der =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| NotaryError::TlsFile {
-                    what: "client key",
-                    path: key.to_path_buf(),
-                    reason: e.to_string(),
-                    hint: CERT_HINT,
-                })?;
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| NotaryError::TlsFile {
+                what: "client key",
+                path: key.to_path_buf(),
+                reason: e.to_string(),
+                hint: CERT_HINT,
+            })?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| NotaryError::TlsFile {
@@ -90,15 +89,14 @@ pub(crate) fn tls_failure(err: &(dyn StdError + 'static)) -> Option<String> {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        // io::Error::source skips its payload, so look inside by hand.
-        if let Some(inner) = e
+        // io::Error::source skips its payload (hyper-util nests io::Errors), so step into it.
+        next = match e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(inner.to_string());
-        }
-        next = e.source();
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -109,10 +107,11 @@ mod tests {
 
     #[test]
     fn tls_errors_are_found_inside_io_errors() {
-        let io = std::io::Error::new(
+        // As hyper-util reports it: io::Error(Other) around io::Error(InvalidData) around rustls.
+        let io = std::io::Error::other(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
+        ));
         assert!(tls_failure(&io).unwrap().contains("UnknownIssuer"));
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(tls_failure(&plain).is_none());
