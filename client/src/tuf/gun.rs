@@ -40,7 +40,9 @@ impl FromStr for Gun {
             return Err(bad("it has a '.' or '..' path component"));
         }
         // The server's route takes anything but '*'; whitespace and controls cannot be in a URL path.
-        if s.chars().any(|c| c == '*' || c.is_whitespace() || c.is_control()) {
+        if s.chars()
+            .any(|c| c == '*' || c.is_whitespace() || c.is_control())
+        {
             return Err(bad("it contains '*', whitespace or a control character"));
         }
         if !s.is_ascii() {
@@ -62,7 +64,11 @@ mod tests {
 
     #[test]
     fn gun_rules() {
-        for ok in ["docker.io/library/alpine", "127.0.0.1:5000/dct/app", "localhost:5000/demo"] {
+        for ok in [
+            "docker.io/library/alpine",
+            "127.0.0.1:5000/dct/app",
+            "localhost:5000/demo",
+        ] {
             assert_eq!(ok.parse::<Gun>().unwrap().as_str(), ok);
         }
         for bad in ["", "/a", "a/", "a//b", "a/../b", "a b", "a*", "é"] {

@@ -26,11 +26,11 @@ mod expires;
 mod file_meta;
 mod gun;
 mod key;
+mod remote;
 mod role;
 mod root;
 mod snapshot;
 mod targets;
-mod remote;
 mod verify;
 mod wire;
 
