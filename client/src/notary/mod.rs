@@ -633,6 +633,255 @@ mod tests {
         );
     }
 
+    /// One request as the fake server saw it.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        line: String,
+        authorization: Option<String>,
+        body: String,
+    }
+
+    type Answer = (u16, Vec<(&'static str, String)>, String);
+
+    /// A plain-HTTP server on loopback that answers with `handler` and records every request.
+    async fn fake_server(
+        handler: impl Fn(&str, &Seen) -> Answer + Send + Sync + 'static,
+    ) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (handler, log, base2) = (Arc::new(handler), seen.clone(), base.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let (handler, log, base) = (handler.clone(), log.clone(), base2.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let head_end = loop {
+                        let mut chunk = [0u8; 4096];
+                        let n = conn.read(&mut chunk).await.unwrap();
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        assert!(n > 0, "connection closed mid-request");
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let header = |name: &str| {
+                        head.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                        })
+                    };
+                    let len: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 4096];
+                        let n = conn.read(&mut chunk).await.unwrap();
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let req = Seen {
+                        line: head.lines().next().unwrap().to_owned(),
+                        authorization: header("authorization"),
+                        body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
+                    };
+                    let (status, headers, body) = handler(&base, &req);
+                    log.lock().unwrap().push(req);
+                    let mut out = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        body.len()
+                    );
+                    for (k, v) in headers {
+                        out.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    out.push_str("\r\n");
+                    out.push_str(&body);
+                    conn.write_all(out.as_bytes()).await.unwrap();
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    fn client_for(base: &str, credentials: Option<Credentials>) -> NotaryClient {
+        NotaryClient::new(NotaryConfig {
+            server: base.parse().unwrap(),
+            ca_file: None,
+            client_cert: None,
+            credentials,
+        })
+        .unwrap()
+    }
+
+    const UNAUTHORIZED: &str =
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[]}]}"#;
+
+    #[tokio::test]
+    async fn bearer_challenge_gets_a_token_once_and_reuses_it() {
+        let (base, seen) = fake_server(|base, req| {
+            if req.line.starts_with("GET /token?") {
+                return match req.authorization.as_deref() {
+                    Some("Basic YWxpY2U6czNjcmV0") => (200, vec![], r#"{"token":"T1"}"#.into()),
+                    _ => (401, vec![], String::new()),
+                };
+            }
+            match req.authorization.as_deref() {
+                Some("Bearer T1") => (200, vec![], "{}".into()),
+                _ => (
+                    401,
+                    vec![(
+                        "Www-Authenticate",
+                        format!(
+                            r#"Bearer realm="{base}/token",service="notary",scope="repository:a/b:pull""#
+                        ),
+                    )],
+                    UNAUTHORIZED.into(),
+                ),
+            }
+        })
+        .await;
+        let alice = Credentials::Basic {
+            username: "alice".into(),
+            password: SecretString::from("s3cret"),
+        };
+        let repo = client_for(&base, Some(alice)).repo(&"a/b".parse().unwrap());
+        assert_eq!(
+            repo.role(&RoleName::ROOT, 100).await.unwrap(),
+            Some(b"{}".to_vec())
+        );
+        assert_eq!(
+            repo.role(&RoleName::TARGETS, 100).await.unwrap(),
+            Some(b"{}".to_vec())
+        );
+        let lines: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.line.clone())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /v2/a/b/_trust/tuf/root.json HTTP/1.1",
+                "GET /token?service=notary&scope=repository%3Aa%2Fb%3Apull&account=alice HTTP/1.1",
+                "GET /v2/a/b/_trust/tuf/root.json HTTP/1.1",
+                "GET /v2/a/b/_trust/tuf/targets.json HTTP/1.1",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn identity_tokens_are_posted_as_refresh_tokens() {
+        let (base, seen) = fake_server(|base, req| {
+            if req.line.starts_with("POST /token ") {
+                return (200, vec![], r#"{"access_token":"T2"}"#.into());
+            }
+            match req.authorization.as_deref() {
+                Some("Bearer T2") => (200, vec![], String::new()),
+                _ => (
+                    401,
+                    vec![(
+                        "Www-Authenticate",
+                        format!(r#"Bearer realm="{base}/token",service="notary",scope="repository:a/b:*""#),
+                    )],
+                    UNAUTHORIZED.into(),
+                ),
+            }
+        })
+        .await;
+        let token = Credentials::IdentityToken(SecretString::from("refresh-9"));
+        let repo = client_for(&base, Some(token)).repo(&"a/b".parse().unwrap());
+        repo.delete().await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[1].line, "POST /token HTTP/1.1");
+        assert_eq!(
+            seen[1].body,
+            "grant_type=refresh_token&service=notary&scope=repository%3Aa%2Fb%3A*\
+             &client_id=tufa&refresh_token=refresh-9"
+        );
+        assert_eq!(seen[2].line, "DELETE /v2/a/b/_trust/tuf/ HTTP/1.1");
+    }
+
+    #[tokio::test]
+    async fn basic_challenges_and_refusals_name_what_was_tried() {
+        let (base, seen) = fake_server(|_, req| match req.authorization.as_deref() {
+            Some("Basic YWxpY2U6czNjcmV0") => (200, vec![], String::new()),
+            _ => (
+                401,
+                vec![("Www-Authenticate", r#"Basic realm="notary""#.into())],
+                UNAUTHORIZED.into(),
+            ),
+        })
+        .await;
+        let gun: Gun = "a/b".parse().unwrap();
+        let files = [(RoleName::TARGETS, b"{}".to_vec())];
+        let alice = Credentials::Basic {
+            username: "alice".into(),
+            password: SecretString::from("s3cret"),
+        };
+        client_for(&base, Some(alice))
+            .repo(&gun)
+            .publish(&files)
+            .await
+            .unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        assert!(seen.lock().unwrap()[1]
+            .body
+            .contains("filename=\"targets\""));
+
+        let e = client_for(&base, None)
+            .repo(&gun)
+            .publish(&files)
+            .await
+            .unwrap_err();
+        let host = base.trim_start_matches("http://");
+        let text = e.to_string();
+        assert!(
+            matches!(e, NotaryError::NotAuthorized { action: "push", .. }),
+            "{e:?}"
+        );
+        assert!(
+            text.contains("no credentials") && text.contains(&format!("docker login {host}")),
+            "{text}"
+        );
+
+        let mallory = Credentials::Basic {
+            username: "mallory".into(),
+            password: SecretString::from("guess"),
+        };
+        let e = client_for(&base, Some(mallory))
+            .repo(&gun)
+            .server_key(&RoleName::TIMESTAMP)
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("\"mallory\"") && !text.contains("guess"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn version_conflicts_and_server_errors_are_typed() {
+        let (base, _) = fake_server(|_, req| {
+            if req.line.starts_with("POST") {
+                (400, vec![], r#"{"errors":[{"code":"VERSION","message":"A newer version of metadata is already available.","detail":{}}]}"#.into())
+            } else {
+                (500, vec![], r#"{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":{}}]}"#.into())
+            }
+        })
+        .await;
+        let repo = client_for(&base, None).repo(&"a/b".parse().unwrap());
+        let e = repo.publish(&[]).await.unwrap_err();
+        assert!(e.is_version_conflict(), "{e:?}");
+        let e = repo.server_key(&RoleName::SNAPSHOT).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 500 UNKNOWN: unknown error") && text.contains("snapshot.key"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn credentials_are_described_without_secrets() {
         let c = Credentials::Basic {
