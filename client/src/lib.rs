@@ -3,9 +3,13 @@
 //! Layout:
 //! - [`agent`]: the gRPC client for tufad.
 //! - [`tuf`]: TUF data model, canonical JSON and signature verification, as Notary writes them.
+//! - [`notary`]: the notary-server HTTP client (reads, publish, server keys, auth, TLS).
+//! - [`docker_config`]: credentials and TLS files from `$DOCKER_CONFIG`, as docker keeps them.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod cli;
+pub mod docker_config;
+pub mod notary;
 pub mod tuf;
