@@ -12,4 +12,5 @@ pub mod agent;
 pub mod cli;
 pub mod docker_config;
 pub mod notary;
+pub mod repo;
 pub mod tuf;

@@ -262,6 +262,10 @@ impl Agent {
             .current_dir(cwd)
             .env("TUFA_AGENT_SOCK", &self.socket)
             .env("SOFTHSM2_CONF", &self.conf)
+            // Never the user's ~/.docker: credentials, CAs and trust data stay in the test.
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_CONTENT_TRUST_SERVER")
+            .env_remove("TUFA_TRUST_DIR")
             .args(args)
             .stdin(Stdio::null())
             .output()

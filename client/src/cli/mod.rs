@@ -12,6 +12,7 @@ use tufa_proto::v1;
 
 use crate::agent::{default_socket, AgentClient, AgentClientError};
 
+pub mod notary;
 pub mod table;
 
 /// Hardware-backed signing for Docker Content Trust.
@@ -35,6 +36,8 @@ pub enum Command {
     /// Manage keys held by the agent.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The notary CLI's verbs (init, add, publish, list, delegations) with keys in the agent.
+    Notary(notary::NotaryArgs),
 }
 
 /// `tufa agent ...`.
@@ -186,6 +189,9 @@ pub enum CliError {
     /// Input that cannot be used.
     #[error("{0}")]
     Usage(String),
+    /// A repository operation failed.
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
 }
 
 impl Cli {
@@ -220,6 +226,7 @@ impl Cli {
                 print!("{pem}");
                 Ok(())
             }
+            Command::Notary(a) => a.run(agent).await,
             Command::Key(KeyCommand::Delete(a)) => {
                 let id = agent.delete(&a.key).await?;
                 if id == a.key {

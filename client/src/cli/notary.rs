@@ -1,0 +1,731 @@
+//! `tufa notary ...`: the notary CLI's verbs, with every private key in the agent.
+//!
+//! Operations stage changes and `publish` sends them, as in notary; `-p` publishes at once.
+//! Output mirrors the notary CLI's, so scripts written for it keep working.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+
+use super::{table, CliError};
+use crate::agent::AgentClient;
+use crate::notary::{NotaryClient, NotaryConfig, NotaryRepo};
+use crate::repo::{
+    self, Change, Changelist, PublishRejected, Publisher, RepoError, RepoState, SnapshotKey,
+};
+use crate::tuf::{
+    self, Gun, PublicKey, RemoteError, RoleName, TrustCache, UpdateError, UpdateOptions,
+};
+
+/// Where the notary verbs find the server and the local trust data.
+#[derive(Debug, Args)]
+pub struct NotaryArgs {
+    /// The notary server [default: $DOCKER_CONTENT_TRUST_SERVER].
+    #[arg(long, short = 's', global = true, env = "DOCKER_CONTENT_TRUST_SERVER")]
+    pub server: Option<String>,
+    /// CA certificate (PEM) that signed the server's TLS certificate.
+    #[arg(long, global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// Local trust data (cached metadata, staged changes) [default: $TUFA_TRUST_DIR, else
+    /// $DOCKER_CONFIG/trust, else ~/.docker/trust].
+    #[arg(long, short = 'd', global = true, env = "TUFA_TRUST_DIR")]
+    pub trust_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: NotaryCommand,
+}
+
+/// The notary verbs.
+#[derive(Debug, Subcommand)]
+pub enum NotaryCommand {
+    /// Create a repository: root and targets keys in the agent, timestamp key from the server.
+    Init(InitArgs),
+    /// Stage a target read from a file.
+    Add(AddArgs),
+    /// Stage a target by size and SHA-256.
+    Addhash(AddHashArgs),
+    /// Stage the removal of a target.
+    Remove(RemoveArgs),
+    /// List the targets of a repository, verified.
+    List(ListArgs),
+    /// Publish the staged changes.
+    Publish(GunArgs),
+    /// Manage delegations.
+    #[command(subcommand)]
+    Delegation(DelegationCommand),
+    /// Delete a repository's trust data.
+    Delete(DeleteArgs),
+}
+
+/// `--roles` and `-p`, shared by the staging verbs.
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// Roles to change [default: targets].
+    #[arg(long = "roles", short = 'r')]
+    pub roles: Vec<String>,
+    /// Publish at once.
+    #[arg(long, short = 'p')]
+    pub publish: bool,
+}
+
+/// Arguments of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The repository.
+    pub gun: String,
+    /// Agent key for root [default: the key named `root`, generated if missing].
+    #[arg(long)]
+    pub root_key: Option<String>,
+    /// Agent key for targets [default: a new key named after the repository].
+    #[arg(long)]
+    pub targets_key: Option<String>,
+    /// Agent key for snapshot [default: a new key named after the repository].
+    #[arg(long, conflicts_with = "server_managed_snapshot")]
+    pub snapshot_key: Option<String>,
+    /// Let the server hold the snapshot key and make snapshots, as docker does.
+    #[arg(long)]
+    pub server_managed_snapshot: bool,
+    /// Publish at once.
+    #[arg(long, short = 'p')]
+    pub publish: bool,
+}
+
+/// Arguments of `add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The repository.
+    pub gun: String,
+    /// Target name.
+    pub name: String,
+    /// File whose size and SHA-256 are recorded.
+    pub file: PathBuf,
+    /// Roles and publishing.
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// Arguments of `addhash`.
+#[derive(Debug, Args)]
+pub struct AddHashArgs {
+    /// The repository.
+    pub gun: String,
+    /// Target name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    #[arg(long)]
+    pub sha256: String,
+    /// Roles and publishing.
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// Arguments of `remove`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The repository.
+    pub gun: String,
+    /// Target name.
+    pub name: String,
+    /// Roles and publishing.
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// Arguments of `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The repository.
+    pub gun: String,
+    /// Only these roles.
+    #[arg(long = "roles", short = 'r')]
+    pub roles: Vec<String>,
+}
+
+/// A GUN alone.
+#[derive(Debug, Args)]
+pub struct GunArgs {
+    /// The repository.
+    pub gun: String,
+}
+
+/// Arguments of `delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The repository.
+    pub gun: String,
+    /// Also delete it on the server.
+    #[arg(long)]
+    pub remote: bool,
+}
+
+/// `delegation ...`.
+#[derive(Debug, Subcommand)]
+pub enum DelegationCommand {
+    /// Add a delegation, or keys and paths to one.
+    Add(DelegationAddArgs),
+    /// Remove a delegation, or some of its keys.
+    Remove(DelegationRemoveArgs),
+    /// List the delegations.
+    List(GunArgs),
+}
+
+/// Arguments of `delegation add`.
+#[derive(Debug, Args)]
+pub struct DelegationAddArgs {
+    /// The repository.
+    pub gun: String,
+    /// The role, `targets/<name>`.
+    pub role: String,
+    /// Public key files (PEM `PUBLIC KEY` or `CERTIFICATE`).
+    pub keys: Vec<PathBuf>,
+    /// Path prefixes the role may sign.
+    #[arg(long)]
+    pub paths: Vec<String>,
+    /// Any path.
+    #[arg(long)]
+    pub all_paths: bool,
+    /// Publish at once.
+    #[arg(long, short = 'p')]
+    pub publish: bool,
+}
+
+/// Arguments of `delegation remove`.
+#[derive(Debug, Args)]
+pub struct DelegationRemoveArgs {
+    /// The repository.
+    pub gun: String,
+    /// The role.
+    pub role: String,
+    /// Key IDs to remove [default: the whole role].
+    pub key_ids: Vec<String>,
+    /// Publish at once.
+    #[arg(long, short = 'p')]
+    pub publish: bool,
+}
+
+/// Everything a notary verb needs, built once.
+struct Context {
+    agent: AgentClient,
+    server: Option<NotaryClient>,
+    trust_dir: PathBuf,
+}
+
+impl NotaryArgs {
+    /// Runs the verb.
+    pub async fn run(self, agent: AgentClient) -> Result<(), CliError> {
+        let trust_dir = self.trust_dir.clone().unwrap_or_else(default_trust_dir);
+        let server = match &self.server {
+            Some(url) => Some(
+                NotaryClient::new(notary_config(url, self.tls_ca.clone())?)
+                    .map_err(|e| CliError::Usage(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let ctx = Context {
+            agent,
+            server,
+            trust_dir,
+        };
+        match self.command {
+            NotaryCommand::Init(a) => a.run(&ctx).await,
+            NotaryCommand::Add(a) => {
+                let data = std::fs::read(&a.file).map_err(|e| CliError::File {
+                    path: a.file.clone(),
+                    message: format!("cannot read the target file: {e}"),
+                })?;
+                let sha = hex::encode(Sha256::digest(&data));
+                stage_target(&ctx, &a.gun, &a.name, data.len() as u64, &sha, &a.stage, "").await
+            }
+            NotaryCommand::Addhash(a) => {
+                stage_target(
+                    &ctx,
+                    &a.gun,
+                    &a.name,
+                    a.size,
+                    &a.sha256,
+                    &a.stage,
+                    " by sha256 hash",
+                )
+                .await
+            }
+            NotaryCommand::Remove(a) => {
+                let gun = parse_gun(&a.gun)?;
+                let list = Changelist::new(&ctx.trust_dir, &gun);
+                for role in roles_or_targets(&a.stage.roles)? {
+                    list.add(Change::RemoveTarget {
+                        role: role.to_string(),
+                        name: a.name.clone(),
+                    })?;
+                }
+                println!("Removal of {} from {gun} staged for next publish.", a.name);
+                maybe_publish(&ctx, &gun, a.stage.publish).await
+            }
+            NotaryCommand::List(a) => a.run(&ctx).await,
+            NotaryCommand::Publish(a) => {
+                let gun = parse_gun(&a.gun)?;
+                println!("Pushing changes to {gun}");
+                publish(&ctx, &gun).await
+            }
+            NotaryCommand::Delegation(DelegationCommand::Add(a)) => a.run(&ctx).await,
+            NotaryCommand::Delegation(DelegationCommand::Remove(a)) => a.run(&ctx).await,
+            NotaryCommand::Delegation(DelegationCommand::List(a)) => {
+                delegation_list(&ctx, &a.gun).await
+            }
+            NotaryCommand::Delete(a) => {
+                let gun = parse_gun(&a.gun)?;
+                Changelist::new(&ctx.trust_dir, &gun).clear()?;
+                TrustCache::new(&ctx.trust_dir)
+                    .remove_gun(&gun)
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                println!("Deleting trust data for repository {gun}");
+                if a.remote {
+                    server_of(&ctx)?
+                        .repo(&gun)
+                        .delete()
+                        .await
+                        .map_err(|e| CliError::Usage(e.to_string()))?;
+                    println!(
+                        "Successfully deleted local and remote trust data for repository {gun}"
+                    );
+                } else {
+                    println!("Successfully deleted local trust data for repository {gun}");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The server's settings: its URL, the CA to trust, and docker's credentials for its host.
+pub fn notary_config(url: &str, ca_file: Option<PathBuf>) -> Result<NotaryConfig, CliError> {
+    let server = url::Url::parse(url).map_err(|e| {
+        CliError::Usage(format!(
+            "'{url}' is not a notary server URL ({e}): give one such as https://notary.example.com:4443"
+        ))
+    })?;
+    let host = match (server.host_str(), server.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    };
+    let docker = crate::docker_config::DockerConfig::load().ok();
+    let tls = docker.as_ref().map(|d| d.tls_dir(&host));
+    Ok(NotaryConfig {
+        ca_file: ca_file.or_else(|| tls.as_ref().and_then(|t| t.ca_files.first().cloned())),
+        client_cert: tls.and_then(|t| t.client),
+        credentials: docker.and_then(|d| d.credentials_for(&host)),
+        server,
+    })
+}
+
+/// `$DOCKER_CONFIG/trust`, else `~/.docker/trust`: the cache docker and notary use.
+pub fn default_trust_dir() -> PathBuf {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+        .unwrap_or_else(|| PathBuf::from(".docker"))
+        .join("trust")
+}
+
+fn parse_gun(s: &str) -> Result<Gun, CliError> {
+    s.parse()
+        .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))
+}
+
+fn roles_or_targets(roles: &[String]) -> Result<Vec<RoleName>, CliError> {
+    if roles.is_empty() {
+        return Ok(vec![RoleName::TARGETS]);
+    }
+    roles
+        .iter()
+        .map(|r| {
+            let role: RoleName = r.parse().map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))?;
+            if role != RoleName::TARGETS && !role.is_delegation() {
+                return Err(CliError::Usage(format!(
+                    "targets cannot be added to {role}: use targets or a delegation (targets/<name>)"
+                )));
+            }
+            Ok(role)
+        })
+        .collect()
+}
+
+fn server_of(ctx: &Context) -> Result<&NotaryClient, CliError> {
+    ctx.server.as_ref().ok_or_else(|| {
+        CliError::Usage(
+            "no notary server: pass --server URL or set DOCKER_CONTENT_TRUST_SERVER".into(),
+        )
+    })
+}
+
+async fn stage_target(
+    ctx: &Context,
+    gun: &str,
+    name: &str,
+    size: u64,
+    sha256: &str,
+    stage: &StageArgs,
+    how: &str,
+) -> Result<(), CliError> {
+    let gun = parse_gun(gun)?;
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CliError::Usage(format!(
+            "'{sha256}' is not a SHA-256 digest: give 64 hex digits"
+        )));
+    }
+    let list = Changelist::new(&ctx.trust_dir, &gun);
+    for role in roles_or_targets(&stage.roles)? {
+        list.add(Change::AddTarget {
+            role: role.to_string(),
+            name: name.to_owned(),
+            length: size,
+            sha256: sha256.to_ascii_lowercase(),
+            custom: None,
+        })?;
+    }
+    println!("Addition of target \"{name}\"{how} to repository \"{gun}\" staged for next publish.");
+    maybe_publish(ctx, &gun, stage.publish).await
+}
+
+async fn maybe_publish(ctx: &Context, gun: &Gun, now: bool) -> Result<(), CliError> {
+    if !now {
+        return Ok(());
+    }
+    println!("Auto-publishing changes to {gun}");
+    publish(ctx, gun).await
+}
+
+/// The server as the publisher needs it.
+struct ServerPublisher<'a>(&'a NotaryRepo);
+
+impl Publisher for ServerPublisher<'_> {
+    async fn server_key(&self, role: &RoleName) -> Result<PublicKey, RemoteError> {
+        self.0
+            .server_key(role)
+            .await
+            .map_err(|e| Box::new(e) as RemoteError)
+    }
+
+    async fn publish(&self, files: &[(RoleName, Vec<u8>)]) -> Result<(), PublishRejected> {
+        self.0.publish(files).await.map_err(|e| {
+            if e.is_version_conflict() {
+                PublishRejected::VersionConflict(Box::new(e))
+            } else {
+                PublishRejected::Other(Box::new(e))
+            }
+        })
+    }
+}
+
+async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
+    let remote = server_of(ctx)?.repo(gun);
+    let cache = TrustCache::new(&ctx.trust_dir);
+    let list = Changelist::new(&ctx.trust_dir, gun);
+    let load = || async {
+        match tuf::update(&remote, &cache, gun, &UpdateOptions::default()).await {
+            Ok(verified) => Ok(Some(RepoState::from(verified))),
+            Err(UpdateError::RepositoryNotFound { .. }) => Ok(None),
+            Err(e) => Err(RepoError::Server(Box::new(e))),
+        }
+    };
+    repo::publish(
+        &ctx.agent,
+        &ServerPublisher(&remote),
+        gun,
+        &list,
+        load,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
+    // Refresh the cache with what the server now serves, verified.
+    if let Err(e) = tuf::update(&remote, &cache, gun, &UpdateOptions::default()).await {
+        tracing::warn!(gun = %gun, error = %e, "published, but could not refresh the local cache");
+    }
+    println!("Successfully published changes for repository {gun}");
+    Ok(())
+}
+
+impl InitArgs {
+    async fn run(self, ctx: &Context) -> Result<(), CliError> {
+        let gun = parse_gun(&self.gun)?;
+        let root = match self.root_key {
+            Some(k) => ctx.agent.key(&k).await?,
+            None => match ctx.agent.key("root").await {
+                Ok(k) => {
+                    println!("Root key found, using: {}", k.key_id);
+                    k
+                }
+                Err(_) => generate(ctx, "root").await?,
+            },
+        };
+        let base = key_name_for(&gun);
+        let targets = match self.targets_key {
+            Some(k) => ctx.agent.key(&k).await?,
+            None => generate(ctx, &format!("{base}-targets")).await?,
+        };
+        let snapshot = if self.server_managed_snapshot {
+            SnapshotKey::Server
+        } else {
+            let key = match self.snapshot_key {
+                Some(k) => ctx.agent.key(&k).await?,
+                None => generate(ctx, &format!("{base}-snapshot")).await?,
+            };
+            SnapshotKey::Agent(key.key_id)
+        };
+        // The timestamp key is asked for now, as notary does, so a wrong server shows at once.
+        server_of(ctx)?
+            .repo(&gun)
+            .server_key(&RoleName::TIMESTAMP)
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let list = Changelist::new(&ctx.trust_dir, &gun);
+        list.add(Change::Init {
+            root_key: root.key_id,
+            targets_key: targets.key_id,
+            snapshot,
+        })?;
+        maybe_publish(ctx, &gun, self.publish).await
+    }
+}
+
+async fn generate(ctx: &Context, name: &str) -> Result<tufa_proto::v1::Key, CliError> {
+    if let Ok(k) = ctx.agent.key(name).await {
+        return Ok(k);
+    }
+    Ok(ctx
+        .agent
+        .generate(tufa_proto::v1::GenerateKeyRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        })
+        .await?)
+}
+
+/// A key name for a repository's keys: the GUN with separators replaced, shortened with a hash.
+fn key_name_for(gun: &Gun) -> String {
+    let clean: String = gun
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.len() <= 40 {
+        return clean;
+    }
+    let hash = hex::encode(&Sha256::digest(gun.as_str().as_bytes())[..4]);
+    format!("{}_{hash}", &clean[..31])
+}
+
+impl ListArgs {
+    async fn run(self, ctx: &Context) -> Result<(), CliError> {
+        let gun = parse_gun(&self.gun)?;
+        let roles: Vec<RoleName> = self
+            .roles
+            .iter()
+            .map(|r| {
+                r.parse()
+                    .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let remote = server_of(ctx)?.repo(&gun);
+        let cache = TrustCache::new(&ctx.trust_dir);
+        let verified = tuf::update(&remote, &cache, &gun, &UpdateOptions::default())
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let entries = verified.targets((!roles.is_empty()).then_some(&roles[..]));
+        if entries.is_empty() {
+            println!("\nNo targets present in this repository.\n");
+            return Ok(());
+        }
+        let mut rows = vec![
+            vec![
+                "NAME".to_owned(),
+                "DIGEST".into(),
+                "SIZE (BYTES)".into(),
+                "ROLE".into(),
+            ],
+            vec![
+                "----".to_owned(),
+                "------".into(),
+                "------------".into(),
+                "----".into(),
+            ],
+        ];
+        for e in entries {
+            rows.push(vec![
+                e.name.clone(),
+                e.sha256
+                    .map(|d| hex::encode(d.as_bytes()))
+                    .unwrap_or_default(),
+                e.length.to_string(),
+                e.role.to_string(),
+            ]);
+        }
+        print!("{}", table::render(&rows));
+        Ok(())
+    }
+}
+
+impl DelegationAddArgs {
+    async fn run(self, ctx: &Context) -> Result<(), CliError> {
+        let gun = parse_gun(&self.gun)?;
+        let role: RoleName = self
+            .role
+            .parse()
+            .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))?;
+        let mut keys = Vec::new();
+        for path in &self.keys {
+            let pem = std::fs::read(path).map_err(|e| CliError::File {
+                path: path.clone(),
+                message: format!("cannot read the key: {e}"),
+            })?;
+            keys.push(
+                repo::public_key_from_pem(&pem).map_err(|message| CliError::File {
+                    path: path.clone(),
+                    message,
+                })?,
+            );
+        }
+        let paths = if self.all_paths {
+            vec![String::new()]
+        } else {
+            self.paths.clone()
+        };
+        if keys.is_empty() && paths.is_empty() {
+            return Err(CliError::Usage(
+                "give at least one public key file or --paths/--all-paths".into(),
+            ));
+        }
+        Changelist::new(&ctx.trust_dir, &gun).add(Change::AddDelegation {
+            role: role.to_string(),
+            keys: keys.iter().map(PublicKey::to_value).collect(),
+            paths: paths.clone(),
+            threshold: 0,
+        })?;
+        let ids: Vec<String> = keys
+            .iter()
+            .map(|k| k.canonical_id().map(|i| i.to_string()).unwrap_or_default())
+            .collect();
+        let shown: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                if p.is_empty() {
+                    "\"\" <all paths>".to_owned()
+                } else {
+                    format!("{p:?}")
+                }
+            })
+            .collect();
+        println!(
+            "\nAddition of delegation role {role} with keys [{}], with paths [{}], to repository \"{gun}\" staged for next publish.\n",
+            ids.join(" "),
+            shown.join(", ")
+        );
+        maybe_publish(ctx, &gun, self.publish).await
+    }
+}
+
+impl DelegationRemoveArgs {
+    async fn run(self, ctx: &Context) -> Result<(), CliError> {
+        let gun = parse_gun(&self.gun)?;
+        let role: RoleName = self
+            .role
+            .parse()
+            .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))?;
+        let list = Changelist::new(&ctx.trust_dir, &gun);
+        if self.key_ids.is_empty() {
+            list.add(Change::RemoveDelegation {
+                role: role.to_string(),
+            })?;
+            println!("\nRemoval of delegation role {role} to repository \"{gun}\" staged for next publish.\n");
+        } else {
+            list.add(Change::RemoveDelegationKeys {
+                role: role.to_string(),
+                key_ids: self.key_ids.clone(),
+            })?;
+            println!(
+                "\nRemoval of delegation role {role} with keys [{}], to repository \"{gun}\" staged for next publish.\n",
+                self.key_ids.join(" ")
+            );
+        }
+        maybe_publish(ctx, &gun, self.publish).await
+    }
+}
+
+async fn delegation_list(ctx: &Context, gun: &str) -> Result<(), CliError> {
+    let gun = parse_gun(gun)?;
+    let remote = server_of(ctx)?.repo(&gun);
+    let cache = TrustCache::new(&ctx.trust_dir);
+    let verified = tuf::update(&remote, &cache, &gun, &UpdateOptions::default())
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let state = RepoState::from(verified);
+    let mut delegations: Vec<_> = state
+        .targets
+        .values()
+        .flat_map(|t| t.signed.delegations.roles.clone())
+        .collect();
+    if delegations.is_empty() {
+        println!("\nNo delegations present in this repository.\n");
+        return Ok(());
+    }
+    delegations.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut rows = vec![
+        vec![
+            "ROLE".to_owned(),
+            "PATHS".into(),
+            "KEY IDS".into(),
+            "THRESHOLD".into(),
+        ],
+        vec![
+            "----".to_owned(),
+            "-----".into(),
+            "-------".into(),
+            "---------".into(),
+        ],
+    ];
+    for d in delegations {
+        let paths: Vec<String> = d
+            .paths
+            .iter()
+            .map(|p| {
+                if p.is_empty() {
+                    "\"\" <all paths>".to_owned()
+                } else {
+                    p.clone()
+                }
+            })
+            .collect();
+        let ids: Vec<String> = d.keyids.iter().map(|k| k.to_string()).collect();
+        let lines = ids.len().max(paths.len()).max(1);
+        for i in 0..lines {
+            rows.push(vec![
+                if i == 0 {
+                    d.name.to_string()
+                } else {
+                    String::new()
+                },
+                paths.get(i).cloned().unwrap_or_default(),
+                ids.get(i).cloned().unwrap_or_default(),
+                if i == 0 {
+                    d.threshold.to_string()
+                } else {
+                    String::new()
+                },
+            ]);
+        }
+    }
+    println!();
+    print!("{}", table::render(&rows));
+    println!();
+    Ok(())
+}

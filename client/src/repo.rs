@@ -1,0 +1,810 @@
+//! Writing a trust repository: init, staged changes, signing through the agent, publishing.
+//!
+//! As in Notary, changes are staged in a changelist next to the cached metadata and sent by
+//! `publish`. Publishing reads the server's current state (verified), applies the changes,
+//! re-signs what changed with keys the agent holds (version + 1, fresh expiry), signs a new
+//! snapshot when the agent holds the snapshot key (else the server makes it), and posts exactly
+//! those files. A version conflict (someone published meanwhile) refetches, reapplies and retries;
+//! any other failure leaves the server and the cache as they were, and the changelist staged.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tufa_proto::v1;
+
+use crate::agent::{AgentClient, AgentClientError, SignContext};
+use crate::tuf::{
+    Delegation, Expires, FileMeta, Gun, KeyId, Metadata, PublicKey, RemoteError, RoleKeys,
+    RoleName, Root, RootRole, RootRoles, Sha256Digest, Signature, SignatureMethod, Signed,
+    Snapshot, Targets, TufError,
+};
+
+/// Lifetime of a root Notary signs: 10 years.
+pub const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Lifetime of targets, delegations and a client-signed snapshot: 3 years.
+pub const ROLE_LIFETIME: Duration = Duration::from_secs(3 * 365 * 24 * 3600);
+/// How many times a publish retries after a version conflict.
+pub const PUBLISH_ATTEMPTS: usize = 3;
+
+/// What publishing needs from the server, besides verified reads.
+pub trait Publisher: Send + Sync {
+    /// The server-held key of `timestamp` or `snapshot` (created on first request).
+    fn server_key(
+        &self,
+        role: &RoleName,
+    ) -> impl Future<Output = Result<PublicKey, RemoteError>> + Send;
+    /// Posts these files in one atomic update.
+    fn publish(
+        &self,
+        files: &[(RoleName, Vec<u8>)],
+    ) -> impl Future<Output = Result<(), PublishRejected>> + Send;
+}
+
+/// Why the server refused a publish.
+#[derive(Debug)]
+pub enum PublishRejected {
+    /// Someone published a newer version meanwhile: refetch and retry.
+    VersionConflict(RemoteError),
+    /// Anything else.
+    Other(RemoteError),
+}
+
+/// The verified state of a repository the changes apply to.
+#[derive(Clone, Debug)]
+pub struct RepoState {
+    /// The current root.
+    pub root: Signed<Root>,
+    /// The current snapshot, if the server has one.
+    pub snapshot: Option<Signed<Snapshot>>,
+    /// `targets` and every delegated targets role, by name.
+    pub targets: BTreeMap<RoleName, Signed<Targets>>,
+}
+
+impl From<crate::tuf::VerifiedRepo> for RepoState {
+    fn from(v: crate::tuf::VerifiedRepo) -> Self {
+        let mut targets = BTreeMap::from([(RoleName::TARGETS, v.targets_role().clone())]);
+        for d in v.delegations() {
+            targets.insert(d.name.clone(), d.file.clone());
+        }
+        Self {
+            root: v.root().clone(),
+            snapshot: Some(v.snapshot().clone()),
+            targets,
+        }
+    }
+}
+
+/// Reads a public key file as `notary delegation add` and `docker trust signer add` accept it:
+/// PEM `PUBLIC KEY` (docker's NAME.pub, with or without a `role:` header) or `CERTIFICATE`.
+pub fn public_key_from_pem(text: &[u8]) -> Result<PublicKey, String> {
+    let text = std::str::from_utf8(text).map_err(|_| "the key file is not PEM text".to_owned())?;
+    let block = pem::parse(text).map_err(|e| format!("the key file is not PEM ({e})"))?;
+    match block.tag() {
+        "PUBLIC KEY" => {
+            use p256::pkcs8::DecodePublicKey as _;
+            p256::PublicKey::from_public_key_der(block.contents()).map_err(|_| {
+                "the public key is not ECDSA P-256: tufa's delegations use P-256 keys".to_owned()
+            })?;
+            Ok(PublicKey::ecdsa(block.contents().to_vec()))
+        }
+        "CERTIFICATE" => Ok(crate::tuf::x509_public_key(block.contents())),
+        other => Err(format!(
+            "the key file holds a '{other}' block: expected PUBLIC KEY or CERTIFICATE"
+        )),
+    }
+}
+
+/// Which key signs the snapshot of a new repository.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotKey {
+    /// The server holds it and makes every snapshot.
+    Server,
+    /// The agent holds it (key ID).
+    Agent(String),
+}
+
+/// One staged change.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    /// Create the repository with these agent keys (key IDs).
+    Init {
+        /// The root key.
+        root_key: String,
+        /// The targets ("repository") key.
+        targets_key: String,
+        /// The snapshot key.
+        snapshot: SnapshotKey,
+    },
+    /// Add or replace a target in a role.
+    AddTarget {
+        /// The role.
+        role: String,
+        /// Target name (a tag, a file name).
+        name: String,
+        /// Length in bytes.
+        length: u64,
+        /// SHA-256, hex.
+        sha256: String,
+        /// Custom data, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        custom: Option<serde_json::Value>,
+    },
+    /// Remove a target from a role.
+    RemoveTarget {
+        /// The role.
+        role: String,
+        /// Target name.
+        name: String,
+    },
+    /// Create a delegation, or add keys and paths to it.
+    AddDelegation {
+        /// The delegated role, `targets/...`.
+        role: String,
+        /// Public keys as TUF key objects (JSON).
+        keys: Vec<serde_json::Value>,
+        /// Path prefixes it may sign ("" for all).
+        paths: Vec<String>,
+        /// Signatures needed; 0 keeps the current threshold (1 for a new role).
+        threshold: u32,
+    },
+    /// Remove keys from a delegation.
+    RemoveDelegationKeys {
+        /// The delegated role.
+        role: String,
+        /// TUF key IDs to remove.
+        key_ids: Vec<String>,
+    },
+    /// Remove a delegation entirely.
+    RemoveDelegation {
+        /// The delegated role.
+        role: String,
+    },
+}
+
+/// The staged changes of one GUN, at `<trust_dir>/tuf/<gun>/changelist.json`.
+pub struct Changelist {
+    path: PathBuf,
+}
+
+impl Changelist {
+    /// The changelist of `gun` under `trust_dir`.
+    pub fn new(trust_dir: &Path, gun: &Gun) -> Self {
+        Self {
+            path: trust_dir
+                .join("tuf")
+                .join(gun.as_str())
+                .join("changelist.json"),
+        }
+    }
+
+    /// The staged changes, oldest first.
+    pub fn list(&self) -> Result<Vec<Change>, RepoError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RepoError::Changelist {
+                path: self.path.clone(),
+                detail: format!("it does not parse ({e}): remove it to drop the staged changes"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(self.io_err(e)),
+        }
+    }
+
+    /// Stages one more change.
+    pub fn add(&self, change: Change) -> Result<(), RepoError> {
+        let mut all = self.list()?;
+        all.push(change);
+        self.write(&all)
+    }
+
+    /// Drops every staged change.
+    pub fn clear(&self) -> Result<(), RepoError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io_err(e)),
+        }
+    }
+
+    fn write(&self, all: &[Change]) -> Result<(), RepoError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| self.io_err(e))?;
+        let bytes = serde_json::to_vec_pretty(all).map_err(|e| RepoError::Changelist {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        })?;
+        // Written whole or not at all.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| self.io_err(e))?;
+        tmp.write_all(&bytes).map_err(|e| self.io_err(e))?;
+        tmp.as_file().sync_all().map_err(|e| self.io_err(e))?;
+        tmp.persist(&self.path).map_err(|e| self.io_err(e.error))?;
+        Ok(())
+    }
+
+    fn io_err(&self, e: std::io::Error) -> RepoError {
+        RepoError::Changelist {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// The agent's keys by their canonical key ID (what a role's keys map to).
+pub struct AgentKeys {
+    by_id: HashMap<KeyId, v1::Key>,
+}
+
+impl AgentKeys {
+    /// Reads the agent's key list once.
+    pub async fn load(agent: &AgentClient) -> Result<Self, RepoError> {
+        let keys = agent.list_keys().await?;
+        let by_id = keys
+            .into_iter()
+            .filter_map(|k| k.key_id.parse::<KeyId>().ok().map(|id| (id, k)))
+            .collect();
+        Ok(Self { by_id })
+    }
+
+    /// The agent key behind a TUF key, if the agent holds it.
+    pub fn for_key(&self, key: &PublicKey) -> Option<&v1::Key> {
+        key.canonical_id().ok().and_then(|id| self.by_id.get(&id))
+    }
+
+    /// An agent key by ID.
+    pub fn by_id(&self, id: &str) -> Option<&v1::Key> {
+        id.parse::<KeyId>().ok().and_then(|id| self.by_id.get(&id))
+    }
+}
+
+/// Signs `body` as `role` with every key of `keys` the agent holds; refuses when that is fewer
+/// than `threshold`. The signature names each key by its TUF ID (for a root: the certificate's).
+pub async fn sign_role<T: Metadata>(
+    agent: &AgentClient,
+    held: &AgentKeys,
+    gun: &Gun,
+    role: &RoleName,
+    body: T,
+    keys: &[PublicKey],
+    threshold: u32,
+) -> Result<Signed<T>, RepoError> {
+    let mut signed = Signed::new(body);
+    let bytes = signed.signed_bytes()?;
+    let context = SignContext {
+        gun: gun.to_string(),
+        role: role.to_string(),
+    };
+    for key in keys {
+        let Some(agent_key) = held.for_key(key) else {
+            continue;
+        };
+        let sig = agent.sign(agent_key, &bytes, &context).await?;
+        signed.signatures.push(Signature {
+            key_id: key.id(),
+            method: SignatureMethod::Ecdsa,
+            sig: sig.to_vec(),
+        });
+    }
+    let have = signed.signatures.len();
+    if have < threshold as usize {
+        return Err(RepoError::MissingKeys {
+            role: role.clone(),
+            have,
+            threshold,
+        });
+    }
+    // Belt and braces: the file must verify exactly as a reader will check it.
+    let ids: Vec<KeyId> = keys.iter().map(PublicKey::id).collect();
+    let by_id: BTreeMap<KeyId, PublicKey> = keys.iter().map(|k| (k.id(), k.clone())).collect();
+    let role_keys = RoleKeys::new(role.clone(), role, &ids, &by_id, threshold)?;
+    signed.verify(&role_keys)?;
+    Ok(signed)
+}
+
+/// The files of a publish, and the state they make.
+pub struct Prepared {
+    /// Files to post, in the order they were signed.
+    pub files: Vec<(RoleName, Vec<u8>)>,
+}
+
+/// What a publish sent.
+#[derive(Debug)]
+pub struct Published {
+    /// The roles posted, in order.
+    pub roles: Vec<RoleName>,
+    /// Whether the repository was created by this publish.
+    pub created: bool,
+}
+
+/// Publishes the staged changes of `gun`.
+///
+/// `load` reads the repository's current verified state (`None` when the server has none); it is
+/// called again after a version conflict, and the changes are applied afresh to what it returns.
+pub async fn publish<P, L, F>(
+    agent: &AgentClient,
+    server: &P,
+    gun: &Gun,
+    changelist: &Changelist,
+    load: L,
+    now: OffsetDateTime,
+) -> Result<Published, RepoError>
+where
+    P: Publisher,
+    L: Fn() -> F,
+    F: Future<Output = Result<Option<RepoState>, RepoError>>,
+{
+    let changes = changelist.list()?;
+    let held = AgentKeys::load(agent).await?;
+    for attempt in 1..=PUBLISH_ATTEMPTS {
+        let (mut state, created) = match load().await? {
+            Some(state) => (state, false),
+            None => {
+                let Some(Change::Init {
+                    root_key,
+                    targets_key,
+                    snapshot,
+                }) = changes.iter().find(|c| matches!(c, Change::Init { .. }))
+                else {
+                    return Err(RepoError::NotInitialised { gun: gun.clone() });
+                };
+                let init = (root_key.as_str(), targets_key.as_str(), snapshot);
+                (
+                    new_repository(agent, &held, server, gun, init, now).await?,
+                    true,
+                )
+            }
+        };
+        let mut dirty = apply(&mut state, &changes)?;
+        if created {
+            dirty.insert(RoleName::TARGETS);
+        }
+        let prepared = sign_changes(agent, &held, gun, &mut state, &dirty, created, now).await?;
+        match server.publish(&prepared.files).await {
+            Ok(()) => {
+                changelist.clear()?;
+                return Ok(Published {
+                    roles: prepared.files.into_iter().map(|(r, _)| r).collect(),
+                    created,
+                });
+            }
+            Err(PublishRejected::VersionConflict(e)) => {
+                tracing::info!(gun = %gun, attempt, error = %e, "version conflict; refetching");
+            }
+            Err(PublishRejected::Other(e)) => return Err(RepoError::Server(e)),
+        }
+    }
+    Err(RepoError::Conflict {
+        gun: gun.clone(),
+        attempts: PUBLISH_ATTEMPTS,
+    })
+}
+
+/// Builds root v1 and an empty targets for a new repository.
+pub async fn new_repository<P: Publisher>(
+    agent: &AgentClient,
+    held: &AgentKeys,
+    server: &P,
+    gun: &Gun,
+    init: (&str, &str, &SnapshotKey),
+    now: OffsetDateTime,
+) -> Result<RepoState, RepoError> {
+    let (root_id, targets_id, snapshot) = init;
+    let root_agent_key = held.by_id(root_id).ok_or_else(|| RepoError::KeyGone {
+        key: root_id.to_owned(),
+    })?;
+    let targets_agent_key = held.by_id(targets_id).ok_or_else(|| RepoError::KeyGone {
+        key: targets_id.to_owned(),
+    })?;
+    let cert = crate::tuf::root_certificate(agent, root_agent_key, gun, now).await?;
+    let root_key = crate::tuf::x509_public_key(&cert);
+    let targets_key = PublicKey::ecdsa(targets_agent_key.public_key_spki.clone());
+    let snapshot_key = match snapshot {
+        SnapshotKey::Server => server
+            .server_key(&RoleName::SNAPSHOT)
+            .await
+            .map_err(RepoError::Server)?,
+        SnapshotKey::Agent(id) => PublicKey::ecdsa(
+            held.by_id(id)
+                .ok_or_else(|| RepoError::KeyGone { key: id.clone() })?
+                .public_key_spki
+                .clone(),
+        ),
+    };
+    let timestamp_key = server
+        .server_key(&RoleName::TIMESTAMP)
+        .await
+        .map_err(RepoError::Server)?;
+    let keys: BTreeMap<KeyId, PublicKey> = [&root_key, &targets_key, &snapshot_key, &timestamp_key]
+        .into_iter()
+        .map(|k| (k.id(), k.clone()))
+        .collect();
+    let root = Root {
+        version: 1,
+        expires: expires_in(now, ROOT_LIFETIME)?,
+        consistent_snapshot: false,
+        keys,
+        roles: RootRoles {
+            root: RootRole::single(root_key.id()),
+            targets: RootRole::single(targets_key.id()),
+            snapshot: RootRole::single(snapshot_key.id()),
+            timestamp: RootRole::single(timestamp_key.id()),
+        },
+    };
+    let root = sign_role(agent, held, gun, &RoleName::ROOT, root, &[root_key], 1).await?;
+    // Version 0: the first publish bumps it to 1 like any change.
+    let targets = Signed::new(Targets::new(0, expires_in(now, ROLE_LIFETIME)?));
+    Ok(RepoState {
+        root,
+        snapshot: None,
+        targets: BTreeMap::from([(RoleName::TARGETS, targets)]),
+    })
+}
+
+/// Applies changes to the targets roles; returns the roles they touched.
+pub fn apply(state: &mut RepoState, changes: &[Change]) -> Result<BTreeSet<RoleName>, RepoError> {
+    let mut dirty = BTreeSet::new();
+    for change in changes {
+        match change {
+            Change::Init { .. } => {}
+            Change::AddTarget {
+                role,
+                name,
+                length,
+                sha256,
+                custom,
+            } => {
+                let role: RoleName = role.parse()?;
+                check_path_allowed(state, &role, name)?;
+                let digest = parse_sha256(sha256)?;
+                let mut meta = FileMeta::of_target(*length, digest);
+                meta.custom = custom.clone();
+                role_mut(state, &role)?.targets.insert(name.clone(), meta);
+                dirty.insert(role);
+            }
+            Change::RemoveTarget { role, name } => {
+                let role: RoleName = role.parse()?;
+                role_mut(state, &role)?.targets.remove(name);
+                dirty.insert(role);
+            }
+            Change::AddDelegation {
+                role,
+                keys,
+                paths,
+                threshold,
+            } => {
+                let role: RoleName = role.parse()?;
+                let parent = delegation_parent(&role)?;
+                let keys: Vec<PublicKey> = keys
+                    .iter()
+                    .map(|k| PublicKey::from_json(&role, k.to_string().as_bytes()))
+                    .collect::<Result<_, _>>()?;
+                let parent_role = role_mut(state, &parent)?;
+                for k in &keys {
+                    parent_role.delegations.keys.insert(k.id(), k.clone());
+                }
+                let entry = match parent_role
+                    .delegations
+                    .roles
+                    .iter_mut()
+                    .position(|d| d.name == role)
+                {
+                    Some(i) => &mut parent_role.delegations.roles[i],
+                    None => {
+                        parent_role.delegations.roles.push(Delegation {
+                            name: role.clone(),
+                            keyids: Vec::new(),
+                            threshold: 1,
+                            paths: Vec::new(),
+                        });
+                        parent_role
+                            .delegations
+                            .roles
+                            .last_mut()
+                            .expect("just pushed")
+                    }
+                };
+                for k in &keys {
+                    if !entry.keyids.contains(&k.id()) {
+                        entry.keyids.push(k.id());
+                    }
+                }
+                for p in paths {
+                    if !entry.paths.contains(p) {
+                        entry.paths.push(p.clone());
+                    }
+                }
+                if *threshold > 0 {
+                    entry.threshold = *threshold;
+                }
+                dirty.insert(parent);
+            }
+            Change::RemoveDelegationKeys { role, key_ids } => {
+                let role: RoleName = role.parse()?;
+                let parent = delegation_parent(&role)?;
+                let parent_role = role_mut(state, &parent)?;
+                if let Some(entry) = parent_role
+                    .delegations
+                    .roles
+                    .iter_mut()
+                    .find(|d| d.name == role)
+                {
+                    entry.keyids.retain(|id| !key_ids.contains(&id.to_string()));
+                }
+                prune_unused_keys(parent_role);
+                dirty.insert(parent);
+            }
+            Change::RemoveDelegation { role } => {
+                let role: RoleName = role.parse()?;
+                let parent = delegation_parent(&role)?;
+                let parent_role = role_mut(state, &parent)?;
+                parent_role.delegations.roles.retain(|d| d.name != role);
+                prune_unused_keys(parent_role);
+                state.targets.retain(|name, _| name != &role);
+                dirty.insert(parent);
+            }
+        }
+    }
+    Ok(dirty)
+}
+
+/// Re-signs the dirty roles and, when the agent holds it, a new snapshot; returns the files.
+pub async fn sign_changes(
+    agent: &AgentClient,
+    held: &AgentKeys,
+    gun: &Gun,
+    state: &mut RepoState,
+    dirty: &BTreeSet<RoleName>,
+    publish_root: bool,
+    now: OffsetDateTime,
+) -> Result<Prepared, RepoError> {
+    let mut files = Vec::new();
+    if publish_root {
+        files.push((RoleName::ROOT, state.root.to_bytes()?));
+    }
+    // Parents before children, so a child's keys are read from the parent as it will be published.
+    let mut order: Vec<RoleName> = dirty.iter().cloned().collect();
+    order.sort_by_key(|r| r.as_str().matches('/').count());
+    for role in order {
+        let (keys, threshold) = signing_keys(state, &role)?;
+        let current = state
+            .targets
+            .get(&role)
+            .ok_or_else(|| RepoError::NoSuchRole { role: role.clone() })?;
+        let mut body = current.signed.clone();
+        body.version += 1;
+        body.expires = expires_in(now, ROLE_LIFETIME)?;
+        let signed = sign_role(agent, held, gun, &role, body, &keys, threshold).await?;
+        files.push((role.clone(), signed.to_bytes()?));
+        state.targets.insert(role, signed);
+    }
+    // A snapshot the agent can sign goes with every publish (the server cannot make it).
+    let snapshot_keys = key_list(&state.root.signed, &state.root.signed.roles.snapshot);
+    if snapshot_keys.iter().any(|k| held.for_key(k).is_some()) {
+        let mut meta = state
+            .snapshot
+            .as_ref()
+            .map(|s| s.signed.meta.clone())
+            .unwrap_or_default();
+        for (role, bytes) in &files {
+            meta.insert(role.clone(), FileMeta::of_metadata(bytes));
+        }
+        if !meta.contains_key(&RoleName::ROOT) {
+            meta.insert(
+                RoleName::ROOT,
+                FileMeta::of_metadata(&state.root.to_bytes()?),
+            );
+        }
+        let body = Snapshot {
+            version: state.snapshot.as_ref().map_or(0, |s| s.signed.version) + 1,
+            expires: expires_in(now, ROLE_LIFETIME)?,
+            meta,
+        };
+        let threshold = state.root.signed.roles.snapshot.threshold;
+        let signed = sign_role(
+            agent,
+            held,
+            gun,
+            &RoleName::SNAPSHOT,
+            body,
+            &snapshot_keys,
+            threshold,
+        )
+        .await?;
+        files.push((RoleName::SNAPSHOT, signed.to_bytes()?));
+        state.snapshot = Some(signed);
+    }
+    Ok(Prepared { files })
+}
+
+/// The keys and threshold that sign `role`: from root for `targets`, from the parent otherwise.
+fn signing_keys(state: &RepoState, role: &RoleName) -> Result<(Vec<PublicKey>, u32), RepoError> {
+    if *role == RoleName::TARGETS {
+        let r = &state.root.signed;
+        return Ok((key_list(r, &r.roles.targets), r.roles.targets.threshold));
+    }
+    let parent = delegation_parent(role)?;
+    let parent_role = state
+        .targets
+        .get(&parent)
+        .ok_or_else(|| RepoError::NoSuchRole {
+            role: parent.clone(),
+        })?;
+    let d = parent_role
+        .signed
+        .delegation(role)
+        .ok_or_else(|| RepoError::NoSuchRole { role: role.clone() })?;
+    let keys = d
+        .keyids
+        .iter()
+        .filter_map(|id| parent_role.signed.delegations.keys.get(id).cloned())
+        .collect();
+    Ok((keys, d.threshold))
+}
+
+fn key_list(root: &Root, role: &RootRole) -> Vec<PublicKey> {
+    role.keyids
+        .iter()
+        .filter_map(|id| root.keys.get(id).cloned())
+        .collect()
+}
+
+/// The targets body of `role`, creating an empty delegated role that its parent lists.
+fn role_mut<'a>(state: &'a mut RepoState, role: &RoleName) -> Result<&'a mut Targets, RepoError> {
+    if !state.targets.contains_key(role) {
+        let listed = role.is_delegation()
+            && delegation_parent(role)
+                .ok()
+                .and_then(|p| state.targets.get(&p))
+                .is_some_and(|p| p.signed.delegation(role).is_some());
+        if !listed {
+            return Err(RepoError::NoSuchRole { role: role.clone() });
+        }
+        // A delegation that has never been published starts at version 0.
+        let expires = state.root.signed.expires.clone();
+        state
+            .targets
+            .insert(role.clone(), Signed::new(Targets::new(0, expires)));
+    }
+    Ok(&mut state
+        .targets
+        .get_mut(role)
+        .ok_or_else(|| RepoError::NoSuchRole { role: role.clone() })?
+        .signed)
+}
+
+fn delegation_parent(role: &RoleName) -> Result<RoleName, RepoError> {
+    role.parent()
+        .ok_or_else(|| RepoError::NotADelegation { role: role.clone() })
+}
+
+fn check_path_allowed(state: &RepoState, role: &RoleName, name: &str) -> Result<(), RepoError> {
+    if !role.is_delegation() {
+        return Ok(());
+    }
+    let Some(parent) = role.parent().and_then(|p| state.targets.get(&p)) else {
+        return Ok(());
+    };
+    if let Some(d) = parent.signed.delegation(role) {
+        if !d.paths.iter().any(|p| name.starts_with(p.as_str())) {
+            return Err(RepoError::PathNotDelegated {
+                role: role.clone(),
+                target: name.to_owned(),
+                paths: d.paths.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn prune_unused_keys(t: &mut Targets) {
+    let used: BTreeSet<KeyId> = t
+        .delegations
+        .roles
+        .iter()
+        .flat_map(|d| d.keyids.iter().copied())
+        .collect();
+    t.delegations.keys.retain(|id, _| used.contains(id));
+}
+
+fn parse_sha256(hex_digest: &str) -> Result<Sha256Digest, RepoError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut out).map_err(|_| RepoError::BadDigest {
+        digest: hex_digest.to_owned(),
+    })?;
+    Ok(Sha256Digest::from_bytes(out))
+}
+
+fn expires_in(now: OffsetDateTime, lifetime: Duration) -> Result<Expires, RepoError> {
+    Ok(Expires::new(now + lifetime)?)
+}
+
+/// Why a repository operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// The agent failed or refused.
+    #[error(transparent)]
+    Agent(#[from] AgentClientError),
+    /// Metadata could not be built or checked.
+    #[error(transparent)]
+    Tuf(#[from] TufError),
+    /// The root certificate could not be made.
+    #[error(transparent)]
+    Certificate(#[from] crate::tuf::CertificateError),
+    /// The server failed.
+    #[error("{0}")]
+    Server(RemoteError),
+    /// The agent holds too few keys of a role.
+    #[error("cannot sign {role}: the agent holds {have} of its keys and the role needs {threshold}; load or generate the role's key in the agent (`tufa key list` shows what it holds)")]
+    MissingKeys {
+        /// The role.
+        role: RoleName,
+        /// Keys the agent holds.
+        have: usize,
+        /// Signatures needed.
+        threshold: u32,
+    },
+    /// A key recorded at init is no longer in the agent.
+    #[error("key {key} chosen when the repository was initialised is no longer in the agent: load it again, or drop the staged changes and init again")]
+    KeyGone {
+        /// The key ID.
+        key: String,
+    },
+    /// A role that does not exist in the repository.
+    #[error("role {role} does not exist in this repository: add it as a delegation first (`tufa notary delegation add`)")]
+    NoSuchRole {
+        /// The role.
+        role: RoleName,
+    },
+    /// A top-level role where a delegation was expected.
+    #[error("{role} is not a delegated role: delegations are named targets/<name>")]
+    NotADelegation {
+        /// The role.
+        role: RoleName,
+    },
+    /// A target outside the role's delegated paths.
+    #[error("{role} may not sign '{target}': its delegated paths are {paths:?}")]
+    PathNotDelegated {
+        /// The role.
+        role: RoleName,
+        /// The target.
+        target: String,
+        /// Its paths.
+        paths: Vec<String>,
+    },
+    /// A digest that is not 64 hex digits.
+    #[error("'{digest}' is not a SHA-256 digest (64 hex digits)")]
+    BadDigest {
+        /// The text given.
+        digest: String,
+    },
+    /// The changelist cannot be read or written.
+    #[error("changelist {path}: {detail}")]
+    Changelist {
+        /// Its path.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Nothing exists to change.
+    #[error("{gun} does not exist on the server and has not been initialised here: run `tufa notary init {gun}` first")]
+    NotInitialised {
+        /// The repository.
+        gun: Gun,
+    },
+    /// Publishing kept conflicting with other publishers.
+    #[error(
+        "{gun}: the server kept reporting newer versions after {attempts} attempts; try again"
+    )]
+    Conflict {
+        /// The repository.
+        gun: Gun,
+        /// Attempts made.
+        attempts: usize,
+    },
+}
