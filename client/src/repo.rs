@@ -29,7 +29,7 @@ pub const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Lifetime of targets, delegations and a client-signed snapshot: 3 years.
 pub const ROLE_LIFETIME: Duration = Duration::from_secs(3 * 365 * 24 * 3600);
 /// How many times a publish retries after a version conflict.
-pub const PUBLISH_ATTEMPTS: usize = 3;
+pub const PUBLISH_ATTEMPTS: usize = 5;
 
 /// What publishing needs from the server, besides verified reads.
 pub trait Publisher: Send + Sync {
@@ -363,6 +363,9 @@ where
         if created {
             dirty.insert(RoleName::TARGETS);
         }
+        if !created {
+            check_snapshot_signer(&held, server, gun, &state).await?;
+        }
         let prepared = sign_changes(agent, &held, gun, &mut state, &dirty, created, now).await?;
         match server.publish(&prepared.files).await {
             Ok(()) => {
@@ -374,6 +377,11 @@ where
             }
             Err(PublishRejected::VersionConflict(e)) => {
                 tracing::info!(gun = %gun, attempt, error = %e, "version conflict; refetching");
+                // A short random pause, so publishers that collided do not collide again.
+                let mut b = [0u8; 1];
+                let _ = getrandom::fill(&mut b);
+                let pause = 20 * attempt as u64 + u64::from(b[0] % 100);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             Err(PublishRejected::Other(e)) => return Err(RepoError::Server(e)),
         }
@@ -382,6 +390,29 @@ where
         gun: gun.clone(),
         attempts: PUBLISH_ATTEMPTS,
     })
+}
+
+/// A publish needs a snapshot from someone: the agent, or the server. Checked before anything is
+/// signed, because the server's own refusal ("key not found") does not say what to do.
+async fn check_snapshot_signer<P: Publisher>(
+    held: &AgentKeys,
+    server: &P,
+    gun: &Gun,
+    state: &RepoState,
+) -> Result<(), RepoError> {
+    let root = &state.root.signed;
+    let keys = key_list(root, &root.roles.snapshot);
+    if keys.iter().any(|k| held.for_key(k).is_some()) {
+        return Ok(());
+    }
+    let server_key = server
+        .server_key(&RoleName::SNAPSHOT)
+        .await
+        .map_err(RepoError::Server)?;
+    if root.roles.snapshot.keyids.contains(&server_key.id()) {
+        return Ok(());
+    }
+    Err(RepoError::NoSnapshotSigner { gun: gun.clone() })
 }
 
 /// Builds root v1 and an empty targets for a new repository.
@@ -593,11 +624,8 @@ pub async fn sign_changes(
         for (role, bytes) in &files {
             meta.insert(role.clone(), FileMeta::of_metadata(bytes));
         }
-        if !meta.contains_key(&RoleName::ROOT) {
-            meta.insert(
-                RoleName::ROOT,
-                FileMeta::of_metadata(&state.root.to_bytes()?),
-            );
+        if let std::collections::btree_map::Entry::Vacant(e) = meta.entry(RoleName::ROOT) {
+            e.insert(FileMeta::of_metadata(&state.root.to_bytes()?));
         }
         let body = Snapshot {
             version: state.snapshot.as_ref().map_or(0, |s| s.signed.version) + 1,
@@ -665,7 +693,7 @@ fn role_mut<'a>(state: &'a mut RepoState, role: &RoleName) -> Result<&'a mut Tar
             return Err(RepoError::NoSuchRole { role: role.clone() });
         }
         // A delegation that has never been published starts at version 0.
-        let expires = state.root.signed.expires.clone();
+        let expires = state.root.signed.expires;
         state
             .targets
             .insert(role.clone(), Signed::new(Targets::new(0, expires)));
@@ -794,6 +822,12 @@ pub enum RepoError {
     /// Nothing exists to change.
     #[error("{gun} does not exist on the server and has not been initialised here: run `tufa notary init {gun}` first")]
     NotInitialised {
+        /// The repository.
+        gun: Gun,
+    },
+    /// Neither the agent nor the server holds the snapshot key.
+    #[error("cannot publish {gun}: its snapshot key is neither in the agent nor on the server; publish from where the snapshot key is, or let the server manage snapshots (`notary key rotate {gun} snapshot -r`)")]
+    NoSnapshotSigner {
         /// The repository.
         gun: Gun,
     },

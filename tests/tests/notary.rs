@@ -98,3 +98,230 @@ fn tufa_publishes_targets_and_a_delegation_that_notary_lists() {
     let ours = tufa_notary(&agent, &stack, cwd.path(), &["delegation", "list", gun]);
     assert_eq!(ours, theirs, "tufa:\n{ours}\nnotary:\n{theirs}");
 }
+
+#[test]
+fn notary_cli_repo_read_and_extended_by_tufa() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("notary-cli", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let gun = "example.com/notary/made";
+
+    // The notary CLI makes the repository, with a target in `targets`.
+    stack.notary_ok(&["init", gun]);
+    stack.notary_ok(&[
+        "addhash",
+        gun,
+        "old",
+        "100",
+        "--sha256",
+        &"cd".repeat(32),
+        "-p",
+    ]);
+    let ours = tufa_notary(&agent, &stack, cwd.path(), &["list", gun]);
+    assert_eq!(ours, stack.notary_ok(&["list", gun]));
+
+    // notary keeps the snapshot key locally: a delegate cannot publish, and tufa says why.
+    agent.tufa_ok(cwd.path(), &["key", "generate", "ci-signer"]);
+    let pub_file = cwd.path().join("ci-signer.pub");
+    stack.notary_ok(&[
+        "delegation",
+        "add",
+        gun,
+        "targets/ci",
+        pub_file.to_str().unwrap(),
+        "--all-paths",
+        "-p",
+    ]);
+    // A trust dir of its own, so the change this refused publish leaves staged goes no further.
+    let trust = cwd.path().join("refused-trust");
+    let server = stack.notary_url();
+    let ca = stack.ca_file();
+    let out = agent.tufa(
+        cwd.path(),
+        &[
+            "notary",
+            "--server",
+            &server,
+            "--tls-ca",
+            ca.to_str().unwrap(),
+            "--trust-dir",
+            trust.to_str().unwrap(),
+            "addhash",
+            gun,
+            "early",
+            "7",
+            "--sha256",
+            &"ef".repeat(32),
+            "--roles",
+            "targets/ci",
+            "-p",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "published without a snapshot signer");
+    assert!(
+        err.contains("snapshot key is neither in the agent nor on the server"),
+        "{err}"
+    );
+    assert!(!stack.notary_ok(&["list", gun]).contains("early"));
+    stack.notary_ok(&["key", "rotate", gun, "snapshot", "-r"]);
+
+    // With the server making snapshots, tufa signs a target into the delegation holding no
+    // other key of the repository.
+    tufa_notary(
+        &agent,
+        &stack,
+        cwd.path(),
+        &[
+            "addhash",
+            gun,
+            "built",
+            "7",
+            "--sha256",
+            &"ef".repeat(32),
+            "--roles",
+            "targets/ci",
+            "-p",
+        ],
+    );
+    let theirs = stack.notary_ok(&["list", gun, "--roles", "targets/ci"]);
+    assert!(
+        theirs.contains(&"ef".repeat(32)) && theirs.contains("targets/ci"),
+        "{theirs}"
+    );
+    assert_eq!(
+        tufa_notary(&agent, &stack, cwd.path(), &["list", gun]),
+        stack.notary_ok(&["list", gun])
+    );
+}
+
+#[test]
+fn server_managed_snapshot_and_concurrent_publishers() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("notary-srv", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let gun = "example.com/tufa/server-snapshot";
+    tufa_notary(
+        &agent,
+        &stack,
+        cwd.path(),
+        &["init", gun, "--server-managed-snapshot", "-p"],
+    );
+
+    // Three publishers at once, each with its own trust dir: the losers of each race get the
+    // server's version conflict, refetch, reapply and retry.
+    let server = stack.notary_url();
+    let ca = stack.ca_file();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let trust = cwd.path().join(format!("trust-{i}"));
+            let name = format!("t{i}");
+            let digest = format!("{i}").repeat(64);
+            std::process::Command::new(tufa_tests::bin("tufa"))
+                .current_dir(cwd.path())
+                .env("TUFA_AGENT_SOCK", &agent.socket)
+                .env("DOCKER_CONFIG", cwd.path().join("docker-config"))
+                .args([
+                    "notary",
+                    "--server",
+                    &server,
+                    "--tls-ca",
+                    ca.to_str().unwrap(),
+                ])
+                .args(["--trust-dir", trust.to_str().unwrap()])
+                .args(["addhash", gun, &name, "1", "--sha256", &digest, "-p"])
+                .output()
+                .unwrap()
+        })
+        .collect();
+    for out in &children {
+        assert!(out.status.success(), "{out:?}");
+    }
+    let list = stack.notary_ok(&["list", gun]);
+    for i in 0..3 {
+        assert!(list.contains(&format!("t{i} ")), "t{i} missing:\n{list}");
+    }
+    // The server signed the snapshot: the agent holds no snapshot key for this repository.
+    let keys = agent.tufa_ok(cwd.path(), &["key", "list"]);
+    assert!(!keys.contains("server-snapshot-snapshot"), "{keys}");
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_publishes_nothing() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("notary-bad", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let trust = cwd.path().join("trust");
+    let run = |server: &str, ca: &Path, args: &[&str]| {
+        let mut full = vec![
+            "notary",
+            "--server",
+            server,
+            "--tls-ca",
+            ca.to_str().unwrap(),
+        ];
+        full.extend_from_slice(&["--trust-dir", trust.to_str().unwrap()]);
+        full.extend_from_slice(args);
+        let out = agent.tufa(cwd.path(), &full);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let ca = stack.ca_file();
+
+    // An unreachable server names the URL.
+    let err = run("https://127.0.0.1:1", &ca, &["list", "example.com/x"]);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    // A wrong CA names the CA file used.
+    let wrong_ca = cwd.path().join("wrong-ca.pem");
+    std::fs::copy(
+        tufa_tests::stack::Stack::start_local_signing().ca_file(),
+        &wrong_ca,
+    )
+    .unwrap();
+    let err = run(&stack.notary_url(), &wrong_ca, &["list", "example.com/x"]);
+    assert!(err.contains("wrong-ca.pem"), "{err}");
+    // A malformed GUN and a role name Notary refuses.
+    let err = run(&stack.notary_url(), &ca, &["list", "bad gun"]);
+    assert!(err.contains("not a valid GUN"), "{err}");
+    let err = run(
+        &stack.notary_url(),
+        &ca,
+        &[
+            "addhash",
+            "example.com/x",
+            "t",
+            "1",
+            "--sha256",
+            &"a".repeat(64),
+            "--roles",
+            "targets/Bad",
+        ],
+    );
+    assert!(
+        err.contains("targets/Bad") && err.contains("lowercase"),
+        "{err}"
+    );
+    let err = run(
+        &stack.notary_url(),
+        &ca,
+        &[
+            "addhash",
+            "example.com/x",
+            "t",
+            "1",
+            "--sha256",
+            &"a".repeat(64),
+            "--roles",
+            "snapshot",
+        ],
+    );
+    assert!(err.contains("snapshot"), "{err}");
+    // Publishing a repository that was never initialised says how to start.
+    let err = run(&stack.notary_url(), &ca, &["publish", "example.com/never"]);
+    assert!(err.contains("tufa notary init example.com/never"), "{err}");
+    let out = stack.notary(&["list", "example.com/never"]);
+    assert!(!out.status.success(), "something was published");
+}
