@@ -45,6 +45,26 @@ pub trait Publisher: Send + Sync {
     ) -> impl Future<Output = Result<(), PublishRejected>> + Send;
 }
 
+impl Publisher for crate::notary::NotaryRepo {
+    async fn server_key(&self, role: &RoleName) -> Result<PublicKey, RemoteError> {
+        crate::notary::NotaryRepo::server_key(self, role)
+            .await
+            .map_err(|e| Box::new(e) as RemoteError)
+    }
+
+    async fn publish(&self, files: &[(RoleName, Vec<u8>)]) -> Result<(), PublishRejected> {
+        crate::notary::NotaryRepo::publish(self, files)
+            .await
+            .map_err(|e| {
+                if e.is_version_conflict() {
+                    PublishRejected::VersionConflict(Box::new(e))
+                } else {
+                    PublishRejected::Other(Box::new(e))
+                }
+            })
+    }
+}
+
 /// Why the server refused a publish.
 #[derive(Debug)]
 pub enum PublishRejected {
@@ -366,7 +386,21 @@ where
         if !created {
             check_snapshot_signer(&held, server, gun, &state).await?;
         }
-        let prepared = sign_changes(agent, &held, gun, &mut state, &dirty, created, now).await?;
+        // As Notary does: a root within six months of expiry is re-signed with the next publish.
+        let renew_root = !created && root_needs_renewal(&state, now);
+        if renew_root {
+            renew(agent, &held, gun, &mut state, now).await?;
+        }
+        let prepared = sign_changes(
+            agent,
+            &held,
+            gun,
+            &mut state,
+            &dirty,
+            created || renew_root,
+            now,
+        )
+        .await?;
         match server.publish(&prepared.files).await {
             Ok(()) => {
                 changelist.clear()?;
@@ -390,6 +424,38 @@ where
         gun: gun.clone(),
         attempts: PUBLISH_ATTEMPTS,
     })
+}
+
+/// How long before its expiry a root is re-signed: six months, as Notary.
+pub const ROOT_RENEWAL: Duration = Duration::from_secs(182 * 24 * 3600);
+
+fn root_needs_renewal(state: &RepoState, now: OffsetDateTime) -> bool {
+    state.root.signed.expires.is_expired_at(now + ROOT_RENEWAL)
+}
+
+/// Re-signs the root unchanged but for version + 1 and a fresh 10-year expiry.
+async fn renew(
+    agent: &AgentClient,
+    held: &AgentKeys,
+    gun: &Gun,
+    state: &mut RepoState,
+    now: OffsetDateTime,
+) -> Result<(), RepoError> {
+    let mut body = state.root.signed.clone();
+    body.version += 1;
+    body.expires = expires_in(now, ROOT_LIFETIME)?;
+    let keys = key_list(&body, &body.roles.root);
+    let threshold = body.roles.root.threshold;
+    state.root = sign_role(agent, held, gun, &RoleName::ROOT, body, &keys, threshold)
+        .await
+        .map_err(|e| match e {
+            RepoError::MissingKeys { .. } => RepoError::RootExpiring {
+                gun: gun.clone(),
+                expires: state.root.signed.expires.to_string(),
+            },
+            other => other,
+        })?;
+    Ok(())
 }
 
 /// A publish needs a snapshot from someone: the agent, or the server. Checked before anything is
@@ -824,6 +890,14 @@ pub enum RepoError {
     NotInitialised {
         /// The repository.
         gun: Gun,
+    },
+    /// The root must be renewed and the agent cannot sign it.
+    #[error("the root of {gun} expires at {expires} and must be re-signed, but the agent does not hold its root key: load the root key into the agent (or run the offline root ceremony), then publish")]
+    RootExpiring {
+        /// The repository.
+        gun: Gun,
+        /// When the root expires.
+        expires: String,
     },
     /// Neither the agent nor the server holds the snapshot key.
     #[error("cannot publish {gun}: its snapshot key is neither in the agent nor on the server; publish from where the snapshot key is, or let the server manage snapshots (`notary key rotate {gun} snapshot -r`)")]

@@ -97,6 +97,24 @@ fn tufa_publishes_targets_and_a_delegation_that_notary_lists() {
     let theirs = stack.notary_ok(&["delegation", "list", gun]);
     let ours = tufa_notary(&agent, &stack, cwd.path(), &["delegation", "list", gun]);
     assert_eq!(ours, theirs, "tufa:\n{ours}\nnotary:\n{theirs}");
+
+    // Key list names each agent key's role and repository, as `notary key list` does.
+    let keys = tufa_notary(&agent, &stack, cwd.path(), &["key", "list"]);
+    let lines: Vec<&str> = keys.lines().collect();
+    assert!(
+        lines[1].starts_with("ROLE ") && lines[1].contains("LOCATION"),
+        "{keys}"
+    );
+    assert!(lines[3].starts_with("root "), "{keys}");
+    for (role, gun_col) in [("targets", gun), ("snapshot", gun), ("releaser", "")] {
+        assert!(
+            lines.iter().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.first() == Some(&role) && (gun_col.is_empty() || cols.get(1) == Some(&gun_col))
+            }),
+            "{role}:\n{keys}"
+        );
+    }
 }
 
 #[test]
@@ -324,4 +342,71 @@ fn bad_input_is_refused_clearly_and_publishes_nothing() {
     assert!(err.contains("tufa notary init example.com/never"), "{err}");
     let out = stack.notary(&["list", "example.com/never"]);
     assert!(!out.status.success(), "something was published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_near_expiry_is_renewed_by_the_next_publish() {
+    use tufa_client::notary::{NotaryClient, NotaryConfig};
+    use tufa_client::repo::{self, Changelist, RepoError, RepoState};
+    use tufa_client::tuf::{update, Gun, RoleName, TrustCache, UpdateError, UpdateOptions};
+
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("notary-renew", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let gun_text = "example.com/tufa/renew";
+    tufa_notary(&agent, &stack, cwd.path(), &["init", gun_text, "-p"]);
+    tufa_notary(
+        &agent,
+        &stack,
+        cwd.path(),
+        &[
+            "addhash",
+            gun_text,
+            "late",
+            "5",
+            "--sha256",
+            &"12".repeat(32),
+        ],
+    );
+
+    // Publish the staged change with a clock 9 years and 10 months ahead: the root has less
+    // than six months left, so it is re-signed (version 2, fresh expiry) along with the change.
+    let gun: Gun = gun_text.parse().unwrap();
+    let client = NotaryClient::new(NotaryConfig {
+        server: stack.notary_url().parse().unwrap(),
+        ca_file: Some(stack.ca_file()),
+        client_cert: None,
+        credentials: None,
+    })
+    .unwrap();
+    let remote = client.repo(&gun);
+    let trust = cwd.path().join("tufa-trust");
+    let cache = TrustCache::new(&trust);
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(9 * 365 + 300);
+    let load = || async {
+        match update(&remote, &cache, &gun, &UpdateOptions::default()).await {
+            Ok(v) => Ok(Some(RepoState::from(v))),
+            Err(UpdateError::RepositoryNotFound { .. }) => Ok(None),
+            Err(e) => Err(RepoError::Server(Box::new(e))),
+        }
+    };
+    let agent_client = agent.client().await;
+    let published = repo::publish(
+        &agent_client,
+        &remote,
+        &gun,
+        &Changelist::new(&trust, &gun),
+        load,
+        later,
+    )
+    .await
+    .unwrap();
+    assert!(published.roles.contains(&RoleName::ROOT), "{published:?}");
+    let verified = update(&remote, &cache, &gun, &UpdateOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(verified.root().signed.version, 2);
+    // The real notary CLI walks to the renewed root and lists the change.
+    assert!(stack.notary_ok(&["list", gun_text]).contains("late"));
 }

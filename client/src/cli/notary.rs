@@ -11,13 +11,9 @@ use time::OffsetDateTime;
 
 use super::{table, CliError};
 use crate::agent::AgentClient;
-use crate::notary::{NotaryClient, NotaryConfig, NotaryRepo};
-use crate::repo::{
-    self, Change, Changelist, PublishRejected, Publisher, RepoError, RepoState, SnapshotKey,
-};
-use crate::tuf::{
-    self, Gun, PublicKey, RemoteError, RoleName, TrustCache, UpdateError, UpdateOptions,
-};
+use crate::notary::{NotaryClient, NotaryConfig};
+use crate::repo::{self, Change, Changelist, RepoError, RepoState, SnapshotKey};
+use crate::tuf::{self, Gun, PublicKey, RoleName, TrustCache, UpdateError, UpdateOptions};
 
 /// Where the notary verbs find the server and the local trust data.
 #[derive(Debug, Args)]
@@ -57,6 +53,16 @@ pub enum NotaryCommand {
     Delegation(DelegationCommand),
     /// Delete a repository's trust data.
     Delete(DeleteArgs),
+    /// The agent's keys, with the role and repository each signs for.
+    #[command(subcommand)]
+    Key(NotaryKeyCommand),
+}
+
+/// `key ...`.
+#[derive(Debug, Subcommand)]
+pub enum NotaryKeyCommand {
+    /// List keys as `notary key list` does: role, GUN, key ID, location.
+    List,
 }
 
 /// `--roles` and `-p`, shared by the staging verbs.
@@ -275,6 +281,7 @@ impl NotaryArgs {
             NotaryCommand::Delegation(DelegationCommand::List(a)) => {
                 delegation_list(&ctx, &a.gun).await
             }
+            NotaryCommand::Key(NotaryKeyCommand::List) => key_list(&ctx).await,
             NotaryCommand::Delete(a) => {
                 let gun = parse_gun(&a.gun)?;
                 Changelist::new(&ctx.trust_dir, &gun).clear()?;
@@ -399,28 +406,6 @@ async fn maybe_publish(ctx: &Context, gun: &Gun, now: bool) -> Result<(), CliErr
     publish(ctx, gun).await
 }
 
-/// The server as the publisher needs it.
-struct ServerPublisher<'a>(&'a NotaryRepo);
-
-impl Publisher for ServerPublisher<'_> {
-    async fn server_key(&self, role: &RoleName) -> Result<PublicKey, RemoteError> {
-        self.0
-            .server_key(role)
-            .await
-            .map_err(|e| Box::new(e) as RemoteError)
-    }
-
-    async fn publish(&self, files: &[(RoleName, Vec<u8>)]) -> Result<(), PublishRejected> {
-        self.0.publish(files).await.map_err(|e| {
-            if e.is_version_conflict() {
-                PublishRejected::VersionConflict(Box::new(e))
-            } else {
-                PublishRejected::Other(Box::new(e))
-            }
-        })
-    }
-}
-
 async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
     let remote = server_of(ctx)?.repo(gun);
     let cache = TrustCache::new(&ctx.trust_dir);
@@ -434,7 +419,7 @@ async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
     };
     repo::publish(
         &ctx.agent,
-        &ServerPublisher(&remote),
+        &remote,
         gun,
         &list,
         load,
@@ -726,6 +711,126 @@ async fn delegation_list(ctx: &Context, gun: &str) -> Result<(), CliError> {
     }
     println!();
     print!("{}", table::render(&rows));
+    println!();
+    Ok(())
+}
+
+/// Roles the cached roots give the agent's keys: `(canonical key ID, role, GUN)`.
+fn cached_roles(trust_dir: &std::path::Path) -> Vec<(tuf::KeyId, String, String)> {
+    let mut out = Vec::new();
+    let tuf_dir = trust_dir.join("tuf");
+    let mut stack = vec![tuf_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let root_file = path.join("root.json");
+            if path.file_name().is_some_and(|n| n == "metadata") && root_file.is_file() {
+                let gun = dir
+                    .strip_prefix(&tuf_dir)
+                    .map(|g| g.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let Ok(bytes) = std::fs::read(&root_file) else {
+                    continue;
+                };
+                let Ok(root) = tuf::Signed::<tuf::Root>::from_slice(&RoleName::ROOT, &bytes) else {
+                    continue;
+                };
+                let r = &root.signed;
+                for (role, entry, with_gun) in [
+                    ("root", &r.roles.root, false),
+                    ("targets", &r.roles.targets, true),
+                    ("snapshot", &r.roles.snapshot, true),
+                ] {
+                    for id in &entry.keyids {
+                        if let Some(canonical) = r.keys.get(id).and_then(|k| k.canonical_id().ok())
+                        {
+                            let g = if with_gun { gun.clone() } else { String::new() };
+                            out.push((canonical, role.to_owned(), g));
+                        }
+                    }
+                }
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
+async fn key_list(ctx: &Context) -> Result<(), CliError> {
+    let keys = ctx.agent.list_keys().await?;
+    let roles = cached_roles(&ctx.trust_dir);
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    for k in &keys {
+        let location = k
+            .location
+            .as_ref()
+            .and_then(|l| l.location.as_ref())
+            .map(|l| match l {
+                tufa_proto::v1::key_location::Location::Pkcs11(p) => {
+                    format!("pkcs11:token={}", p.token_label)
+                }
+                tufa_proto::v1::key_location::Location::Yubikey(y) => {
+                    format!("yubikey:{}/{}", y.serial, y.slot)
+                }
+            })
+            .unwrap_or_default();
+        let uses: Vec<_> = roles
+            .iter()
+            .filter(|(id, _, _)| id.to_string() == k.key_id)
+            .collect();
+        if uses.is_empty() {
+            rows.push((k.name.clone(), String::new(), k.key_id.clone(), location.clone()));
+        }
+        for (_, role, gun) in uses {
+            let row = (
+                role.clone(),
+                gun.clone(),
+                k.key_id.clone(),
+                location.clone(),
+            );
+            if !rows.contains(&row) {
+                rows.push(row);
+            }
+        }
+    }
+    if rows.is_empty() {
+        println!("\nNo signing keys found.\n");
+        return Ok(());
+    }
+    // As notary: keys of no repository first (root first), then by repository.
+    rows.sort_by(|a, b| {
+        (!a.1.is_empty(), a.0 != "root", &a.1, &a.0, &a.2).cmp(&(
+            !b.1.is_empty(),
+            b.0 != "root",
+            &b.1,
+            &b.0,
+            &b.2,
+        ))
+    });
+    let mut table_rows = vec![
+        vec![
+            "ROLE".to_owned(),
+            "GUN".into(),
+            "KEY ID".into(),
+            "LOCATION".into(),
+        ],
+        vec![
+            "----".to_owned(),
+            "---".into(),
+            "------".into(),
+            "--------".into(),
+        ],
+    ];
+    table_rows.extend(rows.into_iter().map(|(r, g, i, l)| vec![r, g, i, l]));
+    println!();
+    print!("{}", table::render(&table_rows));
     println!();
     Ok(())
 }
