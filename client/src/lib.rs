@@ -5,6 +5,8 @@
 //! - [`tuf`]: TUF data model, canonical JSON and signature verification, as Notary writes them.
 //! - [`notary`]: the notary-server HTTP client (reads, publish, server keys, auth, TLS).
 //! - [`docker_config`]: credentials and TLS files from `$DOCKER_CONFIG`, as docker keeps them.
+//! - [`repo`]: writing a repository: staged changes, signing through the agent, publishing.
+//! - [`trust`]: the `docker trust` verbs.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
@@ -13,4 +15,5 @@ pub mod cli;
 pub mod docker_config;
 pub mod notary;
 pub mod repo;
+pub mod trust;
 pub mod tuf;

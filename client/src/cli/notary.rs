@@ -786,7 +786,12 @@ async fn key_list(ctx: &Context) -> Result<(), CliError> {
             .filter(|(id, _, _)| id.to_string() == k.key_id)
             .collect();
         if uses.is_empty() {
-            rows.push((k.name.clone(), String::new(), k.key_id.clone(), location.clone()));
+            rows.push((
+                k.name.clone(),
+                String::new(),
+                k.key_id.clone(),
+                location.clone(),
+            ));
         }
         for (_, role, gun) in uses {
             let row = (
