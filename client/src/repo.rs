@@ -359,6 +359,25 @@ where
     F: Future<Output = Result<Option<RepoState>, RepoError>>,
 {
     let changes = changelist.list()?;
+    let published = publish_changes(agent, server, gun, &changes, load, now).await?;
+    changelist.clear()?;
+    Ok(published)
+}
+
+/// Publishes `changes` (not staged anywhere): what docker's verbs do, which publish at once.
+pub async fn publish_changes<P, L, F>(
+    agent: &AgentClient,
+    server: &P,
+    gun: &Gun,
+    changes: &[Change],
+    load: L,
+    now: OffsetDateTime,
+) -> Result<Published, RepoError>
+where
+    P: Publisher,
+    L: Fn() -> F,
+    F: Future<Output = Result<Option<RepoState>, RepoError>>,
+{
     let held = AgentKeys::load(agent).await?;
     for attempt in 1..=PUBLISH_ATTEMPTS {
         let (mut state, created) = match load().await? {
@@ -379,7 +398,7 @@ where
                 )
             }
         };
-        let mut dirty = apply(&mut state, &changes)?;
+        let mut dirty = apply(&mut state, changes)?;
         if created {
             dirty.insert(RoleName::TARGETS);
         }
@@ -403,7 +422,6 @@ where
         .await?;
         match server.publish(&prepared.files).await {
             Ok(()) => {
-                changelist.clear()?;
                 return Ok(Published {
                     roles: prepared.files.into_iter().map(|(r, _)| r).collect(),
                     created,
@@ -479,6 +497,21 @@ async fn check_snapshot_signer<P: Publisher>(
         return Ok(());
     }
     Err(RepoError::NoSnapshotSigner { gun: gun.clone() })
+}
+
+/// Reads the repository's verified state from the server (`None` if it has none yet), updating
+/// the cache.
+pub async fn load_state<S: crate::tuf::RemoteStore>(
+    remote: &S,
+    cache: &crate::tuf::TrustCache,
+    gun: &Gun,
+) -> Result<Option<RepoState>, RepoError> {
+    let options = crate::tuf::UpdateOptions::default();
+    match crate::tuf::update(remote, cache, gun, &options).await {
+        Ok(verified) => Ok(Some(RepoState::from(verified))),
+        Err(crate::tuf::UpdateError::RepositoryNotFound { .. }) => Ok(None),
+        Err(e) => Err(RepoError::Update(Box::new(e))),
+    }
 }
 
 /// Builds root v1 and an empty targets for a new repository.
@@ -833,6 +866,9 @@ pub enum RepoError {
     /// The server failed.
     #[error("{0}")]
     Server(RemoteError),
+    /// Reading the repository's current state failed verification or transport.
+    #[error(transparent)]
+    Update(Box<crate::tuf::UpdateError>),
     /// The agent holds too few keys of a role.
     #[error("cannot sign {role}: the agent holds {have} of its keys and the role needs {threshold}; load or generate the role's key in the agent (`tufa key list` shows what it holds)")]
     MissingKeys {

@@ -347,8 +347,8 @@ fn bad_input_is_refused_clearly_and_publishes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_near_expiry_is_renewed_by_the_next_publish() {
     use tufa_client::notary::{NotaryClient, NotaryConfig};
-    use tufa_client::repo::{self, Changelist, RepoError, RepoState};
-    use tufa_client::tuf::{update, Gun, RoleName, TrustCache, UpdateError, UpdateOptions};
+    use tufa_client::repo::{self, Changelist};
+    use tufa_client::tuf::{update, Gun, RoleName, TrustCache, UpdateOptions};
 
     let stack = Stack::start();
     let hsm = SoftHsm::new("notary-renew", "pin-Qx7wz");
@@ -384,13 +384,7 @@ async fn a_root_near_expiry_is_renewed_by_the_next_publish() {
     let trust = cwd.path().join("tufa-trust");
     let cache = TrustCache::new(&trust);
     let later = time::OffsetDateTime::now_utc() + time::Duration::days(9 * 365 + 300);
-    let load = || async {
-        match update(&remote, &cache, &gun, &UpdateOptions::default()).await {
-            Ok(v) => Ok(Some(RepoState::from(v))),
-            Err(UpdateError::RepositoryNotFound { .. }) => Ok(None),
-            Err(e) => Err(RepoError::Server(Box::new(e))),
-        }
-    };
+    let load = || repo::load_state(&remote, &cache, &gun);
     let agent_client = agent.client().await;
     let published = repo::publish(
         &agent_client,

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use super::{table, CliError};
 use crate::agent::AgentClient;
 use crate::notary::{NotaryClient, NotaryConfig};
-use crate::repo::{self, Change, Changelist, RepoError, RepoState, SnapshotKey};
-use crate::tuf::{self, Gun, PublicKey, RoleName, TrustCache, UpdateError, UpdateOptions};
+use crate::repo::{self, Change, Changelist, RepoState, SnapshotKey};
+use crate::tuf::{self, Gun, PublicKey, RoleName, TrustCache, UpdateOptions};
 
 /// Where the notary verbs find the server and the local trust data.
 #[derive(Debug, Args)]
@@ -410,13 +410,7 @@ async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
     let remote = server_of(ctx)?.repo(gun);
     let cache = TrustCache::new(&ctx.trust_dir);
     let list = Changelist::new(&ctx.trust_dir, gun);
-    let load = || async {
-        match tuf::update(&remote, &cache, gun, &UpdateOptions::default()).await {
-            Ok(verified) => Ok(Some(RepoState::from(verified))),
-            Err(UpdateError::RepositoryNotFound { .. }) => Ok(None),
-            Err(e) => Err(RepoError::Server(Box::new(e))),
-        }
-    };
+    let load = || repo::load_state(&remote, &cache, gun);
     repo::publish(
         &ctx.agent,
         &remote,

@@ -2,5 +2,7 @@
 //!
 //! Layout:
 //! - [`inspect`]: `docker trust inspect`'s JSON and `--pretty` tables.
+//! - [`ops`]: what signer add/remove, sign and revoke change, with docker's role selection.
 
 pub mod inspect;
+pub mod ops;

@@ -1,0 +1,261 @@
+//! What `docker trust` signer add/remove, sign and revoke change in a repository, as changes for
+//! [`crate::repo::publish_changes`].
+//!
+//! Role selection is docker's (cli/trust `GetSignableRoles`): without delegations a tag goes into
+//! `targets`; with delegations it goes into every direct child of `targets` whose paths allow the
+//! tag and one of whose keys the agent holds (normally `targets/releases` and `targets/<signer>`).
+
+use crate::repo::{AgentKeys, Change, RepoState};
+use crate::tuf::{PublicKey, RoleName};
+
+/// Why a docker trust operation cannot be done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// The repository has delegations, and the agent holds none of their keys.
+    #[error("no valid signing keys for delegation roles: add a signer whose key is in the agent (`tufa key generate NAME`, then `tufa signer add --key NAME.pub NAME REPO`)")]
+    NoSigningKeys,
+    /// The tag is signed nowhere the agent can change.
+    #[error("no signature for {tag} in a role this agent can sign")]
+    NotSigned {
+        /// The tag.
+        tag: String,
+    },
+    /// A signer name docker would refuse.
+    #[error("signer name \"{0}\" must start with lowercase alphanumeric characters and can include \"-\" or \"_\" after the first character")]
+    InvalidSignerName(String),
+    /// `releases` is docker's own role.
+    #[error("releases is a reserved keyword, please use a different signer name")]
+    ReservedSignerName,
+    /// No such signer in the repository.
+    #[error("no signer {name} for repository {repo}")]
+    UnknownSigner {
+        /// The signer.
+        name: String,
+        /// The repository.
+        repo: String,
+    },
+}
+
+/// Checks a signer name as docker does (`^[a-z0-9][a-z0-9\_\-]*$`, not `releases`).
+pub fn check_signer_name(name: &str) -> Result<(), TrustError> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !valid {
+        return Err(TrustError::InvalidSignerName(name.to_owned()));
+    }
+    if name == "releases" {
+        return Err(TrustError::ReservedSignerName);
+    }
+    Ok(())
+}
+
+/// The roles a tag is signed into (docker's `GetSignableRoles`).
+pub fn signable_roles(
+    state: &RepoState,
+    held: &AgentKeys,
+    tag: &str,
+) -> Result<Vec<RoleName>, TrustError> {
+    let Some(targets) = state.targets.get(&RoleName::TARGETS) else {
+        return Ok(vec![RoleName::TARGETS]);
+    };
+    let delegations = &targets.signed.delegations;
+    if delegations.roles.is_empty() {
+        return Ok(vec![RoleName::TARGETS]);
+    }
+    let roles: Vec<RoleName> = delegations
+        .roles
+        .iter()
+        .filter(|d| d.name.parent().as_ref() == Some(&RoleName::TARGETS))
+        .filter(|d| d.paths.iter().any(|p| tag.starts_with(p.as_str())))
+        .filter(|d| {
+            d.keyids.iter().any(|id| {
+                delegations
+                    .keys
+                    .get(id)
+                    .is_some_and(|k| held.for_key(k).is_some())
+            })
+        })
+        .map(|d| d.name.clone())
+        .collect();
+    if roles.is_empty() {
+        return Err(TrustError::NoSigningKeys);
+    }
+    Ok(roles)
+}
+
+/// Signs `tag` (manifest `sha256` hex and `length`) into every signable role.
+pub fn sign(
+    state: &RepoState,
+    held: &AgentKeys,
+    tag: &str,
+    length: u64,
+    sha256: &str,
+) -> Result<Vec<Change>, TrustError> {
+    Ok(signable_roles(state, held, tag)?
+        .into_iter()
+        .map(|role| Change::AddTarget {
+            role: role.to_string(),
+            name: tag.to_owned(),
+            length,
+            sha256: sha256.to_owned(),
+            custom: None,
+        })
+        .collect())
+}
+
+/// Removes `tag` (or every tag, with `None`) from every role this agent can sign that has it.
+pub fn revoke(
+    state: &RepoState,
+    held: &AgentKeys,
+    tag: Option<&str>,
+) -> Result<Vec<Change>, TrustError> {
+    let mut changes = Vec::new();
+    for (role, file) in &state.targets {
+        let names: Vec<&String> = file
+            .signed
+            .targets
+            .keys()
+            .filter(|n| tag.is_none_or(|t| t == n.as_str()))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let signable = match tag {
+            Some(t) => signable_roles(state, held, t)?,
+            None => signable_roles(state, held, "")?,
+        };
+        if !signable.contains(role) {
+            continue;
+        }
+        for name in names {
+            changes.push(Change::RemoveTarget {
+                role: role.to_string(),
+                name: name.clone(),
+            });
+        }
+    }
+    if changes.is_empty() {
+        return Err(TrustError::NotSigned {
+            tag: tag.unwrap_or("any tag").to_owned(),
+        });
+    }
+    Ok(changes)
+}
+
+/// Adds signer `name` with `keys`: `targets/<name>` and the keys in `targets/releases`, both with
+/// every path, as `docker trust signer add` does.
+pub fn signer_add(name: &str, keys: &[PublicKey]) -> Result<Vec<Change>, TrustError> {
+    check_signer_name(name)?;
+    let keys: Vec<serde_json::Value> = keys.iter().map(PublicKey::to_value).collect();
+    Ok([format!("targets/{name}"), RoleName::RELEASES.to_string()]
+        .into_iter()
+        .map(|role| Change::AddDelegation {
+            role,
+            keys: keys.clone(),
+            paths: vec![String::new()],
+            threshold: 0,
+        })
+        .collect())
+}
+
+/// Removes signer `name`: its role, and its keys from `targets/releases`.
+pub fn signer_remove(state: &RepoState, name: &str, repo: &str) -> Result<Vec<Change>, TrustError> {
+    let role: RoleName = format!("targets/{name}")
+        .parse()
+        .map_err(|_| TrustError::InvalidSignerName(name.to_owned()))?;
+    let targets = state.targets.get(&RoleName::TARGETS);
+    let Some(delegation) = targets.and_then(|t| t.signed.delegation(&role)) else {
+        return Err(TrustError::UnknownSigner {
+            name: name.to_owned(),
+            repo: repo.to_owned(),
+        });
+    };
+    let mut changes = vec![Change::RemoveDelegation {
+        role: role.to_string(),
+    }];
+    // Keys shared with another signer stay in releases.
+    let others: Vec<_> = targets
+        .map(|t| {
+            t.signed
+                .delegations
+                .roles
+                .iter()
+                .filter(|d| d.name != role && d.name != RoleName::RELEASES)
+                .flat_map(|d| d.keyids.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let key_ids: Vec<String> = delegation
+        .keyids
+        .iter()
+        .filter(|id| !others.contains(id))
+        .map(|id| id.to_string())
+        .collect();
+    if !key_ids.is_empty() {
+        changes.push(Change::RemoveDelegationKeys {
+            role: RoleName::RELEASES.to_string(),
+            key_ids,
+        });
+    }
+    Ok(changes)
+}
+
+/// Whether removing `name` would leave the last released version without its signature: the
+/// signer's keys are what satisfies `targets/releases`' threshold (docker then asks first).
+pub fn signer_signed_last_release(state: &RepoState, name: &str) -> bool {
+    let Some(targets) = state.targets.get(&RoleName::TARGETS) else {
+        return false;
+    };
+    let role = format!("targets/{name}");
+    let (Some(signer), Some(releases)) = (
+        targets
+            .signed
+            .delegations
+            .roles
+            .iter()
+            .find(|d| d.name.as_str() == role),
+        targets.signed.delegation(&RoleName::RELEASES),
+    ) else {
+        return false;
+    };
+    let Some(file) = state.targets.get(&RoleName::RELEASES) else {
+        return false;
+    };
+    let signing: Vec<_> = file
+        .signatures
+        .iter()
+        .filter(|s| releases.keyids.contains(&s.key_id))
+        .map(|s| s.key_id)
+        .collect();
+    let remaining = signing
+        .iter()
+        .filter(|id| !signer.keyids.contains(id))
+        .count();
+    signing.iter().any(|id| signer.keyids.contains(id)) && remaining < releases.threshold as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_names_follow_docker() {
+        for ok in ["alice", "ci-2", "a_b", "0day"] {
+            assert!(check_signer_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Alice", "-x", "_x", "a.b", "a/b"] {
+            assert!(matches!(
+                check_signer_name(bad),
+                Err(TrustError::InvalidSignerName(_))
+            ));
+        }
+        assert!(matches!(
+            check_signer_name("releases"),
+            Err(TrustError::ReservedSignerName)
+        ));
+    }
+}
