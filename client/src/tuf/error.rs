@@ -380,6 +380,29 @@ pub enum UpdateError {
     },
 }
 
+impl UpdateError {
+    /// Whether the server's answer itself was refused (a bad signature, hash, length, version,
+    /// expiry, type or root), as a compromised or misconfigured server causes; not a network,
+    /// local cache or missing repository problem.
+    pub fn is_untrusted_data(&self) -> bool {
+        match self {
+            Self::Tuf(_)
+            | Self::MissingRole { .. }
+            | Self::TooLarge { .. }
+            | Self::Rollback { .. }
+            | Self::Expired { .. }
+            | Self::RootVersionMismatch { .. }
+            | Self::NoValidRootCertificate { .. }
+            | Self::RootRotation { .. }
+            | Self::TrustPinning { .. } => true,
+            Self::Cache(_)
+            | Self::RepositoryNotFound { .. }
+            | Self::Remote { .. }
+            | Self::CachedRootInvalid { .. } => false,
+        }
+    }
+}
+
 /// Something worth telling the user about an update that succeeded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
