@@ -250,15 +250,13 @@ pub enum UpdateError {
 
     /// The server sent more bytes than recorded or allowed for a file.
     #[error(
-        "the notary server sent {received} bytes for {role}.json but at most {limit} are \
-         allowed ({why}); the server returned an altered or wrong file: do not trust it, and \
-         report it to the server's operator"
+        "the notary server sent more than {limit} bytes for {role}.json, the most allowed \
+         ({why}); the server returned an altered or wrong file: do not trust it, and report it \
+         to the server's operator"
     )]
     TooLarge {
         /// The role.
         role: RoleName,
-        /// How many bytes arrived.
-        received: u64,
         /// The cap.
         limit: u64,
         /// Where the cap comes from (e.g. "the length snapshot.json records").
