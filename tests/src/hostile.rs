@@ -31,11 +31,14 @@ pub struct Tamper {
     action: Action,
 }
 
+/// A rewrite of a body.
+type Rewrite = Box<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
 enum Action {
     /// Serve these bytes (with 200, even where the real server has nothing).
     Replace(Vec<u8>),
     /// Rewrite what the real server sent (only successful answers).
-    Map(Box<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>),
+    Map(Rewrite),
 }
 
 impl Tamper {
