@@ -6,7 +6,9 @@
 //! step that provides it; nothing is skipped silently.
 //!
 //! [`stack`] runs the real Docker Content Trust servers (notary-server, notary-signer, a registry)
-//! and the real `notary` and `docker` CLIs against them.
+//! and the real `notary` and `docker` CLIs against them. [`hostile`] is a notary server that
+//! lies: a tampering proxy in front of a stack's notary-server, or a fake serving repositories
+//! that [`fake_repo`] signs with keys a test holds.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tufa_client::agent::AgentClient;
 
+pub mod fake_repo;
+pub mod hostile;
 pub mod stack;
 
 /// The SoftHSM2 module Debian installs.

@@ -168,10 +168,11 @@ impl Stack {
                 .arg(registry_conf),
         );
 
-        stack.make_ca();
-        stack.make_leaf("notary-server");
+        let certs = stack.dir().join("certs");
+        make_ca(&certs);
+        make_leaf(&certs, "notary-server");
         if trust == TrustService::Remote {
-            stack.make_leaf("notary-signer");
+            make_leaf(&certs, "notary-signer");
             let conf = stack.write_signer_config(signer_port);
             stack.spawn(
                 "notary-signer",
@@ -552,91 +553,6 @@ impl Stack {
         }
     }
 
-    fn openssl(&self, args: &[&str]) {
-        // A minimal config, so the system openssl.cnf adds no extensions of its own.
-        let conf = self.dir().join("certs/openssl.cnf");
-        if !conf.exists() {
-            std::fs::write(&conf, "[req]\ndistinguished_name = dn\n[dn]\n").expect("openssl.cnf");
-        }
-        let out = Command::new("openssl")
-            .current_dir(self.dir().join("certs"))
-            .arg(args[0])
-            .arg("-config")
-            .arg(&conf)
-            .args(&args[1..])
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A self-signed EC P-256 CA.
-    fn make_ca(&self) {
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=tufa stack test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-addext",
-            "subjectKeyIdentifier=hash",
-        ]);
-    }
-
-    /// `certs/<name>.{crt,key}`: a leaf for loopback, usable as TLS server and client (notary-server
-    /// shows its server certificate to notary-signer as its client certificate).
-    fn make_leaf(&self, name: &str) {
-        let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
-        let subj = format!("/CN={name}");
-        let san = format!("subjectAltName=DNS:localhost,DNS:{name},IP:127.0.0.1,IP:::1");
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &crt,
-            "-days",
-            "30",
-            "-subj",
-            &subj,
-            "-addext",
-            &san,
-            "-addext",
-            "extendedKeyUsage=serverAuth,clientAuth",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "keyUsage=critical,digitalSignature",
-        ]);
-    }
-
     fn cert(&self, file: &str) -> String {
         self.dir().join("certs").join(file).display().to_string()
     }
@@ -745,6 +661,97 @@ impl ManifestKind {
             Self::OciIndex => "application/vnd.oci.image.index.v1+json",
         }
     }
+}
+
+pub(crate) fn openssl(certs: &Path, args: &[&str]) {
+    // A minimal config, so the system openssl.cnf adds no extensions of its own.
+    let conf = certs.join("openssl.cnf");
+    if !conf.exists() {
+        std::fs::write(&conf, "[req]\ndistinguished_name = dn\n[dn]\n").expect("openssl.cnf");
+    }
+    let out = Command::new("openssl")
+        .current_dir(certs)
+        .arg(args[0])
+        .arg("-config")
+        .arg(&conf)
+        .args(&args[1..])
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `<certs>/ca.{crt,key}`: a self-signed EC P-256 CA.
+pub(crate) fn make_ca(certs: &Path) {
+    openssl(
+        certs,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=tufa stack test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+        ],
+    );
+}
+
+/// `<certs>/<name>.{crt,key}`: a leaf for loopback, usable as TLS server and client (notary-server
+/// shows its server certificate to notary-signer as its client certificate).
+pub(crate) fn make_leaf(certs: &Path, name: &str) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    let subj = format!("/CN={name}");
+    let san = format!("subjectAltName=DNS:localhost,DNS:{name},IP:127.0.0.1,IP:::1");
+    openssl(
+        certs,
+        &[
+            "req",
+            "-x509",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-subj",
+            &subj,
+            "-addext",
+            &san,
+            "-addext",
+            "extendedKeyUsage=serverAuth,clientAuth",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "keyUsage=critical,digitalSignature",
+        ],
+    );
 }
 
 /// Three distinct free loopback ports: all bound at once so they differ, then released.

@@ -192,6 +192,23 @@ pub enum CliError {
     /// A repository operation failed.
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
+    /// The server's trust data failed verification and was not used.
+    #[error(
+        "{source}\nThe notary server {server} sent trust data for {gun} that failed \
+         verification, so none of it was used: the server may be compromised or misconfigured. \
+         The local trust data in {cache} was left as it was. Retry later; if this persists, \
+         report it to whoever runs the server and do not rely on {gun} meanwhile"
+    )]
+    Untrusted {
+        /// The server's URL.
+        server: String,
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The repository's cached metadata directory.
+        cache: PathBuf,
+        /// The check that failed.
+        source: Box<crate::tuf::UpdateError>,
+    },
 }
 
 impl Cli {

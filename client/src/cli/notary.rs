@@ -13,7 +13,7 @@ use super::{table, CliError};
 use crate::agent::AgentClient;
 use crate::notary::{NotaryClient, NotaryConfig};
 use crate::repo::{self, Change, Changelist, RepoState, SnapshotKey};
-use crate::tuf::{self, Gun, PublicKey, RoleName, TrustCache, UpdateOptions};
+use crate::tuf::{self, Gun, PublicKey, RoleName, TrustCache, UpdateOptions, VerifiedRepo};
 
 /// Where the notary verbs find the server and the local trust data.
 #[derive(Debug, Args)]
@@ -504,6 +504,31 @@ fn key_name_for(gun: &Gun) -> String {
     format!("{}_{hash}", &clean[..31])
 }
 
+/// The repository's trust data, fetched, verified and cached; warnings go to stderr.
+async fn verified_repo(ctx: &Context, gun: &Gun) -> Result<VerifiedRepo, CliError> {
+    let server = server_of(ctx)?;
+    let cache = TrustCache::new(&ctx.trust_dir);
+    let verified = tuf::update(&server.repo(gun), &cache, gun, &UpdateOptions::default())
+        .await
+        .map_err(|e| {
+            if e.is_untrusted_data() {
+                CliError::Untrusted {
+                    server: server.server().to_string(),
+                    gun: gun.clone(),
+                    cache: cache.metadata_dir(gun),
+                    source: Box::new(e),
+                }
+            } else {
+                CliError::Usage(e.to_string())
+            }
+        })?;
+    // Like notary, what was skipped or ignored is said, not hidden.
+    for warning in verified.warnings() {
+        eprintln!("Warning: {warning}");
+    }
+    Ok(verified)
+}
+
 impl ListArgs {
     async fn run(self, ctx: &Context) -> Result<(), CliError> {
         let gun = parse_gun(&self.gun)?;
@@ -515,11 +540,7 @@ impl ListArgs {
                     .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))
             })
             .collect::<Result<_, _>>()?;
-        let remote = server_of(ctx)?.repo(&gun);
-        let cache = TrustCache::new(&ctx.trust_dir);
-        let verified = tuf::update(&remote, &cache, &gun, &UpdateOptions::default())
-            .await
-            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let verified = verified_repo(ctx, &gun).await?;
         let entries = verified.targets((!roles.is_empty()).then_some(&roles[..]));
         if entries.is_empty() {
             println!("\nNo targets present in this repository.\n");
@@ -642,12 +663,7 @@ impl DelegationRemoveArgs {
 
 async fn delegation_list(ctx: &Context, gun: &str) -> Result<(), CliError> {
     let gun = parse_gun(gun)?;
-    let remote = server_of(ctx)?.repo(&gun);
-    let cache = TrustCache::new(&ctx.trust_dir);
-    let verified = tuf::update(&remote, &cache, &gun, &UpdateOptions::default())
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    let state = RepoState::from(verified);
+    let state = RepoState::from(verified_repo(ctx, &gun).await?);
     let mut delegations: Vec<_> = state
         .targets
         .values()

@@ -22,7 +22,7 @@ use reqwest::{Method, Response, StatusCode};
 use secrecy::SecretString;
 use url::Url;
 
-use crate::tuf::{Gun, PublicKey, RemoteError, RemoteStore, RoleName, Sha256Digest};
+use crate::tuf::{Gun, OverLimit, PublicKey, RemoteError, RemoteStore, RoleName, Sha256Digest};
 
 use auth::{Challenge, TokenCache, TokenFailure};
 use error::ErrCode;
@@ -332,7 +332,9 @@ impl NotaryRepo {
 
 impl RemoteStore for NotaryRepo {
     async fn role(&self, role: &RoleName, max_len: u64) -> Result<Option<Vec<u8>>, RemoteError> {
-        Ok(self.fetch(format!("{role}.json"), role, max_len).await?)
+        self.fetch(format!("{role}.json"), role, max_len)
+            .await
+            .map_err(store_error)
     }
 
     async fn role_by_hash(
@@ -341,9 +343,9 @@ impl RemoteStore for NotaryRepo {
         sha256: &Sha256Digest,
         max_len: u64,
     ) -> Result<Option<Vec<u8>>, RemoteError> {
-        Ok(self
-            .fetch(format!("{role}.{sha256}.json"), role, max_len)
-            .await?)
+        self.fetch(format!("{role}.{sha256}.json"), role, max_len)
+            .await
+            .map_err(store_error)
     }
 
     async fn role_version(
@@ -352,9 +354,17 @@ impl RemoteStore for NotaryRepo {
         version: u64,
         max_len: u64,
     ) -> Result<Option<Vec<u8>>, RemoteError> {
-        Ok(self
-            .fetch(format!("{version}.{role}.json"), role, max_len)
-            .await?)
+        self.fetch(format!("{version}.{role}.json"), role, max_len)
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// A read's error as the update expects it: an over-long answer is [`OverLimit`].
+fn store_error(e: NotaryError) -> RemoteError {
+    match e {
+        NotaryError::TooLarge { url, limit, .. } => Box::new(OverLimit { url, limit }),
+        other => Box::new(other),
     }
 }
 

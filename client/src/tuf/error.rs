@@ -250,15 +250,13 @@ pub enum UpdateError {
 
     /// The server sent more bytes than recorded or allowed for a file.
     #[error(
-        "the notary server sent {received} bytes for {role}.json but at most {limit} are \
-         allowed ({why}); the server returned an altered or wrong file: do not trust it, and \
-         report it to the server's operator"
+        "the notary server sent more than {limit} bytes for {role}.json, the most allowed \
+         ({why}); the server returned an altered or wrong file: do not trust it, and report it \
+         to the server's operator"
     )]
     TooLarge {
         /// The role.
         role: RoleName,
-        /// How many bytes arrived.
-        received: u64,
         /// The cap.
         limit: u64,
         /// Where the cap comes from (e.g. "the length snapshot.json records").
@@ -378,6 +376,29 @@ pub enum UpdateError {
         /// What did not match.
         problem: String,
     },
+}
+
+impl UpdateError {
+    /// Whether the server's answer itself was refused (a bad signature, hash, length, version,
+    /// expiry, type or root), as a compromised or misconfigured server causes; not a network,
+    /// local cache or missing repository problem.
+    pub fn is_untrusted_data(&self) -> bool {
+        match self {
+            Self::Tuf(_)
+            | Self::MissingRole { .. }
+            | Self::TooLarge { .. }
+            | Self::Rollback { .. }
+            | Self::Expired { .. }
+            | Self::RootVersionMismatch { .. }
+            | Self::NoValidRootCertificate { .. }
+            | Self::RootRotation { .. }
+            | Self::TrustPinning { .. } => true,
+            Self::Cache(_)
+            | Self::RepositoryNotFound { .. }
+            | Self::Remote { .. }
+            | Self::CachedRootInvalid { .. } => false,
+        }
+    }
 }
 
 /// Something worth telling the user about an update that succeeded.

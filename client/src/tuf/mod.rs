@@ -56,7 +56,7 @@ pub use expires::Expires;
 pub use file_meta::{FileMeta, Hashes, Sha256Digest, Sha512Digest};
 pub use gun::Gun;
 pub use key::{KeyType, PublicKey};
-pub use remote::{RemoteError, RemoteStore};
+pub use remote::{OverLimit, RemoteError, RemoteStore};
 pub use role::RoleName;
 pub use root::{Root, RootRole, RootRoles};
 pub use root_validation::{cn_matches_gun, validate_root, TrustPinning};

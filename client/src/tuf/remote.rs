@@ -1,7 +1,8 @@
 //! Where verified reads fetch metadata: the notary server, or a test double.
 //!
 //! A store is bound to one GUN. Every read is capped (`max_len`) so an endless or oversized
-//! answer is cut off before it is buffered; a role the server does not have is `Ok(None)`.
+//! answer is cut off before it is buffered, and reported as [`OverLimit`] so the update can say
+//! which recorded length the server broke; a role the server does not have is `Ok(None)`.
 
 use std::future::Future;
 
@@ -9,6 +10,16 @@ use super::{RoleName, Sha256Digest};
 
 /// Any failure of the transport or the server, already worded for people.
 pub type RemoteError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The [`RemoteError`] of a read whose answer is longer than the `max_len` asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("{url} answered with more than {limit} bytes")]
+pub struct OverLimit {
+    /// What was requested.
+    pub url: String,
+    /// The `max_len` of the read.
+    pub limit: u64,
+}
 
 /// Read access to one repository's metadata on a server.
 pub trait RemoteStore: Send + Sync {

@@ -244,7 +244,9 @@ impl<S: RemoteStore> Session<'_, S> {
                 .store
                 .role_version(&RoleName::ROOT, version, self.options.max_root_size)
                 .await
-                .map_err(|source| self.remote_error(&RoleName::ROOT, source))?
+                .map_err(|source| {
+                    self.remote_error(&RoleName::ROOT, source, "the root.json size limit")
+                })?
                 .ok_or_else(|| UpdateError::MissingRole {
                     gun: gun.clone(),
                     role: RoleName::ROOT,
@@ -414,12 +416,13 @@ impl<S: RemoteStore> Session<'_, S> {
                 return Ok(cached);
             }
         }
+        let why = format!("the length {recorded_in}.json records");
         let (bytes, what) = match meta.hashes.sha256 {
             Some(sha256) => (
                 self.store
                     .role_by_hash(role, &sha256, meta.length)
                     .await
-                    .map_err(|source| self.remote_error(role, source))?,
+                    .map_err(|source| self.remote_error(role, source, &why))?,
                 format!("{role}.{sha256}.json"),
             ),
             // Without a sha256 Notary asks for the role by name.
@@ -427,7 +430,7 @@ impl<S: RemoteStore> Session<'_, S> {
                 self.store
                     .role(role, meta.length)
                     .await
-                    .map_err(|source| self.remote_error(role, source))?,
+                    .map_err(|source| self.remote_error(role, source, &why))?,
                 format!("{role}.json"),
             ),
         };
@@ -436,12 +439,7 @@ impl<S: RemoteStore> Session<'_, S> {
             role: role.clone(),
             what,
         })?;
-        self.check_size(
-            role,
-            &bytes,
-            meta.length,
-            &format!("the length {recorded_in}.json records"),
-        )?;
+        self.check_size(role, &bytes, meta.length, &why)?;
         meta.check(role, recorded_in, &bytes)?;
         Ok(bytes)
     }
@@ -457,7 +455,7 @@ impl<S: RemoteStore> Session<'_, S> {
             .store
             .role(role, max_len)
             .await
-            .map_err(|source| self.remote_error(role, source))?;
+            .map_err(|source| self.remote_error(role, source, why))?;
         if let Some(bytes) = &bytes {
             self.check_size(role, bytes, max_len, why)?;
         }
@@ -471,11 +469,9 @@ impl<S: RemoteStore> Session<'_, S> {
         limit: u64,
         why: &str,
     ) -> Result<(), UpdateError> {
-        let received = bytes.len() as u64;
-        if received > limit {
+        if bytes.len() as u64 > limit {
             return Err(UpdateError::TooLarge {
                 role: role.clone(),
-                received,
                 limit,
                 why: why.to_owned(),
             });
@@ -545,7 +541,21 @@ impl<S: RemoteStore> Session<'_, S> {
         }
     }
 
-    fn remote_error(&self, role: &RoleName, source: crate::tuf::RemoteError) -> UpdateError {
+    /// A failed read of `role`; an answer over the read's cap is the length check `why` names,
+    /// not a transport failure.
+    fn remote_error(
+        &self,
+        role: &RoleName,
+        source: crate::tuf::RemoteError,
+        why: &str,
+    ) -> UpdateError {
+        if let Some(over) = source.downcast_ref::<crate::tuf::OverLimit>() {
+            return UpdateError::TooLarge {
+                role: role.clone(),
+                limit: over.limit,
+                why: why.to_owned(),
+            };
+        }
         UpdateError::Remote {
             gun: self.gun.clone(),
             role: role.clone(),
