@@ -11,6 +11,8 @@
 pub mod agent;
 pub mod cli;
 pub mod docker_config;
+mod http;
 pub mod notary;
+pub mod reference;
 pub mod repo;
 pub mod tuf;

@@ -3,17 +3,15 @@
 //! Layout:
 //! - this file: [`NotaryConfig`], [`NotaryClient`] (one connection pool, shared token cache) and
 //!   [`NotaryRepo`] (one GUN; implements [`RemoteStore`]).
-//! - `auth`: the `Www-Authenticate` challenge, docker's token service, cached tokens.
-//! - `tls`: rustls with ring, platform roots plus the server's CA, client certificates.
 //! - `multipart`: the publish body.
-//! - `error`: [`NotaryError`] and the server's errcode JSON.
+//! - `error`: [`NotaryError`].
+//!
+//! The challenge and token handling, TLS and the errcode JSON are shared with the registry
+//! client in `crate::http`.
 
-mod auth;
 mod error;
 mod multipart;
-mod tls;
 
-use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,10 +20,10 @@ use reqwest::{Method, Response, StatusCode};
 use secrecy::SecretString;
 use url::Url;
 
+use crate::http::auth::{self, Challenge, TokenCache, TokenFailure};
+use crate::http::{host_port, innermost, read_truncated, tls, ErrCode, Verify};
 use crate::tuf::{Gun, PublicKey, RemoteError, RemoteStore, RoleName, Sha256Digest};
 
-use auth::{Challenge, TokenCache, TokenFailure};
-use error::ErrCode;
 use multipart::Multipart;
 
 pub use error::NotaryError;
@@ -150,7 +148,7 @@ impl NotaryClient {
             return Err(bad("it has a query or fragment"));
         }
         let tls = tls::client_config(
-            config.ca_file.as_deref(),
+            Verify::Roots(config.ca_file.as_slice()),
             config
                 .client_cert
                 .as_ref()
@@ -524,37 +522,6 @@ impl Inner {
                 reason,
             }
         }
-    }
-}
-
-/// Reads at most `cap` bytes of a body; the rest is dropped with the connection.
-async fn read_truncated(mut response: Response, cap: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = cap - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == cap {
-            break;
-        }
-    }
-    body
-}
-
-/// The last error in a chain: the one that says what actually happened.
-fn innermost(err: &(dyn StdError + 'static)) -> String {
-    let mut last = err;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
-}
-
-/// `host:port` as docker names its TLS directories (`$DOCKER_CONFIG/tls/<host:port>/`).
-fn host_port(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
     }
 }
 
