@@ -11,6 +11,9 @@ pub(crate) mod auth;
 pub(crate) mod errcode;
 pub(crate) mod tls;
 
+#[cfg(test)]
+pub(crate) mod test_server;
+
 use std::error::Error as StdError;
 
 use reqwest::Response;

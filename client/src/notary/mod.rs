@@ -57,7 +57,7 @@ pub enum Credentials {
 
 impl Credentials {
     /// Which credentials these are, for error messages; never the secret.
-    fn describe(credentials: Option<&Self>) -> String {
+    pub(crate) fn describe(credentials: Option<&Self>) -> String {
         match credentials {
             None => "no credentials".into(),
             Some(Self::Basic { username, .. }) => format!("user {username:?} with a password"),
@@ -548,6 +548,7 @@ const _: fn() = || {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::test_server::fake_server;
 
     fn repo(server: &str, gun: &str) -> NotaryRepo {
         let client = NotaryClient::new(NotaryConfig {
@@ -598,76 +599,6 @@ mod tests {
             e.contains("ftp://h/") && e.contains("DOCKER_CONTENT_TRUST_SERVER"),
             "{e}"
         );
-    }
-
-    /// One request as the fake server saw it.
-    #[derive(Debug, Clone)]
-    struct Seen {
-        line: String,
-        authorization: Option<String>,
-        body: String,
-    }
-
-    type Answer = (u16, Vec<(&'static str, String)>, String);
-
-    /// A plain-HTTP server on loopback that answers with `handler` and records every request.
-    async fn fake_server(
-        handler: impl Fn(&str, &Seen) -> Answer + Send + Sync + 'static,
-    ) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (handler, log, base2) = (Arc::new(handler), seen.clone(), base.clone());
-        tokio::spawn(async move {
-            loop {
-                let (mut conn, _) = listener.accept().await.unwrap();
-                let (handler, log, base) = (handler.clone(), log.clone(), base2.clone());
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let head_end = loop {
-                        let mut chunk = [0u8; 4096];
-                        let n = conn.read(&mut chunk).await.unwrap();
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        assert!(n > 0, "connection closed mid-request");
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let header = |name: &str| {
-                        head.lines().find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                        })
-                    };
-                    let len: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
-                    while buf.len() < head_end + len {
-                        let mut chunk = [0u8; 4096];
-                        let n = conn.read(&mut chunk).await.unwrap();
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let req = Seen {
-                        line: head.lines().next().unwrap().to_owned(),
-                        authorization: header("authorization"),
-                        body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
-                    };
-                    let (status, headers, body) = handler(&base, &req);
-                    log.lock().unwrap().push(req);
-                    let mut out = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                        body.len()
-                    );
-                    for (k, v) in headers {
-                        out.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    out.push_str("\r\n");
-                    out.push_str(&body);
-                    conn.write_all(out.as_bytes()).await.unwrap();
-                });
-            }
-        });
-        (base, seen)
     }
 
     fn client_for(base: &str, credentials: Option<Credentials>) -> NotaryClient {
