@@ -4,6 +4,9 @@
 //! - [`agent`]: the gRPC client for tufad.
 //! - [`tuf`]: TUF data model, canonical JSON and signature verification, as Notary writes them.
 //! - [`notary`]: the notary-server HTTP client (reads, publish, server keys, auth, TLS).
+//! - [`reference`]: image references as docker parses them; GUNs, registries, notary servers.
+//! - [`registry`]: the Distribution API client: what a tag or digest points to.
+//! - `http`: the auth challenge, token service, TLS and error JSON both HTTP clients share.
 //! - [`docker_config`]: credentials and TLS files from `$DOCKER_CONFIG`, as docker keeps them.
 //! - [`repo`]: writing a repository: staged changes, signing through the agent, publishing.
 //! - [`trust`]: the `docker trust` verbs.
@@ -13,7 +16,10 @@
 pub mod agent;
 pub mod cli;
 pub mod docker_config;
+mod http;
 pub mod notary;
+pub mod reference;
+pub mod registry;
 pub mod repo;
 pub mod trust;
 pub mod tuf;

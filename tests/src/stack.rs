@@ -425,6 +425,18 @@ impl Stack {
         body
     }
 
+    /// Kills one service (`registry`, `notary-server` or `notary-signer`) and waits until it is
+    /// gone, to test what clients say when it is down; its port stays unused.
+    pub fn stop(&mut self, service: &str) {
+        let s = self
+            .services
+            .iter_mut()
+            .find(|s| s.name == service)
+            .unwrap_or_else(|| panic!("no service {service} in this stack"));
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+    }
+
     /// notary-server's log, for failure messages.
     pub fn server_log(&self) -> String {
         self.log_of("notary-server")

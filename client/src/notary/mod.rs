@@ -3,17 +3,15 @@
 //! Layout:
 //! - this file: [`NotaryConfig`], [`NotaryClient`] (one connection pool, shared token cache) and
 //!   [`NotaryRepo`] (one GUN; implements [`RemoteStore`]).
-//! - `auth`: the `Www-Authenticate` challenge, docker's token service, cached tokens.
-//! - `tls`: rustls with ring, platform roots plus the server's CA, client certificates.
 //! - `multipart`: the publish body.
-//! - `error`: [`NotaryError`] and the server's errcode JSON.
+//! - `error`: [`NotaryError`].
+//!
+//! The challenge and token handling, TLS and the errcode JSON are shared with the registry
+//! client in `crate::http`.
 
-mod auth;
 mod error;
 mod multipart;
-mod tls;
 
-use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,10 +20,10 @@ use reqwest::{Method, Response, StatusCode};
 use secrecy::SecretString;
 use url::Url;
 
+use crate::http::auth::{self, Challenge, TokenCache, TokenFailure};
+use crate::http::{host_port, innermost, read_truncated, tls, ErrCode, Verify};
 use crate::tuf::{Gun, OverLimit, PublicKey, RemoteError, RemoteStore, RoleName, Sha256Digest};
 
-use auth::{Challenge, TokenCache, TokenFailure};
-use error::ErrCode;
 use multipart::Multipart;
 
 pub use error::NotaryError;
@@ -59,7 +57,7 @@ pub enum Credentials {
 
 impl Credentials {
     /// Which credentials these are, for error messages; never the secret.
-    fn describe(credentials: Option<&Self>) -> String {
+    pub(crate) fn describe(credentials: Option<&Self>) -> String {
         match credentials {
             None => "no credentials".into(),
             Some(Self::Basic { username, .. }) => format!("user {username:?} with a password"),
@@ -150,7 +148,7 @@ impl NotaryClient {
             return Err(bad("it has a query or fragment"));
         }
         let tls = tls::client_config(
-            config.ca_file.as_deref(),
+            Verify::Roots(config.ca_file.as_slice()),
             config
                 .client_cert
                 .as_ref()
@@ -537,37 +535,6 @@ impl Inner {
     }
 }
 
-/// Reads at most `cap` bytes of a body; the rest is dropped with the connection.
-async fn read_truncated(mut response: Response, cap: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = cap - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == cap {
-            break;
-        }
-    }
-    body
-}
-
-/// The last error in a chain: the one that says what actually happened.
-fn innermost(err: &(dyn StdError + 'static)) -> String {
-    let mut last = err;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
-}
-
-/// `host:port` as docker names its TLS directories (`$DOCKER_CONFIG/tls/<host:port>/`).
-fn host_port(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
-}
-
 /// Percent-encodes what a URL path cannot carry as is; `/` and `:` stay (GUNs and roles use them).
 fn encode_path(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -591,6 +558,7 @@ const _: fn() = || {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::test_server::fake_server;
 
     fn repo(server: &str, gun: &str) -> NotaryRepo {
         let client = NotaryClient::new(NotaryConfig {
@@ -641,76 +609,6 @@ mod tests {
             e.contains("ftp://h/") && e.contains("DOCKER_CONTENT_TRUST_SERVER"),
             "{e}"
         );
-    }
-
-    /// One request as the fake server saw it.
-    #[derive(Debug, Clone)]
-    struct Seen {
-        line: String,
-        authorization: Option<String>,
-        body: String,
-    }
-
-    type Answer = (u16, Vec<(&'static str, String)>, String);
-
-    /// A plain-HTTP server on loopback that answers with `handler` and records every request.
-    async fn fake_server(
-        handler: impl Fn(&str, &Seen) -> Answer + Send + Sync + 'static,
-    ) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (handler, log, base2) = (Arc::new(handler), seen.clone(), base.clone());
-        tokio::spawn(async move {
-            loop {
-                let (mut conn, _) = listener.accept().await.unwrap();
-                let (handler, log, base) = (handler.clone(), log.clone(), base2.clone());
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let head_end = loop {
-                        let mut chunk = [0u8; 4096];
-                        let n = conn.read(&mut chunk).await.unwrap();
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        assert!(n > 0, "connection closed mid-request");
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let header = |name: &str| {
-                        head.lines().find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                        })
-                    };
-                    let len: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
-                    while buf.len() < head_end + len {
-                        let mut chunk = [0u8; 4096];
-                        let n = conn.read(&mut chunk).await.unwrap();
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let req = Seen {
-                        line: head.lines().next().unwrap().to_owned(),
-                        authorization: header("authorization"),
-                        body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
-                    };
-                    let (status, headers, body) = handler(&base, &req);
-                    log.lock().unwrap().push(req);
-                    let mut out = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                        body.len()
-                    );
-                    for (k, v) in headers {
-                        out.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    out.push_str("\r\n");
-                    out.push_str(&body);
-                    conn.write_all(out.as_bytes()).await.unwrap();
-                });
-            }
-        });
-        (base, seen)
     }
 
     fn client_for(base: &str, credentials: Option<Credentials>) -> NotaryClient {

@@ -1,8 +1,8 @@
-//! Authentication against notary-server: the 401 challenge, the token service, cached tokens.
+//! Authentication as docker does it: the 401 challenge, the token service, cached tokens.
 //!
-//! notary-server's `auth.type: token` answers 401 with
-//! `Www-Authenticate: Bearer realm="…",service="…",scope="repository:<GUN>:pull"`; the client gets
-//! a token from the realm (docker's token spec) and retries with `Authorization: Bearer`.
+//! notary-server's `auth.type: token` and registries answer 401 with
+//! `Www-Authenticate: Bearer realm="…",service="…",scope="repository:<name>:pull"`; the client
+//! gets a token from the realm (docker's token spec) and retries with `Authorization: Bearer`.
 //! `Basic realm="…"` is answered with the user name and password.
 
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use super::Credentials;
+use crate::notary::Credentials;
 
 /// Docker's token spec asks clients to name themselves in refresh-token requests.
 const CLIENT_ID: &str = "tufa";
@@ -257,7 +257,7 @@ pub(crate) async fn fetch_token(
         body.extend_from_slice(&chunk);
     }
     if !status.is_success() {
-        let e = super::error::ErrCode::parse(&body);
+        let e = super::ErrCode::parse(&body);
         return Err(TokenFailure::Failed(format!(
             "HTTP {} {}: {}",
             status.as_u16(),
