@@ -499,6 +499,93 @@ async fn check_snapshot_signer<P: Publisher>(
     Err(RepoError::NoSnapshotSigner { gun: gun.clone() })
 }
 
+/// Where a new repository's snapshot key comes from.
+#[derive(Clone, Debug)]
+pub enum SnapshotChoice {
+    /// The server holds it (docker's choice).
+    Server,
+    /// This agent key.
+    Key(String),
+    /// A new agent key named after the repository (notary's default).
+    NewKey,
+}
+
+/// The `Init` change for `gun`: the root key (given, else the agent key named `root`, made if
+/// missing), the targets key (given, else a new one named after the GUN) and the snapshot key.
+/// Returns the ID of a reused `root` key too, which notary reports.
+pub async fn init_change(
+    agent: &AgentClient,
+    gun: &Gun,
+    root_key: Option<&str>,
+    targets_key: Option<&str>,
+    snapshot: SnapshotChoice,
+) -> Result<(Change, Option<String>), RepoError> {
+    let (root, reused) = match root_key {
+        Some(k) => (agent.key(k).await?, None),
+        None => match agent.key("root").await {
+            Ok(k) => {
+                let id = k.key_id.clone();
+                (k, Some(id))
+            }
+            Err(_) => (key_named(agent, "root").await?, None),
+        },
+    };
+    let base = key_name_for(gun);
+    let targets = match targets_key {
+        Some(k) => agent.key(k).await?,
+        None => key_named(agent, &format!("{base}-targets")).await?,
+    };
+    let snapshot = match snapshot {
+        SnapshotChoice::Server => SnapshotKey::Server,
+        SnapshotChoice::Key(k) => SnapshotKey::Agent(agent.key(&k).await?.key_id),
+        SnapshotChoice::NewKey => {
+            SnapshotKey::Agent(key_named(agent, &format!("{base}-snapshot")).await?.key_id)
+        }
+    };
+    Ok((
+        Change::Init {
+            root_key: root.key_id,
+            targets_key: targets.key_id,
+            snapshot,
+        },
+        reused,
+    ))
+}
+
+/// The agent key called `name`, generated if there is none.
+async fn key_named(agent: &AgentClient, name: &str) -> Result<v1::Key, RepoError> {
+    if let Ok(k) = agent.key(name).await {
+        return Ok(k);
+    }
+    Ok(agent
+        .generate(v1::GenerateKeyRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        })
+        .await?)
+}
+
+/// A key name for a repository's keys: the GUN with separators replaced, shortened with a hash.
+fn key_name_for(gun: &Gun) -> String {
+    let clean: String = gun
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.len() <= 40 {
+        return clean;
+    }
+    use sha2::Digest as _;
+    let hash = hex::encode(&sha2::Sha256::digest(gun.as_str().as_bytes())[..4]);
+    format!("{}_{hash}", &clean[..31])
+}
+
 /// Reads the repository's verified state from the server (`None` if it has none yet), updating
 /// the cache.
 pub async fn load_state<S: crate::tuf::RemoteStore>(

@@ -14,6 +14,7 @@ use crate::agent::{default_socket, AgentClient, AgentClientError};
 
 pub mod notary;
 pub mod table;
+pub mod trust;
 
 /// Hardware-backed signing for Docker Content Trust.
 #[derive(Debug, Parser)]
@@ -38,6 +39,26 @@ pub enum Command {
     Key(KeyCommand),
     /// The notary CLI's verbs (init, add, publish, list, delegations) with keys in the agent.
     Notary(notary::NotaryArgs),
+    /// Add or remove signers of a repository, as `docker trust signer`.
+    #[command(subcommand)]
+    Signer(SignerCommand),
+    /// Sign IMAGE:TAG (digest and size from the registry), as `docker trust sign`.
+    Sign(trust::SignArgs),
+    /// Show signatures and keys, as `docker trust inspect`.
+    Inspect(trust::InspectArgs),
+    /// Remove signatures, as `docker trust revoke`.
+    Revoke(trust::RevokeArgs),
+    /// Check IMAGE:TAG as `DOCKER_CONTENT_TRUST=1 docker pull` would; print NAME@sha256:...
+    Verify(trust::VerifyArgs),
+}
+
+/// `tufa signer ...`.
+#[derive(Debug, Subcommand)]
+pub enum SignerCommand {
+    /// Add a signer: `targets/NAME` and its key in `targets/releases`.
+    Add(trust::SignerAddArgs),
+    /// Remove a signer.
+    Remove(trust::SignerRemoveArgs),
 }
 
 /// `tufa agent ...`.
@@ -192,6 +213,9 @@ pub enum CliError {
     /// A repository operation failed.
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// The server's trust data failed verification and was not used.
     #[error(
         "{source}\nThe notary server {server} sent trust data for {gun} that failed \
@@ -214,12 +238,23 @@ pub enum CliError {
 impl Cli {
     /// Runs the command.
     pub async fn run(self) -> Result<(), CliError> {
+        // Reading trust data needs no agent.
+        let command = match self.command {
+            Command::Inspect(a) => return a.run().await,
+            Command::Verify(a) => return a.run().await,
+            other => other,
+        };
         let socket = self
             .agent
             .or_else(default_socket)
             .ok_or(CliError::NoSocket)?;
         let agent = AgentClient::connect(&socket).await?;
-        match self.command {
+        match command {
+            Command::Inspect(_) | Command::Verify(_) => Ok(()),
+            Command::Signer(SignerCommand::Add(a)) => a.run(&agent).await,
+            Command::Signer(SignerCommand::Remove(a)) => a.run(&agent).await,
+            Command::Sign(a) => a.run(&agent).await,
+            Command::Revoke(a) => a.run(&agent).await,
             Command::Agent(AgentCommand::Status(a)) => a.run(&agent).await,
             Command::Agent(AgentCommand::Unlock(a)) => a.run(&agent).await,
             Command::Agent(AgentCommand::Lock) => {

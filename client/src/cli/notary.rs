@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::{table, CliError};
 use crate::agent::AgentClient;
 use crate::notary::{NotaryClient, NotaryConfig};
-use crate::repo::{self, Change, Changelist, RepoState, SnapshotKey};
+use crate::repo::{self, Change, Changelist, RepoState};
 use crate::tuf::{self, Gun, PublicKey, RoleName, TrustCache, UpdateOptions, VerifiedRepo};
 
 /// Where the notary verbs find the server and the local trust data.
@@ -431,77 +431,31 @@ async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
 impl InitArgs {
     async fn run(self, ctx: &Context) -> Result<(), CliError> {
         let gun = parse_gun(&self.gun)?;
-        let root = match self.root_key {
-            Some(k) => ctx.agent.key(&k).await?,
-            None => match ctx.agent.key("root").await {
-                Ok(k) => {
-                    println!("Root key found, using: {}", k.key_id);
-                    k
-                }
-                Err(_) => generate(ctx, "root").await?,
-            },
+        let snapshot = match (self.server_managed_snapshot, self.snapshot_key) {
+            (true, _) => repo::SnapshotChoice::Server,
+            (false, Some(k)) => repo::SnapshotChoice::Key(k),
+            (false, None) => repo::SnapshotChoice::NewKey,
         };
-        let base = key_name_for(&gun);
-        let targets = match self.targets_key {
-            Some(k) => ctx.agent.key(&k).await?,
-            None => generate(ctx, &format!("{base}-targets")).await?,
-        };
-        let snapshot = if self.server_managed_snapshot {
-            SnapshotKey::Server
-        } else {
-            let key = match self.snapshot_key {
-                Some(k) => ctx.agent.key(&k).await?,
-                None => generate(ctx, &format!("{base}-snapshot")).await?,
-            };
-            SnapshotKey::Agent(key.key_id)
-        };
+        let (change, reused_root) = repo::init_change(
+            &ctx.agent,
+            &gun,
+            self.root_key.as_deref(),
+            self.targets_key.as_deref(),
+            snapshot,
+        )
+        .await?;
+        if let Some(id) = reused_root {
+            println!("Root key found, using: {id}");
+        }
         // The timestamp key is asked for now, as notary does, so a wrong server shows at once.
         server_of(ctx)?
             .repo(&gun)
             .server_key(&RoleName::TIMESTAMP)
             .await
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        let list = Changelist::new(&ctx.trust_dir, &gun);
-        list.add(Change::Init {
-            root_key: root.key_id,
-            targets_key: targets.key_id,
-            snapshot,
-        })?;
+        Changelist::new(&ctx.trust_dir, &gun).add(change)?;
         maybe_publish(ctx, &gun, self.publish).await
     }
-}
-
-async fn generate(ctx: &Context, name: &str) -> Result<tufa_proto::v1::Key, CliError> {
-    if let Ok(k) = ctx.agent.key(name).await {
-        return Ok(k);
-    }
-    Ok(ctx
-        .agent
-        .generate(tufa_proto::v1::GenerateKeyRequest {
-            name: name.to_owned(),
-            ..Default::default()
-        })
-        .await?)
-}
-
-/// A key name for a repository's keys: the GUN with separators replaced, shortened with a hash.
-fn key_name_for(gun: &Gun) -> String {
-    let clean: String = gun
-        .as_str()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if clean.len() <= 40 {
-        return clean;
-    }
-    let hash = hex::encode(&Sha256::digest(gun.as_str().as_bytes())[..4]);
-    format!("{}_{hash}", &clean[..31])
 }
 
 /// The repository's trust data, fetched, verified and cached; warnings go to stderr.
