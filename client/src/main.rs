@@ -1,13 +1,20 @@
 //! `tufa`: the client binary. All logic lives in the library.
 
 use clap::Parser as _;
-use tufa_client::cli::Cli;
+use tufa_client::cli::{plugin, Cli};
 
 #[tokio::main]
 async fn main() {
     // `tufa key list | head` ends quietly, as Unix tools do, instead of panicking.
     sigpipe::reset();
-    let cli = Cli::parse();
+    let args = match plugin::invocation(std::env::args_os().collect()) {
+        plugin::Invocation::Metadata => {
+            println!("{}", plugin::metadata());
+            return;
+        }
+        plugin::Invocation::Run(args) => args,
+    };
+    let cli = Cli::parse_from(args);
     if let Err(e) = cli.run().await {
         eprintln!("Error: {e}");
         std::process::exit(1);

@@ -13,6 +13,7 @@ use tufa_proto::v1;
 use crate::agent::{default_socket, AgentClient, AgentClientError};
 
 pub mod notary;
+pub mod plugin;
 pub mod table;
 pub mod trust;
 
@@ -50,6 +51,16 @@ pub enum Command {
     Revoke(trust::RevokeArgs),
     /// Check IMAGE:TAG as `DOCKER_CONTENT_TRUST=1 docker pull` would; print NAME@sha256:...
     Verify(trust::VerifyArgs),
+    /// Install tufa as the docker CLI plugin `docker tufa` (a link in docker's plugin directory).
+    InstallPlugin(InstallPluginArgs),
+}
+
+/// Arguments of `install-plugin`.
+#[derive(Debug, Args)]
+pub struct InstallPluginArgs {
+    /// Plugin directory [default: $DOCKER_CONFIG/cli-plugins, else ~/.docker/cli-plugins].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `tufa signer ...`.
@@ -242,6 +253,14 @@ impl Cli {
         let command = match self.command {
             Command::Inspect(a) => return a.run().await,
             Command::Verify(a) => return a.run().await,
+            Command::InstallPlugin(a) => {
+                let link = plugin::install(a.dir)?;
+                println!(
+                    "Installed {}: `docker tufa ...` now runs tufa",
+                    link.display()
+                );
+                return Ok(());
+            }
             other => other,
         };
         let socket = self
@@ -250,7 +269,7 @@ impl Cli {
             .ok_or(CliError::NoSocket)?;
         let agent = AgentClient::connect(&socket).await?;
         match command {
-            Command::Inspect(_) | Command::Verify(_) => Ok(()),
+            Command::Inspect(_) | Command::Verify(_) | Command::InstallPlugin(_) => Ok(()),
             Command::Signer(SignerCommand::Add(a)) => a.run(&agent).await,
             Command::Signer(SignerCommand::Remove(a)) => a.run(&agent).await,
             Command::Sign(a) => a.run(&agent).await,
