@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   softhsm2         # the PKCS#11 token used in development and CI
   opensc           # pkcs11-tool, used by softhsm/init-token.sh
-  openssl          # checks signatures in the demo
+  openssl          # makes the throwaway CA of the demo and the tests
   libpcsclite-dev  # PC/SC headers and library, for the YubiKey backend
   pcscd            # the PC/SC daemon, for the YubiKey backend
   vsmartcard-vpcd  # a virtual smart-card reader, for the simulated YubiKey in tests
@@ -23,7 +23,8 @@ packages=(
   libc6-dev        # the C library the linker needs
   pkg-config       # finds libpcsclite for the build
 )
-# The docker CLI, for the end-to-end tests of `docker trust` (client only: no daemon is used).
+# The docker CLI, for the end-to-end tests of `docker trust` and the demo's DCT pull (client
+# only: no daemon is used).
 # Machines that already have one (Docker's own packages, a static binary) keep it; elsewhere
 # Debian's docker.io provides it.
 command -v docker >/dev/null || packages+=(docker.io)

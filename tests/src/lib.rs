@@ -25,14 +25,18 @@ pub mod stack;
 /// The SoftHSM2 module Debian installs.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
-/// Path of a workspace binary (`tufad`, `tufa`) built next to this test executable.
+/// Path of a workspace binary (`tufad`, `tufa`) built next to this test executable (or next to
+/// this crate's own binaries, such as the demo).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; a binary of this crate already
+    // sits in target/<profile>.
+    let mut dir = exe
         .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
+        .expect("the executable lives in target/<profile>");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target/<profile>/deps has a parent");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -42,13 +46,17 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Whether `cmd` is a file in one of the `PATH` directories.
+pub fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+        .unwrap_or(false)
+}
+
 /// Fails the test, naming the install step, if a command is missing.
 pub fn require(cmd: &str, install: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
-        .unwrap_or(false);
     assert!(
-        found,
+        on_path(cmd),
         "`{cmd}` is not installed: run scripts/install-deps.sh ({install})"
     );
 }
