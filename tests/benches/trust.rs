@@ -1,0 +1,150 @@
+//! docker trust benchmark: `tufa sign` of a new tag on an existing repository vs the notary
+//! CLI's `addhash ... -p`, and `tufa inspect` vs `docker trust inspect` on a repository with
+//! 1,000 signed tags. Prints figures (medians of several runs); checks nothing.
+//!
+//! `scripts/bench.sh` runs it after building the release binaries.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use tufa_tests::stack::{ManifestKind, Stack};
+use tufa_tests::{Agent, SoftHsm};
+
+const RUNS: usize = 7;
+const TAGS: usize = 1000;
+
+fn main() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("bench-trust", "bench-pin-1");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let cwd = cwd.path();
+    let tufa = |args: &[&str]| -> Output {
+        let out = Command::new(tufa_tests::bin("tufa"))
+            .current_dir(cwd)
+            .env("TUFA_AGENT_SOCK", &agent.socket)
+            .env("HOME", stack.dir().join("home"))
+            .env("DOCKER_CONFIG", stack.docker_config())
+            .env("DOCKER_CONTENT_TRUST_SERVER", stack.notary_url())
+            .args(args)
+            .output()
+            .expect("run tufa");
+        assert!(out.status.success(), "tufa {args:?}: {out:?}");
+        out
+    };
+
+    // A tufa repository with a signer, and a notary-CLI repository, each already published.
+    let repo = format!("{}/bench/app", stack.registry_addr());
+    agent.tufa_ok(cwd, &["key", "generate", "bench"]);
+    tufa(&["signer", "add", "--key", "bench.pub", "bench", &repo]);
+    let notary_gun = "example.com/bench/notary";
+    stack.notary_ok(&["init", notary_gun]);
+    stack.notary_ok(&["key", "rotate", notary_gun, "snapshot", "-r"]);
+    stack.notary_ok(&["publish", notary_gun]);
+
+    let mut sign = Vec::new();
+    let mut addhash = Vec::new();
+    for i in 0..RUNS {
+        let tag = format!("s{i}");
+        let image = stack.push_image("bench/app", &tag, ManifestKind::DockerSchema2);
+        sign.push(timed(|| {
+            tufa(&["sign", &format!("{repo}:{tag}")]);
+        }));
+        let hex = image.digest.trim_start_matches("sha256:").to_owned();
+        let size = image.size.to_string();
+        addhash.push(timed(|| {
+            stack.notary_ok(&["addhash", notary_gun, &tag, &size, "--sha256", &hex, "-p"]);
+        }));
+    }
+
+    // 1,000 released tags in `targets` of a tufa repository, staged and published at once.
+    let big = format!("{}/bench/many", stack.registry_addr());
+    let big_gun = big.as_str();
+    let server = stack.notary_url();
+    let notary_args = |rest: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["notary", "--server", &server, "--tls-ca"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(stack.ca_file().display().to_string());
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        tufa(&a);
+    };
+    run(notary_args(&["init", big_gun, "--server-managed-snapshot"]));
+    for i in 0..TAGS {
+        let hex = format!("{i:064x}");
+        run(notary_args(&[
+            "addhash",
+            big_gun,
+            &format!("t{i}"),
+            "100",
+            "--sha256",
+            &hex,
+        ]));
+    }
+    run(notary_args(&["publish", big_gun]));
+    // Both clients read once to fill their caches, then are timed warm.
+    tufa(&["inspect", big_gun]);
+    let docker = |args: &[&str]| {
+        let out = stack.docker(cwd, args);
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+        out
+    };
+    docker(&["trust", "inspect", big_gun]);
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..RUNS {
+        ours.push(timed(|| {
+            tufa(&["inspect", big_gun]);
+        }));
+        theirs.push(timed(|| {
+            docker(&["trust", "inspect", big_gun]);
+        }));
+    }
+    let same = tufa(&["inspect", big_gun]).stdout == docker(&["trust", "inspect", big_gun]).stdout;
+
+    println!("docker trust benchmark ({RUNS} runs each, medians; same notary-server and registry)");
+    report(
+        "sign a new tag",
+        "tufa sign",
+        &sign,
+        "notary addhash -p",
+        &addhash,
+    );
+    report(
+        &format!("inspect {TAGS} signed tags"),
+        "tufa inspect",
+        &ours,
+        "docker trust inspect",
+        &theirs,
+    );
+    println!("  tufa inspect output identical to docker's: {same}");
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s[s.len() / 2]
+}
+
+fn report(what: &str, a: &str, av: &[Duration], b: &str, bv: &[Duration]) {
+    let (ma, mb) = (median(av), median(bv));
+    let ratio = ma.as_secs_f64() / mb.as_secs_f64();
+    println!("  {what}:");
+    println!("    {a:<22} {:>8.1} ms", ma.as_secs_f64() * 1e3);
+    println!("    {b:<22} {:>8.1} ms", mb.as_secs_f64() * 1e3);
+    println!(
+        "    ratio {ratio:.2}x (target <= 0.6x: {})",
+        if ratio <= 0.6 { "met" } else { "NOT met" }
+    );
+}
