@@ -198,8 +198,13 @@ impl Changelist {
 
     /// Stages one more change.
     pub fn add(&self, change: Change) -> Result<(), RepoError> {
+        self.add_all([change])
+    }
+
+    /// Stages several changes at once: all of them, or none if writing fails.
+    pub fn add_all(&self, changes: impl IntoIterator<Item = Change>) -> Result<(), RepoError> {
         let mut all = self.list()?;
-        all.push(change);
+        all.extend(changes);
         self.write(&all)
     }
 
