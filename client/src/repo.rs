@@ -168,32 +168,49 @@ pub enum Change {
     },
 }
 
-/// The staged changes of one GUN, at `<trust_dir>/tuf/<gun>/changelist.json`.
+/// The staged changes of one GUN: one file per change in `<trust_dir>/tuf/<gun>/tufa-changes/`,
+/// named `<sequence>-<random>.json` and read in name order.
+///
+/// Staging writes one small file (whole, synced, then renamed into place), so it costs the same
+/// however many changes wait; rewriting one list per change made 1,000 `addhash` quadratic.
+/// notary's own `changelist/` is another directory, so both CLIs can share a trust directory.
+/// A `changelist.json` left by an older tufa (every change in one array) is read first.
 pub struct Changelist {
-    path: PathBuf,
+    dir: PathBuf,
+    legacy: PathBuf,
 }
 
 impl Changelist {
     /// The changelist of `gun` under `trust_dir`.
     pub fn new(trust_dir: &Path, gun: &Gun) -> Self {
+        let base = trust_dir.join("tuf").join(gun.as_str());
         Self {
-            path: trust_dir
-                .join("tuf")
-                .join(gun.as_str())
-                .join("changelist.json"),
+            dir: base.join("tufa-changes"),
+            legacy: base.join("changelist.json"),
         }
     }
 
     /// The staged changes, oldest first.
     pub fn list(&self) -> Result<Vec<Change>, RepoError> {
-        match std::fs::read(&self.path) {
+        let mut all: Vec<Change> = match std::fs::read(&self.legacy) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RepoError::Changelist {
-                path: self.path.clone(),
+                path: self.legacy.clone(),
                 detail: format!("it does not parse ({e}): remove it to drop the staged changes"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(self.io_err(e)),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&self.legacy, e)),
+        };
+        for name in self.names()? {
+            let path = self.dir.join(name);
+            let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+            all.push(
+                serde_json::from_slice(&bytes).map_err(|e| RepoError::Changelist {
+                    detail: format!("it does not parse ({e}): remove it to drop this change"),
+                    path,
+                })?,
+            );
         }
+        Ok(all)
     }
 
     /// Stages one more change.
@@ -201,42 +218,85 @@ impl Changelist {
         self.add_all([change])
     }
 
-    /// Stages several changes at once: all of them, or none if writing fails.
+    /// Stages several changes, in order.
     pub fn add_all(&self, changes: impl IntoIterator<Item = Change>) -> Result<(), RepoError> {
-        let mut all = self.list()?;
-        all.extend(changes);
-        self.write(&all)
+        std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        let mut next = self
+            .names()?
+            .last()
+            .and_then(|n| n.split('-').next()?.parse::<u64>().ok())
+            .map_or(1, |n| n + 1);
+        for change in changes {
+            let bytes = serde_json::to_vec_pretty(&change).map_err(|e| RepoError::Changelist {
+                path: self.dir.clone(),
+                detail: e.to_string(),
+            })?;
+            // Two processes staging at once may pick the same sequence number; the random part
+            // keeps both changes (their relative order is then arbitrary, as they were concurrent).
+            let mut random = [0u8; 8];
+            getrandom::fill(&mut random).map_err(|e| RepoError::Changelist {
+                path: self.dir.clone(),
+                detail: format!("no randomness for a file name: {e}"),
+            })?;
+            let path = self
+                .dir
+                .join(format!("{next:010}-{}.json", hex::encode(random)));
+            // Written whole or not at all: a temporary name starts with '.', which `list` skips.
+            let mut tmp =
+                tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+            tmp.write_all(&bytes).map_err(|e| io_err(tmp.path(), e))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| io_err(tmp.path(), e))?;
+            tmp.persist_noclobber(&path)
+                .map_err(|e| io_err(&path, e.error))?;
+            next += 1;
+        }
+        Ok(())
     }
 
     /// Drops every staged change.
     pub fn clear(&self) -> Result<(), RepoError> {
-        match std::fs::remove_file(&self.path) {
+        for name in self.names()? {
+            let path = self.dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path, e)),
+            }
+        }
+        match std::fs::remove_file(&self.legacy) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.io_err(e)),
+            Err(e) => Err(io_err(&self.legacy, e)),
         }
     }
 
-    fn write(&self, all: &[Change]) -> Result<(), RepoError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.io_err(e))?;
-        let bytes = serde_json::to_vec_pretty(all).map_err(|e| RepoError::Changelist {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })?;
-        // Written whole or not at all.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| self.io_err(e))?;
-        tmp.write_all(&bytes).map_err(|e| self.io_err(e))?;
-        tmp.as_file().sync_all().map_err(|e| self.io_err(e))?;
-        tmp.persist(&self.path).map_err(|e| self.io_err(e.error))?;
-        Ok(())
-    }
-
-    fn io_err(&self, e: std::io::Error) -> RepoError {
-        RepoError::Changelist {
-            path: self.path.clone(),
-            detail: e.to_string(),
+    /// The names of the change files, in staging order.
+    fn names(&self) -> Result<Vec<String>, RepoError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(&self.dir, e))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if !name.starts_with('.') && name.ends_with(".json") {
+                    names.push(name.to_owned());
+                }
+            }
         }
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> RepoError {
+    RepoError::Changelist {
+        path: path.to_owned(),
+        detail: e.to_string(),
     }
 }
 
@@ -846,4 +906,77 @@ pub enum RepoError {
         /// Attempts made.
         attempts: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str) -> Change {
+        Change::AddTarget {
+            role: "targets".into(),
+            name: name.into(),
+            length: 1,
+            sha256: "ab".repeat(32),
+            custom: None,
+        }
+    }
+
+    fn gun() -> Gun {
+        "example.com/app".parse().unwrap()
+    }
+
+    #[test]
+    fn changes_come_back_in_staging_order() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Changelist::new(dir.path(), &gun())
+            .list()
+            .unwrap()
+            .is_empty());
+        let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+        // Each change from a new handle, as each `tufa notary addhash` process does.
+        for name in &names[..3] {
+            Changelist::new(dir.path(), &gun())
+                .add(target(name))
+                .unwrap();
+        }
+        Changelist::new(dir.path(), &gun())
+            .add_all(names[3..].iter().map(|n| target(n)))
+            .unwrap();
+        let all = Changelist::new(dir.path(), &gun()).list().unwrap();
+        assert_eq!(all, names.iter().map(|n| target(n)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_older_changelist_json_is_read_first_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("tuf/example.com/app");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(
+            base.join("changelist.json"),
+            serde_json::to_vec(&[target("old")]).unwrap(),
+        )
+        .unwrap();
+        let list = Changelist::new(dir.path(), &gun());
+        list.add(target("new")).unwrap();
+        assert_eq!(list.list().unwrap(), vec![target("old"), target("new")]);
+        list.clear().unwrap();
+        assert!(list.list().unwrap().is_empty());
+        assert!(!base.join("changelist.json").exists());
+    }
+
+    #[test]
+    fn half_written_files_are_ignored_and_broken_ones_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = Changelist::new(dir.path(), &gun());
+        list.add(target("a")).unwrap();
+        let changes = dir.path().join("tuf/example.com/app/tufa-changes");
+        std::fs::write(changes.join(".tmpXYZ"), b"{\"type\":").unwrap();
+        assert_eq!(list.list().unwrap(), vec![target("a")]);
+        std::fs::write(changes.join("0000000009-00.json"), b"{\"type\":").unwrap();
+        let err = list.list().unwrap_err().to_string();
+        assert!(err.contains("0000000009-00.json"), "{err}");
+        list.clear().unwrap();
+        assert!(list.list().unwrap().is_empty());
+    }
 }
