@@ -197,12 +197,15 @@ pub enum CliError {
 impl Cli {
     /// Runs the command.
     pub async fn run(self) -> Result<(), CliError> {
-        let socket = self
-            .agent
-            .or_else(default_socket)
-            .ok_or(CliError::NoSocket)?;
+        let socket = self.agent.or_else(default_socket);
+        let command = match self.command {
+            // The notary verbs connect when they first need a key.
+            Command::Notary(a) => return a.run(notary::LazyAgent::new(socket)).await,
+            other => other,
+        };
+        let socket = socket.ok_or(CliError::NoSocket)?;
         let agent = AgentClient::connect(&socket).await?;
-        match self.command {
+        match command {
             Command::Agent(AgentCommand::Status(a)) => a.run(&agent).await,
             Command::Agent(AgentCommand::Unlock(a)) => a.run(&agent).await,
             Command::Agent(AgentCommand::Lock) => {
@@ -226,7 +229,7 @@ impl Cli {
                 print!("{pem}");
                 Ok(())
             }
-            Command::Notary(a) => a.run(agent).await,
+            Command::Notary(_) => unreachable!("the notary verbs returned above"),
             Command::Key(KeyCommand::Delete(a)) => {
                 let id = agent.delete(&a.key).await?;
                 if id == a.key {
