@@ -8,11 +8,14 @@
 //! any other failure leaves the server and the cache as they were, and the changelist staged.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::Write as _;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tufa_proto::v1;
@@ -168,15 +171,16 @@ pub enum Change {
     },
 }
 
-/// The staged changes of one GUN: one file per change in `<trust_dir>/tuf/<gun>/tufa-changes/`,
-/// named `<sequence>-<random>.json` and read in name order.
+/// The staged changes of one GUN: one JSON line per change, appended to
+/// `<trust_dir>/tuf/<gun>/tufa-changes.jsonl`.
 ///
-/// Staging writes one small file (whole, synced, then renamed into place), so it costs the same
-/// however many changes wait; rewriting one list per change made 1,000 `addhash` quadratic.
-/// notary's own `changelist/` is another directory, so both CLIs can share a trust directory.
-/// A `changelist.json` left by an older tufa (every change in one array) is read first.
+/// Staging appends (under an exclusive `flock`, then synced), so it costs the same however many
+/// changes wait, and publishing reads one file and removes one. A change is staged once its line
+/// ends with a newline: a line cut short by a crash is ignored, and the next writer cuts it off.
+/// notary's own `changelist/` is another path, so both CLIs can share a trust directory. A
+/// `changelist.json` left by an older tufa (every change in one array) is read first.
 pub struct Changelist {
-    dir: PathBuf,
+    path: PathBuf,
     legacy: PathBuf,
 }
 
@@ -185,28 +189,32 @@ impl Changelist {
     pub fn new(trust_dir: &Path, gun: &Gun) -> Self {
         let base = trust_dir.join("tuf").join(gun.as_str());
         Self {
-            dir: base.join("tufa-changes"),
+            path: base.join("tufa-changes.jsonl"),
             legacy: base.join("changelist.json"),
         }
     }
 
     /// The staged changes, oldest first.
     pub fn list(&self) -> Result<Vec<Change>, RepoError> {
-        let mut all: Vec<Change> = match std::fs::read(&self.legacy) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RepoError::Changelist {
+        let mut all: Vec<Change> = match read_if_exists(&self.legacy)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| RepoError::Changelist {
                 path: self.legacy.clone(),
                 detail: format!("it does not parse ({e}): remove it to drop the staged changes"),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_err(&self.legacy, e)),
+            None => Vec::new(),
         };
-        for name in self.names()? {
-            let path = self.dir.join(name);
-            let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let bytes = read_if_exists(&self.path)?.unwrap_or_default();
+        for (i, line) in complete_lines(&bytes).split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
             all.push(
-                serde_json::from_slice(&bytes).map_err(|e| RepoError::Changelist {
-                    detail: format!("it does not parse ({e}): remove it to drop this change"),
-                    path,
+                serde_json::from_slice(line).map_err(|e| RepoError::Changelist {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "line {} does not parse ({e}): remove the file to drop the staged changes",
+                        i + 1
+                    ),
                 })?,
             );
         }
@@ -218,78 +226,108 @@ impl Changelist {
         self.add_all([change])
     }
 
-    /// Stages several changes, in order.
+    /// Stages several changes, in order, in one append.
     pub fn add_all(&self, changes: impl IntoIterator<Item = Change>) -> Result<(), RepoError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))?;
-        let mut next = self
-            .names()?
-            .last()
-            .and_then(|n| n.split('-').next()?.parse::<u64>().ok())
-            .map_or(1, |n| n + 1);
+        let mut lines = Vec::new();
         for change in changes {
-            let bytes = serde_json::to_vec_pretty(&change).map_err(|e| RepoError::Changelist {
-                path: self.dir.clone(),
+            // Compact JSON escapes newlines inside strings, so a change is exactly one line.
+            serde_json::to_writer(&mut lines, &change).map_err(|e| RepoError::Changelist {
+                path: self.path.clone(),
                 detail: e.to_string(),
             })?;
-            // Two processes staging at once may pick the same sequence number; the random part
-            // keeps both changes (their relative order is then arbitrary, as they were concurrent).
-            let mut random = [0u8; 8];
-            getrandom::fill(&mut random).map_err(|e| RepoError::Changelist {
-                path: self.dir.clone(),
-                detail: format!("no randomness for a file name: {e}"),
-            })?;
-            let path = self
-                .dir
-                .join(format!("{next:010}-{}.json", hex::encode(random)));
-            // Written whole or not at all: a temporary name starts with '.', which `list` skips.
-            let mut tmp =
-                tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| io_err(&self.dir, e))?;
-            tmp.write_all(&bytes).map_err(|e| io_err(tmp.path(), e))?;
-            tmp.as_file()
-                .sync_all()
-                .map_err(|e| io_err(tmp.path(), e))?;
-            tmp.persist_noclobber(&path)
-                .map_err(|e| io_err(&path, e.error))?;
-            next += 1;
+            lines.push(b'\n');
         }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let mut file = self.open_locked(true)?.ok_or_else(|| {
+            io_err(
+                &self.path,
+                std::io::Error::other("the changelist vanished as it was created"),
+            )
+        })?;
+        let io = |e| io_err(&self.path, e);
+        let len = file.metadata().map_err(io)?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1).map_err(io)?;
+            if last[0] != b'\n' {
+                // A writer died mid-line: that change was never staged, so cut it off.
+                let bytes = std::fs::read(&self.path).map_err(io)?;
+                file.set_len(complete_lines(&bytes).len() as u64)
+                    .map_err(io)?;
+            }
+        }
+        // Opened for appending: this lands at the end whatever the length now is.
+        file.write_all(&lines).map_err(io)?;
+        file.sync_all().map_err(io)?;
         Ok(())
     }
 
     /// Drops every staged change.
     pub fn clear(&self) -> Result<(), RepoError> {
-        for name in self.names()? {
-            let path = self.dir.join(name);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path, e)),
-            }
+        // Locked first, so no writer is appending to the file as it goes.
+        if let Some(_locked) = self.open_locked(false)? {
+            remove_if_exists(&self.path)?;
         }
-        match std::fs::remove_file(&self.legacy) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&self.legacy, e)),
-        }
+        remove_if_exists(&self.legacy)
     }
 
-    /// The names of the change files, in staging order.
-    fn names(&self) -> Result<Vec<String>, RepoError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&self.dir, e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| io_err(&self.dir, e))?;
-            if let Some(name) = entry.file_name().to_str() {
-                if !name.starts_with('.') && name.ends_with(".json") {
-                    names.push(name.to_owned());
+    /// The changelist opened for appending and exclusively locked; `None` if it does not exist
+    /// and `create` is false. Reopened if another process removed it while we waited.
+    fn open_locked(&self, create: bool) -> Result<Option<File>, RepoError> {
+        let io = |e| io_err(&self.path, e);
+        loop {
+            let file = match OpenOptions::new()
+                .append(true)
+                .read(true)
+                .create(create)
+                .mode(0o600)
+                .open(&self.path)
+            {
+                Ok(f) => f,
+                Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(e)),
+            };
+            rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(|e| io(e.into()))?;
+            let ours = file.metadata().map_err(io)?;
+            match std::fs::metadata(&self.path) {
+                Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {
+                    return Ok(Some(file))
                 }
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if !create {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(io(e)),
             }
         }
-        names.sort();
-        Ok(names)
+    }
+}
+
+/// `bytes` up to and including the last newline: the changes that were staged in full.
+fn complete_lines(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, RepoError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), RepoError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path, e)),
     }
 }
 
@@ -966,17 +1004,26 @@ mod tests {
     }
 
     #[test]
-    fn half_written_files_are_ignored_and_broken_ones_named() {
+    fn a_line_cut_short_is_ignored_then_cut_off_and_a_broken_one_named() {
         let dir = tempfile::tempdir().unwrap();
         let list = Changelist::new(dir.path(), &gun());
         list.add(target("a")).unwrap();
-        let changes = dir.path().join("tuf/example.com/app/tufa-changes");
-        std::fs::write(changes.join(".tmpXYZ"), b"{\"type\":").unwrap();
+        let path = dir.path().join("tuf/example.com/app/tufa-changes.jsonl");
+        // A writer that died mid-line.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"type\":\"add_tar").unwrap();
         assert_eq!(list.list().unwrap(), vec![target("a")]);
-        std::fs::write(changes.join("0000000009-00.json"), b"{\"type\":").unwrap();
+        list.add(target("b")).unwrap();
+        assert_eq!(list.list().unwrap(), vec![target("a"), target("b")]);
+        // A complete line that is not a change is an error that names the file and line.
+        file.write_all(b"{\"type\":\"nonsense\"}\n").unwrap();
         let err = list.list().unwrap_err().to_string();
-        assert!(err.contains("0000000009-00.json"), "{err}");
+        assert!(
+            err.contains("tufa-changes.jsonl") && err.contains("line 3"),
+            "{err}"
+        );
         list.clear().unwrap();
         assert!(list.list().unwrap().is_empty());
+        assert!(!path.exists());
     }
 }
