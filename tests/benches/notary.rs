@@ -361,20 +361,20 @@ fn report(runs: usize, list: &ListFigures, publish: &PublishFigures) {
         "notary list, {LIST_TARGETS} targets, one notary-server over TLS (median wall of {runs} runs, peak RSS the largest)"
     );
     println!(
-        "                                     {:>12}  {:>12}  {:>13}",
-        "tufa", "notary", "tufa / notary"
+        "{:<36}  {:>12}  {:>12}  {:>13}",
+        "", "tufa", "notary", "tufa / notary"
     );
-    row("  list, warm cache          wall", &list.warm);
-    rss_row("                            peak RSS", &list.warm);
-    row("  list, cold cache          wall", &list.cold);
-    rss_row("                            peak RSS", &list.cold);
+    row("list, warm cache", &list.warm);
+    rss_row(&list.warm);
+    row("list, cold cache", &list.cold);
+    rss_row(&list.cold);
     println!("publish {PUBLISH_TARGETS} targets in one change (a fresh repository each run)");
     row(
-        &format!("  addhash x{PUBLISH_TARGETS} + publish    wall"),
+        &format!("addhash x{PUBLISH_TARGETS} + publish"),
         &publish.whole,
     );
-    row("  publish alone             wall", &publish.publish);
-    rss_row("                            peak RSS", &publish.publish);
+    row("publish alone", &publish.publish);
+    rss_row(&publish.publish);
     println!("targets: tufa at most half of notary's wall time, and less memory");
     for (what, pair, wall_judged) in [
         ("list, warm cache", &list.warm, true),
@@ -396,19 +396,22 @@ fn report(runs: usize, list: &ListFigures, publish: &PublishFigures) {
     }
 }
 
-fn row(label: &str, pair: &Pair) {
+fn row(task: &str, pair: &Pair) {
     let (t, n) = (pair.tufa.median(), pair.notary.median());
     println!(
-        "{label}  {:>9.1} ms  {:>9.1} ms  {:>12.2}x",
+        "  {task:<26}{:<8}  {:>9.1} ms  {:>9.1} ms  {:>12.2}x",
+        "wall",
         ms(t),
         ms(n),
         ratio_wall(pair)
     );
 }
 
-fn rss_row(label: &str, pair: &Pair) {
+fn rss_row(pair: &Pair) {
     println!(
-        "{label}  {:>8.1} MiB  {:>8.1} MiB  {:>12.2}x",
+        "  {:<26}{:<8}  {:>8.1} MiB  {:>8.1} MiB  {:>12.2}x",
+        "",
+        "peak RSS",
         pair.tufa.peak_mib(),
         pair.notary.peak_mib(),
         ratio_rss(pair)
