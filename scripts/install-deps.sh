@@ -18,6 +18,7 @@ packages=(
   jq               # reads JSON in scripts
   curl             # talks HTTP in scripts
   util-linux       # setpriv and flock
+  time             # /usr/bin/time: peak memory of the commands the notary benchmark runs
   ca-certificates  # TLS roots for apt and cargo
   gcc              # the linker cargo calls
   libc6-dev        # the C library the linker needs

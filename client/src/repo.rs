@@ -8,11 +8,14 @@
 //! any other failure leaves the server and the cache as they were, and the changelist staged.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::Write as _;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tufa_proto::v1;
@@ -188,70 +191,170 @@ pub enum Change {
     },
 }
 
-/// The staged changes of one GUN, at `<trust_dir>/tuf/<gun>/changelist.json`.
+/// The staged changes of one GUN: one JSON line per change, appended to
+/// `<trust_dir>/tuf/<gun>/tufa-changes.jsonl`.
+///
+/// Staging appends (under an exclusive `flock`, then synced), so it costs the same however many
+/// changes wait, and publishing reads one file and removes one. A change is staged once its line
+/// ends with a newline: a line cut short by a crash is ignored, and the next writer cuts it off.
+/// notary's own `changelist/` is another path, so both CLIs can share a trust directory. A
+/// `changelist.json` left by an older tufa (every change in one array) is read first.
 pub struct Changelist {
     path: PathBuf,
+    legacy: PathBuf,
 }
 
 impl Changelist {
     /// The changelist of `gun` under `trust_dir`.
     pub fn new(trust_dir: &Path, gun: &Gun) -> Self {
+        let base = trust_dir.join("tuf").join(gun.as_str());
         Self {
-            path: trust_dir
-                .join("tuf")
-                .join(gun.as_str())
-                .join("changelist.json"),
+            path: base.join("tufa-changes.jsonl"),
+            legacy: base.join("changelist.json"),
         }
     }
 
     /// The staged changes, oldest first.
     pub fn list(&self) -> Result<Vec<Change>, RepoError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RepoError::Changelist {
-                path: self.path.clone(),
+        let mut all: Vec<Change> = match read_if_exists(&self.legacy)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| RepoError::Changelist {
+                path: self.legacy.clone(),
                 detail: format!("it does not parse ({e}): remove it to drop the staged changes"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(self.io_err(e)),
+            })?,
+            None => Vec::new(),
+        };
+        let bytes = read_if_exists(&self.path)?.unwrap_or_default();
+        for (i, line) in complete_lines(&bytes).split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            all.push(
+                serde_json::from_slice(line).map_err(|e| RepoError::Changelist {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "line {} does not parse ({e}): remove the file to drop the staged changes",
+                        i + 1
+                    ),
+                })?,
+            );
         }
+        Ok(all)
     }
 
     /// Stages one more change.
     pub fn add(&self, change: Change) -> Result<(), RepoError> {
-        let mut all = self.list()?;
-        all.push(change);
-        self.write(&all)
+        self.add_all([change])
+    }
+
+    /// Stages several changes, in order, in one append.
+    pub fn add_all(&self, changes: impl IntoIterator<Item = Change>) -> Result<(), RepoError> {
+        let mut lines = Vec::new();
+        for change in changes {
+            // Compact JSON escapes newlines inside strings, so a change is exactly one line.
+            serde_json::to_writer(&mut lines, &change).map_err(|e| RepoError::Changelist {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            })?;
+            lines.push(b'\n');
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let mut file = self.open_locked(true)?.ok_or_else(|| {
+            io_err(
+                &self.path,
+                std::io::Error::other("the changelist vanished as it was created"),
+            )
+        })?;
+        let io = |e| io_err(&self.path, e);
+        let len = file.metadata().map_err(io)?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1).map_err(io)?;
+            if last[0] != b'\n' {
+                // A writer died mid-line: that change was never staged, so cut it off.
+                let bytes = std::fs::read(&self.path).map_err(io)?;
+                file.set_len(complete_lines(&bytes).len() as u64)
+                    .map_err(io)?;
+            }
+        }
+        // Opened for appending: this lands at the end whatever the length now is.
+        file.write_all(&lines).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(())
     }
 
     /// Drops every staged change.
     pub fn clear(&self) -> Result<(), RepoError> {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.io_err(e)),
+        // Locked first, so no writer is appending to the file as it goes.
+        if let Some(_locked) = self.open_locked(false)? {
+            remove_if_exists(&self.path)?;
         }
+        remove_if_exists(&self.legacy)
     }
 
-    fn write(&self, all: &[Change]) -> Result<(), RepoError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.io_err(e))?;
-        let bytes = serde_json::to_vec_pretty(all).map_err(|e| RepoError::Changelist {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })?;
-        // Written whole or not at all.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| self.io_err(e))?;
-        tmp.write_all(&bytes).map_err(|e| self.io_err(e))?;
-        tmp.as_file().sync_all().map_err(|e| self.io_err(e))?;
-        tmp.persist(&self.path).map_err(|e| self.io_err(e.error))?;
-        Ok(())
-    }
-
-    fn io_err(&self, e: std::io::Error) -> RepoError {
-        RepoError::Changelist {
-            path: self.path.clone(),
-            detail: e.to_string(),
+    /// The changelist opened for appending and exclusively locked; `None` if it does not exist
+    /// and `create` is false. Reopened if another process removed it while we waited.
+    fn open_locked(&self, create: bool) -> Result<Option<File>, RepoError> {
+        let io = |e| io_err(&self.path, e);
+        loop {
+            let file = match OpenOptions::new()
+                .append(true)
+                .read(true)
+                .create(create)
+                .mode(0o600)
+                .open(&self.path)
+            {
+                Ok(f) => f,
+                Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(e)),
+            };
+            rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(|e| io(e.into()))?;
+            let ours = file.metadata().map_err(io)?;
+            match std::fs::metadata(&self.path) {
+                Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {
+                    return Ok(Some(file))
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if !create {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(io(e)),
+            }
         }
+    }
+}
+
+/// `bytes` up to and including the last newline: the changes that were staged in full.
+fn complete_lines(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, RepoError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), RepoError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> RepoError {
+    RepoError::Changelist {
+        path: path.to_owned(),
+        detail: e.to_string(),
     }
 }
 
@@ -1038,4 +1141,86 @@ pub enum RepoError {
         /// Attempts made.
         attempts: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str) -> Change {
+        Change::AddTarget {
+            role: "targets".into(),
+            name: name.into(),
+            length: 1,
+            sha256: "ab".repeat(32),
+            custom: None,
+        }
+    }
+
+    fn gun() -> Gun {
+        "example.com/app".parse().unwrap()
+    }
+
+    #[test]
+    fn changes_come_back_in_staging_order() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Changelist::new(dir.path(), &gun())
+            .list()
+            .unwrap()
+            .is_empty());
+        let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+        // Each change from a new handle, as each `tufa notary addhash` process does.
+        for name in &names[..3] {
+            Changelist::new(dir.path(), &gun())
+                .add(target(name))
+                .unwrap();
+        }
+        Changelist::new(dir.path(), &gun())
+            .add_all(names[3..].iter().map(|n| target(n)))
+            .unwrap();
+        let all = Changelist::new(dir.path(), &gun()).list().unwrap();
+        assert_eq!(all, names.iter().map(|n| target(n)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_older_changelist_json_is_read_first_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("tuf/example.com/app");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(
+            base.join("changelist.json"),
+            serde_json::to_vec(&[target("old")]).unwrap(),
+        )
+        .unwrap();
+        let list = Changelist::new(dir.path(), &gun());
+        list.add(target("new")).unwrap();
+        assert_eq!(list.list().unwrap(), vec![target("old"), target("new")]);
+        list.clear().unwrap();
+        assert!(list.list().unwrap().is_empty());
+        assert!(!base.join("changelist.json").exists());
+    }
+
+    #[test]
+    fn a_line_cut_short_is_ignored_then_cut_off_and_a_broken_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = Changelist::new(dir.path(), &gun());
+        list.add(target("a")).unwrap();
+        let path = dir.path().join("tuf/example.com/app/tufa-changes.jsonl");
+        // A writer that died mid-line.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"type\":\"add_tar").unwrap();
+        assert_eq!(list.list().unwrap(), vec![target("a")]);
+        list.add(target("b")).unwrap();
+        assert_eq!(list.list().unwrap(), vec![target("a"), target("b")]);
+        // A complete line that is not a change is an error that names the file and line.
+        file.write_all(b"{\"type\":\"nonsense\"}\n").unwrap();
+        let err = list.list().unwrap_err().to_string();
+        assert!(
+            err.contains("tufa-changes.jsonl") && err.contains("line 3"),
+            "{err}"
+        );
+        list.clear().unwrap();
+        assert!(list.list().unwrap().is_empty());
+        assert!(!path.exists());
+    }
 }

@@ -404,3 +404,46 @@ async fn a_root_near_expiry_is_renewed_by_the_next_publish() {
     // The real notary CLI walks to the renewed root and lists the change.
     assert!(stack.notary_ok(&["list", gun_text]).contains("late"));
 }
+
+#[test]
+fn listing_and_staging_need_no_agent() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("notary-noagent", "pin-Qx7wz");
+    let mut agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let gun = "example.com/tufa/no-agent";
+    tufa_notary(&agent, &stack, cwd.path(), &["init", gun, "-p"]);
+    agent.stop();
+
+    // Reading and staging use no key, so they work while the agent is down.
+    assert!(tufa_notary(&agent, &stack, cwd.path(), &["list", gun]).contains("No targets"));
+    let digest = "ab".repeat(32);
+    let staged = ["addhash", gun, "v1", "3", "--sha256", &digest];
+    tufa_notary(&agent, &stack, cwd.path(), &staged);
+    // Publishing needs the keys, and says where it looked for the agent.
+    let server = stack.notary_url();
+    let ca = stack.ca_file();
+    let trust = cwd.path().join("tufa-trust");
+    let out = agent.tufa(
+        cwd.path(),
+        &[
+            "notary",
+            "--server",
+            &server,
+            "--tls-ca",
+            ca.to_str().unwrap(),
+            "--trust-dir",
+            trust.to_str().unwrap(),
+            "publish",
+            gun,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "published without an agent");
+    assert!(err.contains(agent.socket.to_str().unwrap()), "{err}");
+
+    // With the agent back, the staged change is published.
+    let agent = Agent::start(&hsm);
+    tufa_notary(&agent, &stack, cwd.path(), &["publish", gun]);
+    assert!(stack.notary_ok(&["list", gun]).contains(&digest));
+}

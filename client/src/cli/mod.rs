@@ -249,7 +249,8 @@ pub enum CliError {
 impl Cli {
     /// Runs the command.
     pub async fn run(self) -> Result<(), CliError> {
-        // Reading trust data needs no agent.
+        let socket = self.agent.or_else(default_socket);
+        // Reading trust data needs no agent; the notary verbs connect when they first need a key.
         let command = match self.command {
             Command::Inspect(a) => return a.run().await,
             Command::Verify(a) => return a.run().await,
@@ -261,15 +262,16 @@ impl Cli {
                 );
                 return Ok(());
             }
+            Command::Notary(a) => return a.run(notary::LazyAgent::new(socket)).await,
             other => other,
         };
-        let socket = self
-            .agent
-            .or_else(default_socket)
-            .ok_or(CliError::NoSocket)?;
+        let socket = socket.ok_or(CliError::NoSocket)?;
         let agent = AgentClient::connect(&socket).await?;
         match command {
-            Command::Inspect(_) | Command::Verify(_) | Command::InstallPlugin(_) => Ok(()),
+            Command::Inspect(_)
+            | Command::Verify(_)
+            | Command::InstallPlugin(_)
+            | Command::Notary(_) => Ok(()),
             Command::Signer(SignerCommand::Add(a)) => a.run(&agent).await,
             Command::Signer(SignerCommand::Remove(a)) => a.run(&agent).await,
             Command::Sign(a) => a.run(&agent).await,
@@ -297,7 +299,6 @@ impl Cli {
                 print!("{pem}");
                 Ok(())
             }
-            Command::Notary(a) => a.run(agent).await,
             Command::Key(KeyCommand::Delete(a)) => {
                 let id = agent.delete(&a.key).await?;
                 if id == a.key {

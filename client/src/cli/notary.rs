@@ -4,10 +4,12 @@
 //! Output mirrors the notary CLI's, so scripts written for it keep working.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use clap::{Args, Subcommand};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 
 use super::{table, CliError};
 use crate::agent::AgentClient;
@@ -213,27 +215,53 @@ pub struct DelegationRemoveArgs {
     pub publish: bool,
 }
 
-/// Everything a notary verb needs, built once.
+/// Everything a notary verb needs. The agent connection and the HTTPS client are made when a
+/// verb first needs them: staging a change needs neither, and listing needs no key, so those
+/// verbs skip the agent handshake and loading the platform's CA roots.
 struct Context {
-    agent: AgentClient,
-    server: Option<NotaryClient>,
+    agent: LazyAgent,
+    server: Option<NotaryConfig>,
+    client: OnceLock<NotaryClient>,
     trust_dir: PathBuf,
+}
+
+/// The agent's socket, connected on first use.
+pub struct LazyAgent {
+    socket: Option<PathBuf>,
+    client: OnceCell<AgentClient>,
+}
+
+impl LazyAgent {
+    /// The agent at `socket` (`None`: none configured, an error when a key is needed).
+    pub fn new(socket: Option<PathBuf>) -> Self {
+        Self {
+            socket,
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The connected client.
+    async fn get(&self) -> Result<&AgentClient, CliError> {
+        let socket = self.socket.as_deref().ok_or(CliError::NoSocket)?;
+        Ok(self
+            .client
+            .get_or_try_init(|| AgentClient::connect(socket))
+            .await?)
+    }
 }
 
 impl NotaryArgs {
     /// Runs the verb.
-    pub async fn run(self, agent: AgentClient) -> Result<(), CliError> {
+    pub async fn run(self, agent: LazyAgent) -> Result<(), CliError> {
         let trust_dir = self.trust_dir.clone().unwrap_or_else(default_trust_dir);
         let server = match &self.server {
-            Some(url) => Some(
-                NotaryClient::new(notary_config(url, self.tls_ca.clone())?)
-                    .map_err(|e| CliError::Usage(e.to_string()))?,
-            ),
+            Some(url) => Some(notary_config(url, self.tls_ca.clone())?),
             None => None,
         };
         let ctx = Context {
             agent,
             server,
+            client: OnceLock::new(),
             trust_dir,
         };
         match self.command {
@@ -362,11 +390,16 @@ fn roles_or_targets(roles: &[String]) -> Result<Vec<RoleName>, CliError> {
 }
 
 fn server_of(ctx: &Context) -> Result<&NotaryClient, CliError> {
-    ctx.server.as_ref().ok_or_else(|| {
+    if let Some(client) = ctx.client.get() {
+        return Ok(client);
+    }
+    let config = ctx.server.clone().ok_or_else(|| {
         CliError::Usage(
             "no notary server: pass --server URL or set DOCKER_CONTENT_TRUST_SERVER".into(),
         )
-    })
+    })?;
+    let client = NotaryClient::new(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(ctx.client.get_or_init(|| client))
 }
 
 async fn stage_target(
@@ -412,7 +445,7 @@ async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
     let list = Changelist::new(&ctx.trust_dir, gun);
     let load = || repo::load_state(&remote, &cache, gun);
     repo::publish(
-        &ctx.agent,
+        ctx.agent.get().await?,
         &remote,
         gun,
         &list,
@@ -437,7 +470,7 @@ impl InitArgs {
             (false, None) => repo::SnapshotChoice::NewKey,
         };
         let (change, reused_root) = repo::init_change(
-            &ctx.agent,
+            ctx.agent.get().await?,
             &gun,
             self.root_key.as_deref(),
             self.targets_key.as_deref(),
@@ -728,7 +761,7 @@ fn cached_roles(trust_dir: &std::path::Path) -> Vec<(tuf::KeyId, String, String)
 }
 
 async fn key_list(ctx: &Context) -> Result<(), CliError> {
-    let keys = ctx.agent.list_keys().await?;
+    let keys = ctx.agent.get().await?.list_keys().await?;
     let roles = cached_roles(&ctx.trust_dir);
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for k in &keys {

@@ -128,27 +128,31 @@ pub struct Envelope {
 impl Envelope {
     /// Parses the file of `role`.
     pub fn from_slice(role: &RoleName, bytes: &[u8]) -> Result<Self, TufError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|source| TufError::Json {
+        let mut value: Value = serde_json::from_slice(bytes).map_err(|source| TufError::Json {
             role: role.clone(),
             source,
         })?;
-        let fields = Fields::new(role, String::new(), &value)?;
-        let signed = fields.required("signed")?;
-        if !signed.is_object() {
-            return Err(fields.error(
-                "signed",
-                format!("must be an object, found {}", wire::kind(signed)),
-            ));
-        }
-        let signatures = fields
-            .array("signatures")?
-            .iter()
-            .enumerate()
-            .map(|(i, sig)| Signature::from_value(role, format!("signatures[{i}]"), sig))
-            .collect::<Result<_, _>>()?;
+        let signatures = {
+            let fields = Fields::new(role, String::new(), &value)?;
+            let signed = fields.required("signed")?;
+            if !signed.is_object() {
+                return Err(fields.error(
+                    "signed",
+                    format!("must be an object, found {}", wire::kind(signed)),
+                ));
+            }
+            fields
+                .array("signatures")?
+                .iter()
+                .enumerate()
+                .map(|(i, sig)| Signature::from_value(role, format!("signatures[{i}]"), sig))
+                .collect::<Result<_, _>>()?
+        };
+        // Moved out, not cloned: a targets file can hold tens of thousands of entries.
+        let signed = value.get_mut("signed").map(Value::take).unwrap_or_default();
         Ok(Self {
             role: role.clone(),
-            signed: signed.clone(),
+            signed,
             signatures,
         })
     }
