@@ -141,8 +141,24 @@ impl Repo {
         Ok(repo::load_state(&self.remote, &self.cache, &self.gun).await?)
     }
 
-    async fn publish(&self, agent: &AgentClient, changes: &[Change]) -> Result<bool, CliError> {
-        let load = || repo::load_state(&self.remote, &self.cache, &self.gun);
+    /// Publishes `changes` onto `current` (the state they were computed from); after a version
+    /// conflict the state is read again. The next read refreshes the cache.
+    async fn publish(
+        &self,
+        agent: &AgentClient,
+        current: Option<RepoState>,
+        changes: &[Change],
+    ) -> Result<bool, CliError> {
+        let first = std::sync::Mutex::new(Some(current));
+        let load = || {
+            let reuse = first.lock().map(|mut f| f.take()).unwrap_or(None);
+            async move {
+                match reuse {
+                    Some(state) => Ok(state),
+                    None => repo::load_state(&self.remote, &self.cache, &self.gun).await,
+                }
+            }
+        };
         let published = repo::publish_changes(
             agent,
             &self.remote,
@@ -152,8 +168,6 @@ impl Repo {
             OffsetDateTime::now_utc(),
         )
         .await?;
-        // The cache follows what the server now serves, verified.
-        let _ = self.verified().await;
         Ok(published.created)
     }
 
@@ -231,14 +245,15 @@ impl SignerAddArgs {
         }
         let repo = open(image)?;
         let mut changes = Vec::new();
-        let new = repo.state().await?.is_none();
+        let current = repo.state().await?;
+        let new = current.is_none();
         if new {
             println!("Initializing signed repository for {name}...");
             changes.push(repo.init(agent).await?);
         }
         changes
             .extend(ops::signer_add(&self.name, keys).map_err(|e| CliError::Usage(e.to_string()))?);
-        repo.publish(agent, &changes).await?;
+        repo.publish(agent, current, &changes).await?;
         if new {
             println!("Successfully initialized \"{name}\"");
         }
@@ -291,7 +306,7 @@ impl SignerRemoveArgs {
         }
         let changes = ops::signer_remove(&state, &self.name, name)
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        repo.publish(agent, &changes).await?;
+        repo.publish(agent, Some(state), &changes).await?;
         Ok(true)
     }
 }
@@ -328,7 +343,8 @@ impl SignArgs {
         let sha256 = hex::encode(descriptor.digest.as_bytes());
         let repo = open(image.clone())?;
         println!("Signing and pushing trust metadata for {}", self.image);
-        let changes = match repo.state().await? {
+        let current = repo.state().await?;
+        let changes = match &current {
             None => {
                 println!(
                     "Initializing signed repository for {}...",
@@ -346,13 +362,13 @@ impl SignArgs {
                 ]
             }
             Some(state) => {
-                existing_signatures(&state, &tag, &sha256);
+                existing_signatures(state, &tag, &sha256);
                 let held = AgentKeys::load(agent).await?;
-                ops::sign(&state, &held, &tag, descriptor.size, &sha256)
+                ops::sign(state, &held, &tag, descriptor.size, &sha256)
                     .map_err(|e| CliError::Usage(e.to_string()))?
             }
         };
-        repo.publish(agent, &changes).await?;
+        repo.publish(agent, current, &changes).await?;
         println!("Successfully signed {}", self.image);
         Ok(())
     }
@@ -457,7 +473,7 @@ impl RevokeArgs {
                 self.image
             ))
         })?;
-        repo.publish(agent, &changes).await?;
+        repo.publish(agent, Some(state), &changes).await?;
         println!("Successfully deleted signature for {}", self.image);
         Ok(())
     }
