@@ -57,6 +57,25 @@ fn main() {
         }));
     }
 
+    // The check before a pull: tufa verify vs docker's DCT resolution (it then fails at the
+    // daemon, which is not timed separately).
+    let mut verify = Vec::new();
+    let mut pull = Vec::new();
+    for _ in 0..RUNS {
+        verify.push(timed(|| {
+            tufa(&["verify", &format!("{repo}:s0")]);
+        }));
+        pull.push(timed(|| {
+            let out = stack
+                .docker_command(cwd)
+                .env("DOCKER_CONTENT_TRUST", "1")
+                .args(["pull", &format!("{repo}:s0")])
+                .output()
+                .expect("docker pull");
+            assert!(String::from_utf8_lossy(&out.stdout).contains("Pull (1 of 1)"));
+        }));
+    }
+
     // 1,000 released tags in `targets` of a tufa repository, staged and published at once.
     let big = format!("{}/bench/many", stack.registry_addr());
     let big_gun = big.as_str();
@@ -114,6 +133,13 @@ fn main() {
         &sign,
         "notary addhash -p",
         &addhash,
+    );
+    report(
+        "verify a signed tag",
+        "tufa verify",
+        &verify,
+        "DCT docker pull",
+        &pull,
     );
     report(
         &format!("inspect {TAGS} signed tags"),
