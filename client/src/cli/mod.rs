@@ -518,6 +518,23 @@ impl LoadArgs {
     }
 }
 
+/// Reads public key files (PEM `PUBLIC KEY`, e.g. NAME.pub, or `CERTIFICATE`).
+pub(crate) fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<crate::tuf::PublicKey>, CliError> {
+    paths
+        .iter()
+        .map(|path| {
+            let pem = std::fs::read(path).map_err(|e| CliError::File {
+                path: path.clone(),
+                message: format!("cannot read the public key: {e}"),
+            })?;
+            crate::repo::public_key_from_pem(&pem).map_err(|message| CliError::File {
+                path: path.clone(),
+                message,
+            })
+        })
+        .collect()
+}
+
 /// The passphrase of an encrypted key file: `TUFA_KEY_PASSPHRASE`, docker's variables for the
 /// key's role, or a prompt on a terminal.
 fn passphrase_for(pem: &[u8]) -> Result<SecretString, CliError> {

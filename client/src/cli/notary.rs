@@ -569,19 +569,7 @@ impl DelegationAddArgs {
             .role
             .parse()
             .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))?;
-        let mut keys = Vec::new();
-        for path in &self.keys {
-            let pem = std::fs::read(path).map_err(|e| CliError::File {
-                path: path.clone(),
-                message: format!("cannot read the key: {e}"),
-            })?;
-            keys.push(
-                repo::public_key_from_pem(&pem).map_err(|message| CliError::File {
-                    path: path.clone(),
-                    message,
-                })?,
-            );
-        }
+        let keys = super::read_public_keys(&self.keys)?;
         let paths = if self.all_paths {
             vec![String::new()]
         } else {

@@ -196,19 +196,7 @@ impl SignerAddArgs {
                 "path to a public key must be provided using the `--key` flag".into(),
             ));
         }
-        let mut keys = Vec::new();
-        for path in &self.key {
-            let pem = std::fs::read(path).map_err(|e| CliError::File {
-                path: path.clone(),
-                message: format!("cannot read the public key: {e}"),
-            })?;
-            keys.push(
-                repo::public_key_from_pem(&pem).map_err(|message| CliError::File {
-                    path: path.clone(),
-                    message,
-                })?,
-            );
-        }
+        let keys = super::read_public_keys(&self.key)?;
         let mut failed = Vec::new();
         for name in &self.repos {
             println!("Adding signer \"{}\" to {name}...", self.name);
