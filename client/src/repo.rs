@@ -695,9 +695,9 @@ pub async fn load_state<S: crate::tuf::RemoteStore>(
     remote: &S,
     cache: &crate::tuf::TrustCache,
     gun: &Gun,
+    options: &crate::tuf::UpdateOptions,
 ) -> Result<Option<RepoState>, RepoError> {
-    let options = crate::tuf::UpdateOptions::default();
-    match crate::tuf::update(remote, cache, gun, &options).await {
+    match crate::tuf::update(remote, cache, gun, options).await {
         Ok(verified) => Ok(Some(RepoState::from(verified))),
         Err(crate::tuf::UpdateError::RepositoryNotFound { .. }) => Ok(None),
         Err(e) => Err(RepoError::Update(Box::new(e))),

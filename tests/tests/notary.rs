@@ -384,7 +384,8 @@ async fn a_root_near_expiry_is_renewed_by_the_next_publish() {
     let trust = cwd.path().join("tufa-trust");
     let cache = TrustCache::new(&trust);
     let later = time::OffsetDateTime::now_utc() + time::Duration::days(9 * 365 + 300);
-    let load = || repo::load_state(&remote, &cache, &gun);
+    let options = UpdateOptions::default();
+    let load = || repo::load_state(&remote, &cache, &gun, &options);
     let agent_client = agent.client().await;
     let published = repo::publish(
         &agent_client,
@@ -446,4 +447,60 @@ fn listing_and_staging_need_no_agent() {
     let agent = Agent::start(&hsm);
     tufa_notary(&agent, &stack, cwd.path(), &["publish", gun]);
     assert!(stack.notary_ok(&["list", gun]).contains(&digest));
+}
+
+#[test]
+fn trust_pinning_from_a_notary_client_config() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("notary-pin", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let gun = "example.com/tufa/pinned";
+    tufa_notary(&agent, &stack, cwd.path(), &["init", gun, "-p"]);
+    let root: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            cwd.path()
+                .join("tufa-trust/tuf")
+                .join(gun)
+                .join("metadata/root.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let root_cert_id = root["signed"]["roles"]["root"]["keyids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Each config points a fresh trust dir at the server, with notary's own config format.
+    let list = |name: &str, pinning: serde_json::Value| {
+        let config = cwd.path().join(format!("{name}.json"));
+        let body = serde_json::json!({
+            "trust_dir": format!("trust-{name}"),
+            "remote_server": {"url": stack.notary_url(), "root_ca": stack.ca_file()},
+            "trust_pinning": pinning,
+        });
+        std::fs::write(&config, body.to_string()).unwrap();
+        agent.tufa(
+            cwd.path(),
+            &["notary", "-c", config.to_str().unwrap(), "list", gun],
+        )
+    };
+    let wrong = list(
+        "wrong",
+        serde_json::json!({"certs": {gun: ["0".repeat(64)]}}),
+    );
+    assert!(
+        !wrong.status.success(),
+        "a root not matching the pin was trusted"
+    );
+    let err = String::from_utf8_lossy(&wrong.stderr).to_lowercase();
+    assert!(err.contains("pin"), "{err}");
+    let right = list("right", serde_json::json!({"certs": {gun: [root_cert_id]}}));
+    assert!(right.status.success(), "{right:?}");
+    let no_tofu = list("notofu", serde_json::json!({"disable_tofu": true}));
+    assert!(
+        !no_tofu.status.success(),
+        "first use trusted with disable_tofu"
+    );
 }

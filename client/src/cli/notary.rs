@@ -30,9 +30,87 @@ pub struct NotaryArgs {
     /// $DOCKER_CONFIG/trust, else ~/.docker/trust].
     #[arg(long, short = 'd', global = true, env = "TUFA_TRUST_DIR")]
     pub trust_dir: Option<PathBuf>,
+    /// A notary CLI client config (JSON): `trust_dir`, `remote_server.url`/`root_ca`/
+    /// `tls_client_cert`/`tls_client_key`, and `trust_pinning`; flags override it.
+    #[arg(long, short = 'c', global = true)]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: NotaryCommand,
+}
+
+/// The notary CLI's client config file, the parts tufa uses.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ClientConfig {
+    trust_dir: Option<PathBuf>,
+    #[serde(default)]
+    remote_server: RemoteServer,
+    #[serde(default)]
+    trust_pinning: PinningConfig,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct RemoteServer {
+    url: Option<String>,
+    root_ca: Option<PathBuf>,
+    tls_client_cert: Option<PathBuf>,
+    tls_client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct PinningConfig {
+    #[serde(default)]
+    certs: std::collections::HashMap<String, Vec<String>>,
+    #[serde(default)]
+    ca: std::collections::HashMap<String, PathBuf>,
+    #[serde(default)]
+    disable_tofu: bool,
+}
+
+impl ClientConfig {
+    /// Reads the file; relative paths are relative to its directory, as notary reads them.
+    fn load(path: &std::path::Path) -> Result<Self, CliError> {
+        let bad = |message: String| CliError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read(path).map_err(|e| bad(format!("cannot read the config: {e}")))?;
+        let mut c: Self = serde_json::from_slice(&text)
+            .map_err(|e| bad(format!("not a notary client config: {e}")))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        c.trust_dir.iter_mut().for_each(fix);
+        c.remote_server.root_ca.iter_mut().for_each(fix);
+        c.remote_server.tls_client_cert.iter_mut().for_each(fix);
+        c.remote_server.tls_client_key.iter_mut().for_each(fix);
+        c.trust_pinning.ca.values_mut().for_each(fix);
+        Ok(c)
+    }
+
+    fn pinning(&self, path: &std::path::Path) -> Result<tuf::TrustPinning, CliError> {
+        let mut certs = std::collections::HashMap::new();
+        for (gun, ids) in &self.trust_pinning.certs {
+            let ids = ids
+                .iter()
+                .map(|id| {
+                    id.parse::<tuf::KeyId>().map_err(|e| CliError::File {
+                        path: path.to_owned(),
+                        message: format!("trust_pinning.certs.{gun}: {e}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            certs.insert(gun.clone(), ids);
+        }
+        Ok(tuf::TrustPinning {
+            certs,
+            ca: self.trust_pinning.ca.clone(),
+            disable_tofu: self.trust_pinning.disable_tofu,
+        })
+    }
 }
 
 /// The notary verbs.
@@ -223,6 +301,8 @@ struct Context {
     server: Option<NotaryConfig>,
     client: OnceLock<NotaryClient>,
     trust_dir: PathBuf,
+    // Trust pinning from the config, for every verified read.
+    options: UpdateOptions,
 }
 
 /// The agent's socket, connected on first use.
@@ -253,9 +333,32 @@ impl LazyAgent {
 impl NotaryArgs {
     /// Runs the verb.
     pub async fn run(self, agent: LazyAgent) -> Result<(), CliError> {
-        let trust_dir = self.trust_dir.clone().unwrap_or_else(default_trust_dir);
-        let server = match &self.server {
-            Some(url) => Some(notary_config(url, self.tls_ca.clone())?),
+        let file = match &self.config {
+            Some(path) => ClientConfig::load(path)?,
+            None => ClientConfig::default(),
+        };
+        let mut options = UpdateOptions::default();
+        if let Some(path) = &self.config {
+            options.pinning = file.pinning(path)?;
+        }
+        let trust_dir = self
+            .trust_dir
+            .clone()
+            .or(file.trust_dir.clone())
+            .unwrap_or_else(default_trust_dir);
+        let url = self.server.clone().or(file.remote_server.url.clone());
+        let server = match &url {
+            Some(url) => {
+                let ca = self.tls_ca.clone().or(file.remote_server.root_ca.clone());
+                let mut config = notary_config(url, ca)?;
+                if let (Some(cert), Some(key)) = (
+                    file.remote_server.tls_client_cert.clone(),
+                    file.remote_server.tls_client_key.clone(),
+                ) {
+                    config.client_cert = Some((cert, key));
+                }
+                Some(config)
+            }
             None => None,
         };
         let ctx = Context {
@@ -263,6 +366,7 @@ impl NotaryArgs {
             server,
             client: OnceLock::new(),
             trust_dir,
+            options,
         };
         match self.command {
             NotaryCommand::Init(a) => a.run(&ctx).await,
@@ -443,7 +547,7 @@ async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
     let remote = server_of(ctx)?.repo(gun);
     let cache = TrustCache::new(&ctx.trust_dir);
     let list = Changelist::new(&ctx.trust_dir, gun);
-    let load = || repo::load_state(&remote, &cache, gun);
+    let load = || repo::load_state(&remote, &cache, gun, &ctx.options);
     repo::publish(
         ctx.agent.get().await?,
         &remote,
@@ -454,7 +558,7 @@ async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
     )
     .await?;
     // Refresh the cache with what the server now serves, verified.
-    if let Err(e) = tuf::update(&remote, &cache, gun, &UpdateOptions::default()).await {
+    if let Err(e) = tuf::update(&remote, &cache, gun, &ctx.options).await {
         tracing::warn!(gun = %gun, error = %e, "published, but could not refresh the local cache");
     }
     println!("Successfully published changes for repository {gun}");
@@ -495,7 +599,7 @@ impl InitArgs {
 async fn verified_repo(ctx: &Context, gun: &Gun) -> Result<VerifiedRepo, CliError> {
     let server = server_of(ctx)?;
     let cache = TrustCache::new(&ctx.trust_dir);
-    let verified = tuf::update(&server.repo(gun), &cache, gun, &UpdateOptions::default())
+    let verified = tuf::update(&server.repo(gun), &cache, gun, &ctx.options)
         .await
         .map_err(|e| {
             if e.is_untrusted_data() {

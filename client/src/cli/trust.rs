@@ -138,7 +138,13 @@ impl Repo {
     }
 
     async fn state(&self) -> Result<Option<RepoState>, CliError> {
-        Ok(repo::load_state(&self.remote, &self.cache, &self.gun).await?)
+        Ok(repo::load_state(
+            &self.remote,
+            &self.cache,
+            &self.gun,
+            &UpdateOptions::default(),
+        )
+        .await?)
     }
 
     /// Publishes `changes` onto `current` (the state they were computed from); after a version
@@ -155,7 +161,15 @@ impl Repo {
             async move {
                 match reuse {
                     Some(state) => Ok(state),
-                    None => repo::load_state(&self.remote, &self.cache, &self.gun).await,
+                    None => {
+                        repo::load_state(
+                            &self.remote,
+                            &self.cache,
+                            &self.gun,
+                            &UpdateOptions::default(),
+                        )
+                        .await
+                    }
                 }
             }
         };
