@@ -493,9 +493,18 @@ impl VerifyArgs {
             }
             Err(e) => return Err(CliError::Usage(e.to_string())),
         };
-        let entry = verified
-            .docker_target(&tag)
-            .ok_or_else(|| CliError::Usage(format!("No valid trust data for {tag}")))?;
+        let entry = verified.docker_target(&tag).ok_or_else(|| {
+            // docker words the two cases apart: a tag found first in a signer's own role (not
+            // released) is "No trust data", a tag found nowhere is "No valid trust data".
+            let roles = [
+                crate::tuf::RoleName::RELEASES,
+                crate::tuf::RoleName::TARGETS,
+            ];
+            match verified.target(&tag, Some(&roles)) {
+                Some(_) => CliError::Usage(format!("No trust data for {tag}")),
+                None => CliError::Usage(format!("No valid trust data for {tag}")),
+            }
+        })?;
         let digest = entry
             .sha256
             .ok_or_else(|| CliError::Usage(format!("no valid hash, expecting sha256 for {tag}")))?;
