@@ -412,18 +412,21 @@ impl InspectArgs {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(CliError::Usage(errors.join("\n")))
+            Err(CliError::AsDocker(errors.join("\n")))
         }
     }
 }
 
+/// One repository for `inspect`; failures are worded and printed as docker's.
 async fn inspect_one(name: &str) -> Result<inspect::TrustRepo, CliError> {
-    let image = parse_image(name)?;
+    let as_docker = |e: CliError| CliError::AsDocker(e.to_string());
+    let image = parse_image(name).map_err(as_docker)?;
     let tag = image.tag().map(str::to_owned);
-    let repo = open(image)?;
+    let repo = open(image).map_err(as_docker)?;
     let verified = repo.verified().await.map_err(|e| {
+        // docker hides the reason too (only `docker -D` shows it).
         tracing::debug!(error = %e, "cannot read trust data");
-        CliError::Usage(format!("no signatures or cannot access {name}"))
+        CliError::AsDocker(format!("no signatures or cannot access {name}"))
     })?;
     Ok(inspect::inspect(&verified, name, tag.as_deref()))
 }
