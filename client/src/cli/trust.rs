@@ -133,6 +133,14 @@ fn open(image: ImageRef) -> Result<Repo, CliError> {
 }
 
 impl Repo {
+    /// docker's words for a repository the server has never heard of, and what to do.
+    fn no_trust_data(&self) -> String {
+        format!(
+            "{} does not have trust data for {}: check the repository name, or create it with `tufa signer add` or `tufa sign`",
+            self.server, self.gun
+        )
+    }
+
     async fn verified(&self) -> Result<VerifiedRepo, UpdateError> {
         tuf_update(&self.remote, &self.cache, &self.gun).await
     }
@@ -275,10 +283,13 @@ impl SignerRemoveArgs {
         let repo = open(parse_image(name)?)?;
         let Some(state) = repo.state().await? else {
             return Err(CliError::Usage(format!(
-                "no signer {} for repository {name}",
-                self.name
+                "error retrieving signers for {name}: {}",
+                repo.no_trust_data()
             )));
         };
+        // Checked before asking, as docker does: no question about a signer that cannot go.
+        let changes = ops::signer_remove(&state, &self.name, name)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         if !self.force && ops::signer_signed_last_release(&state, &self.name) {
             let question = format!(
                 "The signer \"{}\" signed the last released version of {name}. Removing this signer will make {name} unpullable.\nAre you sure you want to continue? [y/N] ",
@@ -289,8 +300,6 @@ impl SignerRemoveArgs {
                 return Ok(false);
             }
         }
-        let changes = ops::signer_remove(&state, &self.name, name)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
         repo.publish(agent, &changes).await?;
         Ok(true)
     }
@@ -449,8 +458,9 @@ impl RevokeArgs {
         let repo = open(image)?;
         let state = repo.state().await?.ok_or_else(|| {
             CliError::Usage(format!(
-                "could not remove signature for {}: no trust data",
-                self.image
+                "could not remove signature for {}: {}",
+                self.image,
+                repo.no_trust_data()
             ))
         })?;
         let held = AgentKeys::load(agent).await?;

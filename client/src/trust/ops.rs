@@ -25,8 +25,11 @@ pub enum TrustError {
     #[error("signer name \"{0}\" must start with lowercase alphanumeric characters and can include \"-\" or \"_\" after the first character")]
     InvalidSignerName(String),
     /// `releases` is docker's own role.
-    #[error("releases is a reserved keyword, please use a different signer name")]
+    #[error("releases is a reserved keyword, use a different signer name")]
     ReservedSignerName,
+    /// `targets/releases` holds every signer's release signatures; it is not a signer.
+    #[error("releases is a reserved keyword and cannot be removed")]
+    ReservedRoleRemoval,
     /// No such signer in the repository.
     #[error("no signer {name} for repository {repo}")]
     UnknownSigner {
@@ -164,6 +167,9 @@ pub fn signer_add(name: &str, keys: &[PublicKey]) -> Result<Vec<Change>, TrustEr
 
 /// Removes signer `name`: its role, and its keys from `targets/releases`.
 pub fn signer_remove(state: &RepoState, name: &str, repo: &str) -> Result<Vec<Change>, TrustError> {
+    if name == "releases" {
+        return Err(TrustError::ReservedRoleRemoval);
+    }
     let role: RoleName = format!("targets/{name}")
         .parse()
         .map_err(|_| TrustError::InvalidSignerName(name.to_owned()))?;
