@@ -292,11 +292,11 @@ impl SignerRemoveArgs {
             .map_err(|e| CliError::Usage(e.to_string()))?;
         if !self.force && ops::signer_signed_last_release(&state, &self.name) {
             let question = format!(
-                "The signer \"{}\" signed the last released version of {name}. Removing this signer will make {name} unpullable.\nAre you sure you want to continue? [y/N] ",
+                "The signer \"{}\" signed the last released version of {name}. Removing this signer will make {name} unpullable. Are you sure you want to continue? [y/N] ",
                 self.name
             );
+            // docker's answer to "no" is silence and exit 0.
             if !confirm(&question)? {
-                println!("\nAborting action.");
                 return Ok(false);
             }
         }
