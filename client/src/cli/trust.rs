@@ -447,11 +447,11 @@ impl RevokeArgs {
         let tag = image.tag().map(str::to_owned);
         if tag.is_none() && !self.yes {
             let question = format!(
-                "Please confirm you would like to delete all signature data for {}? [y/N] ",
+                "Confirm you would like to delete all signature data for {}? [y/N] ",
                 self.image
             );
+            // docker 28's words; a "no" ends silently with exit 0, as docker's does.
             if !confirm(&question)? {
-                println!("\nAborting action.");
                 return Ok(());
             }
         }
