@@ -1,7 +1,7 @@
 //! `tufa`: the client binary. All logic lives in the library.
 
 use clap::Parser as _;
-use tufa_client::cli::{plugin, Cli};
+use tufa_client::cli::{plugin, Cli, CliError};
 
 #[tokio::main]
 async fn main() {
@@ -15,8 +15,15 @@ async fn main() {
         plugin::Invocation::Run(args) => args,
     };
     let cli = Cli::parse_from(args);
-    if let Err(e) = cli.run().await {
-        eprintln!("Error: {e}");
-        std::process::exit(1);
+    match cli.run().await {
+        Ok(()) => {}
+        Err(CliError::AsDocker(message)) => {
+            eprintln!("{message}");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(1);
+        }
     }
 }

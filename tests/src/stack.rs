@@ -425,6 +425,26 @@ impl Stack {
         body
     }
 
+    /// The bytes notary-server serves for `<gun>`'s `<role>.json` (e.g. `timestamp`,
+    /// `targets/releases`), or `None` on 404: a test compares them before and after a command to
+    /// show it published nothing.
+    pub fn trust_file(&self, gun: &str, role: &str) -> Option<Vec<u8>> {
+        let url = format!("{}/v2/{gun}/_trust/tuf/{role}.json", self.notary_url());
+        let mut resp = http_agent(Some(&self.ca_file()))
+            .get(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let body = resp
+            .body_mut()
+            .read_to_vec()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        match resp.status().as_u16() {
+            200 => Some(body),
+            404 => None,
+            s => panic!("GET {url}: {s}: {}", String::from_utf8_lossy(&body)),
+        }
+    }
+
     /// Kills one service (`registry`, `notary-server` or `notary-signer`) and waits until it is
     /// gone, to test what clients say when it is down; its port stays unused.
     pub fn stop(&mut self, service: &str) {

@@ -221,6 +221,10 @@ pub enum CliError {
     /// Input that cannot be used.
     #[error("{0}")]
     Usage(String),
+    /// A failure docker reports in these exact words, without tufa's `Error: ` prefix (scripts
+    /// compare `tufa inspect`'s stderr with `docker trust inspect`'s).
+    #[error("{0}")]
+    AsDocker(String),
     /// A repository operation failed.
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),

@@ -133,6 +133,14 @@ fn open(image: ImageRef) -> Result<Repo, CliError> {
 }
 
 impl Repo {
+    /// docker's words for a repository the server has never heard of, and what to do.
+    fn no_trust_data(&self) -> String {
+        format!(
+            "{} does not have trust data for {}: check the repository name, or create it with `tufa signer add` or `tufa sign`",
+            self.server, self.gun
+        )
+    }
+
     async fn verified(&self) -> Result<VerifiedRepo, UpdateError> {
         tuf_update(&self.remote, &self.cache, &self.gun).await
     }
@@ -292,22 +300,23 @@ impl SignerRemoveArgs {
         let repo = open(parse_image(name)?)?;
         let Some(state) = repo.state().await? else {
             return Err(CliError::Usage(format!(
-                "no signer {} for repository {name}",
-                self.name
+                "error retrieving signers for {name}: {}",
+                repo.no_trust_data()
             )));
         };
+        // Checked before asking, as docker does: no question about a signer that cannot go.
+        let changes = ops::signer_remove(&state, &self.name, name)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         if !self.force && ops::signer_signed_last_release(&state, &self.name) {
             let question = format!(
-                "The signer \"{}\" signed the last released version of {name}. Removing this signer will make {name} unpullable.\nAre you sure you want to continue? [y/N] ",
+                "The signer \"{}\" signed the last released version of {name}. Removing this signer will make {name} unpullable. Are you sure you want to continue? [y/N] ",
                 self.name
             );
+            // docker's answer to "no" is silence and exit 0.
             if !confirm(&question)? {
-                println!("\nAborting action.");
                 return Ok(false);
             }
         }
-        let changes = ops::signer_remove(&state, &self.name, name)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
         repo.publish(agent, Some(state), &changes).await?;
         Ok(true)
     }
@@ -430,18 +439,21 @@ impl InspectArgs {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(CliError::Usage(errors.join("\n")))
+            Err(CliError::AsDocker(errors.join("\n")))
         }
     }
 }
 
+/// One repository for `inspect`; failures are worded and printed as docker's.
 async fn inspect_one(name: &str) -> Result<inspect::TrustRepo, CliError> {
-    let image = parse_image(name)?;
+    let as_docker = |e: CliError| CliError::AsDocker(e.to_string());
+    let image = parse_image(name).map_err(as_docker)?;
     let tag = image.tag().map(str::to_owned);
-    let repo = open(image)?;
+    let repo = open(image).map_err(as_docker)?;
     let verified = repo.verified().await.map_err(|e| {
+        // docker hides the reason too (only `docker -D` shows it).
         tracing::debug!(error = %e, "cannot read trust data");
-        CliError::Usage(format!("no signatures or cannot access {name}"))
+        CliError::AsDocker(format!("no signatures or cannot access {name}"))
     })?;
     Ok(inspect::inspect(&verified, name, tag.as_deref()))
 }
@@ -453,19 +465,20 @@ impl RevokeArgs {
         let tag = image.tag().map(str::to_owned);
         if tag.is_none() && !self.yes {
             let question = format!(
-                "Please confirm you would like to delete all signature data for {}? [y/N] ",
+                "Confirm you would like to delete all signature data for {}? [y/N] ",
                 self.image
             );
+            // docker 28's words; a "no" ends silently with exit 0, as docker's does.
             if !confirm(&question)? {
-                println!("\nAborting action.");
                 return Ok(());
             }
         }
         let repo = open(image)?;
         let state = repo.state().await?.ok_or_else(|| {
             CliError::Usage(format!(
-                "could not remove signature for {}: no trust data",
-                self.image
+                "could not remove signature for {}: {}",
+                self.image,
+                repo.no_trust_data()
             ))
         })?;
         let held = AgentKeys::load(agent).await?;
@@ -511,9 +524,18 @@ impl VerifyArgs {
             }
             Err(e) => return Err(CliError::Usage(e.to_string())),
         };
-        let entry = verified
-            .docker_target(&tag)
-            .ok_or_else(|| CliError::Usage(format!("No valid trust data for {tag}")))?;
+        let entry = verified.docker_target(&tag).ok_or_else(|| {
+            // docker words the two cases apart: a tag found first in a signer's own role (not
+            // released) is "No trust data", a tag found nowhere is "No valid trust data".
+            let roles = [
+                crate::tuf::RoleName::RELEASES,
+                crate::tuf::RoleName::TARGETS,
+            ];
+            match verified.target(&tag, Some(&roles)) {
+                Some(_) => CliError::Usage(format!("No trust data for {tag}")),
+                None => CliError::Usage(format!("No valid trust data for {tag}")),
+            }
+        })?;
         let digest = entry
             .sha256
             .ok_or_else(|| CliError::Usage(format!("no valid hash, expecting sha256 for {tag}")))?;

@@ -15,8 +15,17 @@ pub enum TrustError {
     /// The repository has delegations, and the agent holds none of their keys.
     #[error("no valid signing keys for delegation roles: add a signer whose key is in the agent (`tufa key generate NAME`, then `tufa signer add --key NAME.pub NAME REPO`)")]
     NoSigningKeys,
+    /// No role of the repository lists the tag (docker's words).
+    #[error("No valid trust data for {tag}")]
+    UnknownTag {
+        /// The tag.
+        tag: String,
+    },
+    /// The repository lists no tags at all.
+    #[error("no signed tags to remove")]
+    NoSignedTags,
     /// The tag is signed nowhere the agent can change.
-    #[error("no signature for {tag} in a role this agent can sign")]
+    #[error("no signature for {tag} in a role this agent can sign: it stays trusted; a tag in `targets` itself needs the repository key (`tufa notary remove REPO TAG --roles targets -p`)")]
     NotSigned {
         /// The tag.
         tag: String,
@@ -25,8 +34,11 @@ pub enum TrustError {
     #[error("signer name \"{0}\" must start with lowercase alphanumeric characters and can include \"-\" or \"_\" after the first character")]
     InvalidSignerName(String),
     /// `releases` is docker's own role.
-    #[error("releases is a reserved keyword, please use a different signer name")]
+    #[error("releases is a reserved keyword, use a different signer name")]
     ReservedSignerName,
+    /// `targets/releases` holds every signer's release signatures; it is not a signer.
+    #[error("releases is a reserved keyword and cannot be removed")]
+    ReservedRoleRemoval,
     /// No such signer in the repository.
     #[error("no signer {name} for repository {repo}")]
     UnknownSigner {
@@ -107,37 +119,44 @@ pub fn sign(
         .collect())
 }
 
-/// Removes `tag` (or every tag, with `None`) from every role this agent can sign that has it.
+/// Removes `tag` (or, with `None`, every tag the repository lists) from every role this agent
+/// can sign that holds it, as `docker trust revoke` does (cli/command/trust/revoke.go): the roles
+/// are chosen per tag, so a signer whose paths allow only some tags keeps the others.
 pub fn revoke(
     state: &RepoState,
     held: &AgentKeys,
     tag: Option<&str>,
 ) -> Result<Vec<Change>, TrustError> {
+    let mut names: Vec<&String> = state
+        .targets
+        .values()
+        .flat_map(|file| file.signed.targets.keys())
+        .filter(|n| tag.is_none_or(|t| t == n.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(match tag {
+            Some(t) => TrustError::UnknownTag { tag: t.to_owned() },
+            None => TrustError::NoSignedTags,
+        });
+    }
     let mut changes = Vec::new();
-    for (role, file) in &state.targets {
-        let names: Vec<&String> = file
-            .signed
-            .targets
-            .keys()
-            .filter(|n| tag.is_none_or(|t| t == n.as_str()))
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
-        let signable = match tag {
-            Some(t) => signable_roles(state, held, t)?,
-            None => signable_roles(state, held, "")?,
-        };
-        if !signable.contains(role) {
-            continue;
-        }
-        for name in names {
-            changes.push(Change::RemoveTarget {
-                role: role.to_string(),
-                name: name.clone(),
-            });
+    for name in names {
+        for role in signable_roles(state, held, name)? {
+            if state
+                .targets
+                .get(&role)
+                .is_some_and(|f| f.signed.targets.contains_key(name))
+            {
+                changes.push(Change::RemoveTarget {
+                    role: role.to_string(),
+                    name: name.clone(),
+                });
+            }
         }
     }
+    // docker publishes nothing and still reports success here; the tags stay trusted, so say so.
     if changes.is_empty() {
         return Err(TrustError::NotSigned {
             tag: tag.unwrap_or("any tag").to_owned(),
@@ -164,6 +183,9 @@ pub fn signer_add(name: &str, keys: &[PublicKey]) -> Result<Vec<Change>, TrustEr
 
 /// Removes signer `name`: its role, and its keys from `targets/releases`.
 pub fn signer_remove(state: &RepoState, name: &str, repo: &str) -> Result<Vec<Change>, TrustError> {
+    if name == "releases" {
+        return Err(TrustError::ReservedRoleRemoval);
+    }
     let role: RoleName = format!("targets/{name}")
         .parse()
         .map_err(|_| TrustError::InvalidSignerName(name.to_owned()))?;
