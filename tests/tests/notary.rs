@@ -504,3 +504,33 @@ fn trust_pinning_from_a_notary_client_config() {
         "first use trusted with disable_tofu"
     );
 }
+
+#[test]
+fn delete_remote_removes_the_repository_everywhere() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("notary-delete", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    // Not a prefix of any other GUN: the memory backend deletes by prefix.
+    let gun = "example.com/tufa/doomed-xq7";
+    tufa_notary(&agent, &stack, cwd.path(), &["init", gun, "-p"]);
+    assert!(stack.notary(&["list", gun]).status.success());
+    let out = tufa_notary(&agent, &stack, cwd.path(), &["delete", gun, "--remote"]);
+    assert!(
+        out.contains("Successfully deleted local and remote trust data"),
+        "{out}"
+    );
+    assert!(!cwd.path().join("tufa-trust/tuf").join(gun).exists());
+    // The server no longer has it: a fresh notary client finds nothing.
+    let fresh = stack
+        .notary_command()
+        .args([
+            "-d",
+            cwd.path().join("fresh").to_str().unwrap(),
+            "list",
+            gun,
+        ])
+        .output()
+        .unwrap();
+    assert!(!fresh.status.success(), "{fresh:?}");
+}
