@@ -323,14 +323,14 @@ impl AgentApi for Agent {
         let peer = peer(&req);
         let r = req.into_inner();
         let _guard = self.manage.lock().await;
-        let spec = GenerateSpec {
-            name: r.name.parse()?,
-            pin_policy: pin_policy_from_proto(r.pin_policy),
-            touch_policy: touch_policy_from_proto(r.touch_policy),
-            slot: Some(r.slot).filter(|s| !s.is_empty()),
-        };
-        let kind = backend_from_proto(r.backend)?;
-        let device = Some(r.device).filter(|d| !d.is_empty());
+        let NewKey { spec, kind, device } = new_key(
+            &r.name,
+            r.backend,
+            r.device,
+            r.slot,
+            r.pin_policy,
+            r.touch_policy,
+        )?;
         let name = spec.name.clone();
         let result = self
             .blocking(move |k| {
@@ -356,14 +356,14 @@ impl AgentApi for Agent {
             .map(SecretString::from);
         let pem = zeroize::Zeroizing::new(std::mem::take(&mut r.pem));
         let _guard = self.manage.lock().await;
-        let spec = GenerateSpec {
-            name: r.name.parse()?,
-            pin_policy: pin_policy_from_proto(r.pin_policy),
-            touch_policy: touch_policy_from_proto(r.touch_policy),
-            slot: Some(r.slot).filter(|s| !s.is_empty()),
-        };
-        let kind = backend_from_proto(r.backend)?;
-        let device = Some(r.device).filter(|d| !d.is_empty());
+        let NewKey { spec, kind, device } = new_key(
+            &r.name,
+            r.backend,
+            r.device,
+            r.slot,
+            r.pin_policy,
+            r.touch_policy,
+        )?;
         let name = spec.name.clone();
         let result = self
             .blocking(move |k| {
@@ -558,6 +558,33 @@ impl Agent {
         rec.result = result_text(result);
         self.audit(rec);
     }
+}
+
+/// What a generate or import request asks for: the key's spec and which device takes it.
+struct NewKey {
+    spec: GenerateSpec,
+    kind: Option<BackendKind>,
+    device: Option<String>,
+}
+
+fn new_key(
+    name: &str,
+    backend: i32,
+    device: String,
+    slot: String,
+    pin_policy: i32,
+    touch_policy: i32,
+) -> Result<NewKey, AgentError> {
+    Ok(NewKey {
+        spec: GenerateSpec {
+            name: name.parse()?,
+            pin_policy: pin_policy_from_proto(pin_policy),
+            touch_policy: touch_policy_from_proto(touch_policy),
+            slot: Some(slot).filter(|s| !s.is_empty()),
+        },
+        kind: backend_from_proto(backend)?,
+        device: Some(device).filter(|d| !d.is_empty()),
+    })
 }
 
 fn result_text<T>(r: &Result<T, AgentError>) -> String {

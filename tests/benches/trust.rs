@@ -80,15 +80,8 @@ fn main() {
     let big = format!("{}/bench/many", stack.registry_addr());
     let big_gun = big.as_str();
     let server = stack.notary_url();
-    let notary_args = |rest: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["notary", "--server", &server, "--tls-ca"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        v.push(stack.ca_file().display().to_string());
-        v.extend(rest.iter().map(|s| s.to_string()));
-        v
-    };
+    let (ca, trust) = (stack.ca_file(), stack.docker_config().join("trust"));
+    let notary_args = |rest: &[&str]| tufa_tests::notary_args(&server, &ca, &trust, rest);
     let run = |args: Vec<String>| {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         tufa(&a);

@@ -269,7 +269,7 @@ impl Agent {
     }
 
     /// Runs `tufa ARGS` against this agent, in `cwd`.
-    pub fn tufa(&self, cwd: &Path, args: &[&str]) -> Output {
+    pub fn tufa<S: AsRef<std::ffi::OsStr>>(&self, cwd: &Path, args: &[S]) -> Output {
         Command::new(bin("tufa"))
             .current_dir(cwd)
             .env("TUFA_AGENT_SOCK", &self.socket)
@@ -285,11 +285,12 @@ impl Agent {
     }
 
     /// Runs `tufa ARGS` and returns stdout, failing the test on a non-zero exit.
-    pub fn tufa_ok(&self, cwd: &Path, args: &[&str]) -> String {
+    pub fn tufa_ok<S: AsRef<std::ffi::OsStr>>(&self, cwd: &Path, args: &[S]) -> String {
         let out = self.tufa(cwd, args);
+        let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
         assert!(
             out.status.success(),
-            "tufa {args:?} failed:\nstdout: {}\nstderr: {}",
+            "tufa {shown:?} failed:\nstdout: {}\nstderr: {}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -353,6 +354,22 @@ impl Drop for Agent {
             let _ = c.wait();
         }
     }
+}
+
+/// The arguments of `tufa notary` against `server` (trusting `ca`) with trust dir `trust`:
+/// `notary --server SERVER --tls-ca CA --trust-dir TRUST ARGS...`.
+pub fn notary_args(server: &str, ca: &Path, trust: &Path, args: &[&str]) -> Vec<String> {
+    let mut full: Vec<String> = vec![
+        "notary".into(),
+        "--server".into(),
+        server.into(),
+        "--tls-ca".into(),
+        ca.display().to_string(),
+        "--trust-dir".into(),
+        trust.display().to_string(),
+    ];
+    full.extend(args.iter().map(|a| (*a).to_owned()));
+    full
 }
 
 /// Verifies a raw r||s signature over `data` with a DER SubjectPublicKeyInfo, using p256 alone.

@@ -18,33 +18,13 @@ use tufa_client::tuf::{Metadata as _, RoleName, Root, Signed, Snapshot, Timestam
 use tufa_tests::fake_repo::{self, sign, sign_value, AgentRootKey, FakeRepo, SoftKey};
 use tufa_tests::hostile::{one_byte_changed, HostileServer, Tamper};
 use tufa_tests::stack::Stack;
-use tufa_tests::{Agent, SoftHsm};
+use tufa_tests::{notary_args, Agent, SoftHsm};
 
 /// What tufa prints after every refusal of the server's trust data.
 const HINT: [&str; 2] = [
     "the server may be compromised or misconfigured",
     "was left as it was",
 ];
-
-/// `tufa notary --server URL --tls-ca CA --trust-dir TRUST ARGS`.
-fn notary_args<'a>(
-    server: &'a str,
-    ca: &'a Path,
-    trust: &'a Path,
-    args: &[&'a str],
-) -> Vec<&'a str> {
-    let mut full = vec![
-        "notary",
-        "--server",
-        server,
-        "--tls-ca",
-        ca.to_str().expect("UTF-8 path"),
-        "--trust-dir",
-        trust.to_str().expect("UTF-8 path"),
-    ];
-    full.extend_from_slice(args);
-    full
-}
 
 /// A reader of one repository through a hostile server, with its own trust dir (the TOFU cache).
 struct Reader<'a> {

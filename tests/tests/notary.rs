@@ -3,24 +3,15 @@
 use std::path::Path;
 
 use tufa_tests::stack::Stack;
-use tufa_tests::{Agent, SoftHsm};
+use tufa_tests::{notary_args, Agent, SoftHsm};
 
 /// Runs `tufa notary` against the stack with its own trust dir.
 fn tufa_notary(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
-    let server = stack.notary_url();
-    let ca = stack.ca_file();
     let trust = cwd.join("tufa-trust");
-    let mut full = vec![
-        "notary",
-        "--server",
-        &server,
-        "--tls-ca",
-        ca.to_str().unwrap(),
-        "--trust-dir",
-        trust.to_str().unwrap(),
-    ];
-    full.extend_from_slice(args);
-    agent.tufa_ok(cwd, &full)
+    agent.tufa_ok(
+        cwd,
+        &notary_args(&stack.notary_url(), &stack.ca_file(), &trust, args),
+    )
 }
 
 #[test]
@@ -155,27 +146,19 @@ fn notary_cli_repo_read_and_extended_by_tufa() {
     let trust = cwd.path().join("refused-trust");
     let server = stack.notary_url();
     let ca = stack.ca_file();
-    let out = agent.tufa(
-        cwd.path(),
-        &[
-            "notary",
-            "--server",
-            &server,
-            "--tls-ca",
-            ca.to_str().unwrap(),
-            "--trust-dir",
-            trust.to_str().unwrap(),
-            "addhash",
-            gun,
-            "early",
-            "7",
-            "--sha256",
-            &"ef".repeat(32),
-            "--roles",
-            "targets/ci",
-            "-p",
-        ],
-    );
+    let digest = "ef".repeat(32);
+    let early = [
+        "addhash",
+        gun,
+        "early",
+        "7",
+        "--sha256",
+        &digest,
+        "--roles",
+        "targets/ci",
+        "-p",
+    ];
+    let out = agent.tufa(cwd.path(), &notary_args(&server, &ca, &trust, &early));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "published without a snapshot signer");
     assert!(
@@ -241,15 +224,12 @@ fn server_managed_snapshot_and_concurrent_publishers() {
                 .current_dir(cwd.path())
                 .env("TUFA_AGENT_SOCK", &agent.socket)
                 .env("DOCKER_CONFIG", cwd.path().join("docker-config"))
-                .args([
-                    "notary",
-                    "--server",
+                .args(notary_args(
                     &server,
-                    "--tls-ca",
-                    ca.to_str().unwrap(),
-                ])
-                .args(["--trust-dir", trust.to_str().unwrap()])
-                .args(["addhash", gun, &name, "1", "--sha256", &digest, "-p"])
+                    &ca,
+                    &trust,
+                    &["addhash", gun, &name, "1", "--sha256", &digest, "-p"],
+                ))
                 .output()
                 .unwrap()
         })
@@ -274,16 +254,7 @@ fn bad_input_is_refused_clearly_and_publishes_nothing() {
     let cwd = tempfile::tempdir().unwrap();
     let trust = cwd.path().join("trust");
     let run = |server: &str, ca: &Path, args: &[&str]| {
-        let mut full = vec![
-            "notary",
-            "--server",
-            server,
-            "--tls-ca",
-            ca.to_str().unwrap(),
-        ];
-        full.extend_from_slice(&["--trust-dir", trust.to_str().unwrap()]);
-        full.extend_from_slice(args);
-        let out = agent.tufa(cwd.path(), &full);
+        let out = agent.tufa(cwd.path(), &notary_args(server, ca, &trust, args));
         assert!(!out.status.success(), "{args:?} succeeded");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -427,17 +398,7 @@ fn listing_and_staging_need_no_agent() {
     let trust = cwd.path().join("tufa-trust");
     let out = agent.tufa(
         cwd.path(),
-        &[
-            "notary",
-            "--server",
-            &server,
-            "--tls-ca",
-            ca.to_str().unwrap(),
-            "--trust-dir",
-            trust.to_str().unwrap(),
-            "publish",
-            gun,
-        ],
+        &notary_args(&server, &ca, &trust, &["publish", gun]),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "published without an agent");
