@@ -462,7 +462,8 @@ where
     F: Future<Output = Result<Option<RepoState>, RepoError>>,
 {
     let changes = changelist.list()?;
-    let published = publish_changes(agent, server, gun, &changes, load, now).await?;
+    let held = AgentKeys::load(agent).await?;
+    let published = publish_changes(agent, &held, server, gun, &changes, load, now).await?;
     changelist.clear()?;
     Ok(published)
 }
@@ -470,6 +471,7 @@ where
 /// Publishes `changes` (not staged anywhere): what docker's verbs do, which publish at once.
 pub async fn publish_changes<P, L, F>(
     agent: &AgentClient,
+    held: &AgentKeys,
     server: &P,
     gun: &Gun,
     changes: &[Change],
@@ -481,7 +483,6 @@ where
     L: Fn() -> F,
     F: Future<Output = Result<Option<RepoState>, RepoError>>,
 {
-    let held = AgentKeys::load(agent).await?;
     for attempt in 1..=PUBLISH_ATTEMPTS {
         let (mut state, created) = match load().await? {
             Some(state) => (state, false),
@@ -496,7 +497,7 @@ where
                 };
                 let init = (root_key.as_str(), targets_key.as_str(), snapshot);
                 (
-                    new_repository(agent, &held, server, gun, init, now).await?,
+                    new_repository(agent, held, server, gun, init, now).await?,
                     true,
                 )
             }
@@ -505,17 +506,14 @@ where
         if created {
             dirty.insert(RoleName::TARGETS);
         }
-        if !created {
-            check_snapshot_signer(&held, server, gun, &state).await?;
-        }
         // As Notary does: a root within six months of expiry is re-signed with the next publish.
         let renew_root = !created && root_needs_renewal(&state, now);
         if renew_root {
-            renew(agent, &held, gun, &mut state, now).await?;
+            renew(agent, held, gun, &mut state, now).await?;
         }
         let prepared = sign_changes(
             agent,
-            &held,
+            held,
             gun,
             &mut state,
             &dirty,
@@ -538,7 +536,13 @@ where
                 let pause = 20 * attempt as u64 + u64::from(b[0] % 100);
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
-            Err(PublishRejected::Other(e)) => return Err(RepoError::Server(e)),
+            Err(PublishRejected::Other(e)) => {
+                // The likely cause, said plainly; checked only now, as it costs a request.
+                if !created {
+                    check_snapshot_signer(held, server, gun, &state).await?;
+                }
+                return Err(RepoError::Server(e));
+            }
         }
     }
     Err(RepoError::Conflict {
@@ -579,8 +583,8 @@ async fn renew(
     Ok(())
 }
 
-/// A publish needs a snapshot from someone: the agent, or the server. Checked before anything is
-/// signed, because the server's own refusal ("key not found") does not say what to do.
+/// A publish needs a snapshot from someone: the agent, or the server. Checked when the server
+/// refused a publish, because its own refusal ("key not found") does not say what to do.
 async fn check_snapshot_signer<P: Publisher>(
     held: &AgentKeys,
     server: &P,
@@ -886,21 +890,32 @@ pub async fn sign_changes(
     if publish_root {
         files.push((RoleName::ROOT, state.root.to_bytes()?));
     }
-    // Parents before children, so a child's keys are read from the parent as it will be published.
+    // Parents before children, so a child's keys are read from the parent as it will be published;
+    // roles of one depth are independent, so they are signed at once.
     let mut order: Vec<RoleName> = dirty.iter().cloned().collect();
     order.sort_by_key(|r| r.as_str().matches('/').count());
-    for role in order {
-        let (keys, threshold) = signing_keys(state, &role)?;
-        let current = state
-            .targets
-            .get(&role)
-            .ok_or_else(|| RepoError::NoSuchRole { role: role.clone() })?;
-        let mut body = current.signed.clone();
-        body.version += 1;
-        body.expires = expires_in(now, ROLE_LIFETIME)?;
-        let signed = sign_role(agent, held, gun, &role, body, &keys, threshold).await?;
-        files.push((role.clone(), signed.to_bytes()?));
-        state.targets.insert(role, signed);
+    for depth in
+        order.chunk_by(|a, b| a.as_str().matches('/').count() == b.as_str().matches('/').count())
+    {
+        let mut jobs = Vec::with_capacity(depth.len());
+        for role in depth {
+            let (keys, threshold) = signing_keys(state, role)?;
+            let current = state
+                .targets
+                .get(role)
+                .ok_or_else(|| RepoError::NoSuchRole { role: role.clone() })?;
+            let mut body = current.signed.clone();
+            body.version += 1;
+            body.expires = expires_in(now, ROLE_LIFETIME)?;
+            jobs.push(async move {
+                let signed = sign_role(agent, held, gun, role, body, &keys, threshold).await?;
+                Ok::<_, RepoError>((role, signed))
+            });
+        }
+        for (role, signed) in futures_util::future::try_join_all(jobs).await? {
+            files.push((role.clone(), signed.to_bytes()?));
+            state.targets.insert(role.clone(), signed);
+        }
     }
     // A snapshot the agent can sign goes with every publish (the server cannot make it).
     let snapshot_keys = key_list(&state.root.signed, &state.root.signed.roles.snapshot);
