@@ -321,7 +321,7 @@ impl LazyAgent {
     }
 
     /// The connected client.
-    async fn get(&self) -> Result<&AgentClient, CliError> {
+    pub(crate) async fn get(&self) -> Result<&AgentClient, CliError> {
         let socket = self.socket.as_deref().ok_or(CliError::NoSocket)?;
         Ok(self
             .client
