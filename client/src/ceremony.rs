@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::agent::{AgentClient, SignContext};
 use crate::repo::{
-    self, AgentKeys, Publisher, PublishRejected, RepoError, RepoState, SnapshotKey, ROLE_LIFETIME,
+    self, AgentKeys, PublishRejected, Publisher, RepoError, RepoState, SnapshotKey, ROLE_LIFETIME,
     ROOT_LIFETIME,
 };
 use crate::tuf::{
@@ -151,8 +151,9 @@ impl RootRequest {
         // As Notary: keys no role uses go, except earlier root certificates, which stay.
         let old_root_keys: BTreeSet<KeyId> = old.roles.root.keyids.iter().copied().collect();
         let used = used_keys(&root.roles);
-        root.keys
-            .retain(|id, k| used.contains(id) || (old_root_keys.contains(id) && k.key_type().is_x509()));
+        root.keys.retain(|id, k| {
+            used.contains(id) || (old_root_keys.contains(id) && k.key_type().is_x509())
+        });
         Ok(Self {
             gun: gun.clone(),
             previous: Some((previous_bytes, previous)),
@@ -548,10 +549,7 @@ where
                     }
                     .into());
                 }
-                let targets = Signed::new(Targets::new(
-                    0,
-                    Expires::new(now + ROLE_LIFETIME)?,
-                ));
+                let targets = Signed::new(Targets::new(0, Expires::new(now + ROLE_LIFETIME)?));
                 let state = RepoState {
                     root: request.root.clone(),
                     snapshot: None,
@@ -559,16 +557,10 @@ where
                 };
                 (state, BTreeSet::from([RoleName::TARGETS]))
             }
-            (None, Some(_)) => {
-                return Err(CeremonyError::Exists { gun: gun.clone() })
-            }
-            (Some(_), None) => {
-                return Err(RepoError::NotInitialised { gun: gun.clone() }.into())
-            }
+            (None, Some(_)) => return Err(CeremonyError::Exists { gun: gun.clone() }),
+            (Some(_), None) => return Err(RepoError::NotInitialised { gun: gun.clone() }.into()),
             (Some((_, prev)), Some(mut state)) => {
-                if state.root.signatures != prev.signatures
-                    || state.root.signed != prev.signed
-                {
+                if state.root.signatures != prev.signatures || state.root.signed != prev.signed {
                     return Err(CeremonyError::Stale {
                         gun: gun.clone(),
                         theirs: state.root.signed.version,
@@ -585,14 +577,14 @@ where
             }
         };
         // A snapshot key the request changed came from the agent or a POST to the server.
-        let unchanged = request.previous.as_ref().is_some_and(|(_, p)| {
-            p.signed.roles.snapshot == request.root.signed.roles.snapshot
-        });
+        let unchanged = request
+            .previous
+            .as_ref()
+            .is_some_and(|(_, p)| p.signed.roles.snapshot == request.root.signed.roles.snapshot);
         if unchanged {
             check_snapshot(&held, server, &state).await?;
         }
-        let prepared =
-            repo::sign_changes(agent, &held, gun, &mut state, &dirty, true, now).await?;
+        let prepared = repo::sign_changes(agent, &held, gun, &mut state, &dirty, true, now).await?;
         dirty.clear();
         match server.publish(&prepared.files).await {
             Ok(()) => return Ok(prepared.files.into_iter().map(|(r, _)| r).collect()),
@@ -644,10 +636,15 @@ fn check_threshold(keys: usize, threshold: u32) -> Result<(), CeremonyError> {
 }
 
 fn used_keys(roles: &RootRoles) -> BTreeSet<KeyId> {
-    [&roles.root, &roles.targets, &roles.snapshot, &roles.timestamp]
-        .into_iter()
-        .flat_map(|r| r.keyids.iter().copied())
-        .collect()
+    [
+        &roles.root,
+        &roles.targets,
+        &roles.snapshot,
+        &roles.timestamp,
+    ]
+    .into_iter()
+    .flat_map(|r| r.keyids.iter().copied())
+    .collect()
 }
 
 /// Why a ceremony step failed; nothing was published.

@@ -19,9 +19,9 @@
 pub mod agent;
 pub mod ceremony;
 pub mod cli;
-pub mod incident;
 pub mod docker_config;
 mod http;
+pub mod incident;
 pub mod notary;
 pub mod reference;
 pub mod registry;

@@ -77,7 +77,20 @@ fn a_two_of_three_root_signed_one_card_at_a_time_is_read_by_notary() {
 
     // An ordinary repository, its root key in the online agent; notary caches root v1.
     notary(&online, &stack, cwd, &["init", gun, "-p"]);
-    notary(&online, &stack, cwd, &["addhash", gun, "v1", "3", "--sha256", &"ab".repeat(32), "-p"]);
+    notary(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "addhash",
+            gun,
+            "v1",
+            "3",
+            "--sha256",
+            &"ab".repeat(32),
+            "-p",
+        ],
+    );
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
 
     // Each card certifies its key offline; the online machine prepares the 2-of-3 root.
@@ -113,19 +126,290 @@ fn a_two_of_three_root_signed_one_card_at_a_time_is_read_by_notary() {
     assert_eq!(server_root_version(&stack, gun), 1);
     cards[2].sign(&req);
     let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
-    assert!(shown.contains("new root (2 of 3 needed, 2 present)"), "{shown}");
+    assert!(
+        shown.contains("new root (2 of 3 needed, 2 present)"),
+        "{shown}"
+    );
     assert!(shown.contains("Ready to publish"), "{shown}");
     root_ok(&online, &stack, cwd, &["publish", &reqs]);
     assert_eq!(server_root_version(&stack, gun), 2);
 
     // notary, holding root v1, follows the rotation to the 2-of-3 root; tufa keeps publishing.
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
-    notary(&online, &stack, cwd, &["addhash", gun, "v2", "3", "--sha256", &"cd".repeat(32), "-p"]);
+    notary(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "addhash",
+            gun,
+            "v2",
+            "3",
+            "--sha256",
+            &"cd".repeat(32),
+            "-p",
+        ],
+    );
     let listed = stack.notary_ok(&["list", gun]);
     assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
 
     // A further rotation needs 2 of the 3 cards: the online agent alone cannot publish one.
-    let err = root_fails(&online, &stack, cwd, &["rotate", gun, "--key", &certs[1], "--threshold", "1"]);
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &["rotate", gun, "--key", &certs[1], "--threshold", "1"],
+    );
     assert!(err.contains("--out REQ.json"), "{err}");
     assert_eq!(server_root_version(&stack, gun), 2);
+}
+
+#[test]
+fn publish_refuses_a_short_or_changed_request_and_publishes_nothing() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("online", "pin-Qx7wz");
+    let online = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let gun = "example.com/ceremony/refused";
+    notary(&online, &stack, cwd, &["init", gun, "-p"]);
+    let before = stack.trust_file(gun, "root");
+
+    let cards = cards();
+    let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
+    let req = cwd.join("req.json");
+    let reqs = req.display().to_string();
+    root_ok(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "rotate",
+            gun,
+            "--key",
+            &certs[0],
+            "--key",
+            &certs[1],
+            "--key",
+            &certs[2],
+            "--threshold",
+            "2",
+            "--out",
+            &reqs,
+        ],
+    );
+
+    // Bad thresholds and a certificate for another repository are refused up front.
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "rotate",
+            gun,
+            "--key",
+            &certs[0],
+            "--key",
+            &certs[1],
+            "--threshold",
+            "3",
+            "--out",
+            &reqs,
+        ],
+    );
+    assert!(err.contains("threshold of 3 with 2 root key(s)"), "{err}");
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "rotate", gun, "--key", &certs[0], "--key", &certs[1], "--out", &reqs,
+        ],
+    );
+    assert!(err.contains("without --threshold"), "{err}");
+    let elsewhere = cwd.join("other");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let other = cards[0].certificate("example.com/other", &elsewhere);
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &["rotate", gun, "--key", &other, "--out", &reqs],
+    );
+    assert!(
+        err.contains("cannot be a root key of") && err.contains("tufa root cert"),
+        "{err}"
+    );
+
+    // One signature short: the old root and one card.
+    root_ok(&online, &stack, cwd, &["sign", &reqs]);
+    cards[1].sign(&req);
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(
+        err.contains("not signed enough")
+            && err.contains("new root 1 of 2")
+            && err.contains("tufa root sign"),
+        "{err}"
+    );
+    assert_eq!(stack.trust_file(gun, "root"), before);
+    // The same card cannot count twice, and a card the request does not name is refused.
+    let out = cards[1]
+        .agent
+        .tufa(cwd, &["root", "sign", &reqs, "--key", "card2"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already signed"),
+        "{out:?}"
+    );
+    let stranger = Card::new("stranger");
+    let out = stranger.agent.tufa(cwd, &["root", "sign", &reqs]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds none of the root keys"),
+        "{out:?}"
+    );
+
+    // Fully signed, then one byte of the root changed: every reader refuses the file.
+    cards[2].sign(&req);
+    let good = std::fs::read(&req).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    let at = text.find("\"expires\": \"").unwrap() + "\"expires\": \"".len() + 3;
+    let mut bad = good.clone();
+    bad[at] = if bad[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&req, &bad).unwrap();
+    for cmd in ["publish", "show"] {
+        let err = root_fails(&online, &stack, cwd, &[cmd, &reqs]);
+        assert!(
+            err.contains("does not verify") && err.contains("changed"),
+            "{cmd}: {err}"
+        );
+    }
+    let out = cards[0].agent.tufa(cwd, &["root", "sign", &reqs]);
+    assert!(!out.status.success());
+    assert_eq!(stack.trust_file(gun, "root"), before);
+    // A changed byte in the previous root is caught too.
+    let at = text.find("\"previous_root\": \"").unwrap() + "\"previous_root\": \"".len() + 20;
+    let mut bad = good.clone();
+    bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&req, &bad).unwrap();
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(
+        err.contains("previous_root") && err.contains("changed"),
+        "{err}"
+    );
+    assert_eq!(stack.trust_file(gun, "root"), before);
+
+    // The intact file publishes; published again (or replayed), it is stale and refused.
+    std::fs::write(&req, &good).unwrap();
+    root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    assert_eq!(server_root_version(&stack, gun), 2);
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(err.contains("make a new request"), "{err}");
+    assert_eq!(server_root_version(&stack, gun), 2);
+}
+
+#[test]
+fn a_repository_whose_root_is_offline_from_the_start() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("online", "pin-Qx7wz");
+    let online = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let gun = "example.com/ceremony/offline";
+
+    let cards = cards();
+    let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
+    online.tufa_ok(cwd, &["key", "generate", "app-targets"]);
+    let req = cwd.join("init.json");
+    let reqs = req.display().to_string();
+    root_ok(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "init",
+            gun,
+            "--key",
+            &certs[0],
+            "--key",
+            &certs[1],
+            "--key",
+            &certs[2],
+            "--threshold",
+            "2",
+            "--targets-key",
+            "app-targets",
+            "--out",
+            &reqs,
+        ],
+    );
+    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    assert!(
+        shown.contains("Change: version 1 root of a new repository"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("new root (2 of 3 needed, 0 present)"),
+        "{shown}"
+    );
+    // The online agent holds no root key.
+    let err = root_fails(&online, &stack, cwd, &["sign", &reqs]);
+    assert!(err.contains("holds none of the root keys"), "{err}");
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(err.contains("new root 0 of 2"), "{err}");
+    assert_eq!(server_root_version(&stack, gun), 0);
+
+    cards[0].sign(&req);
+    cards[1].sign(&req);
+    let out = root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(out.contains("Published root version 1"), "{out}");
+    assert_eq!(server_root_version(&stack, gun), 1);
+
+    // notary trusts it on first use; targets changes need no root key.
+    assert!(stack
+        .notary_ok(&["list", gun])
+        .contains("No targets present"));
+    notary(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "addhash",
+            gun,
+            "v1",
+            "3",
+            "--sha256",
+            &"ab".repeat(32),
+            "-p",
+        ],
+    );
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+    // A key change needs the root keys: without them online, no publish, and the way out named.
+    online.tufa_ok(cwd, &["key", "generate", "app-targets-2"]);
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &["rotate", gun, "--targets-key", "app-targets-2"],
+    );
+    assert!(err.contains("--out REQ.json"), "{err}");
+    assert_eq!(server_root_version(&stack, gun), 1);
+    // The same change through a request the cards sign (the old root's 2 of 3, and the new's).
+    root_ok(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "rotate",
+            gun,
+            "--targets-key",
+            "app-targets-2",
+            "--out",
+            &reqs,
+        ],
+    );
+    cards[1].sign(&req);
+    cards[2].sign(&req);
+    root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    assert_eq!(server_root_version(&stack, gun), 2);
+    let listed = stack.notary_ok(&["list", gun]);
+    assert!(listed.contains("v1"), "{listed}");
 }

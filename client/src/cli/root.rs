@@ -141,8 +141,7 @@ impl RootArgs {
         let server = || -> Result<NotaryClient, CliError> {
             let url = self.server.clone().ok_or_else(|| {
                 CliError::Usage(
-                    "no notary server: pass --server URL or set DOCKER_CONTENT_TRUST_SERVER"
-                        .into(),
+                    "no notary server: pass --server URL or set DOCKER_CONTENT_TRUST_SERVER".into(),
                 )
             })?;
             NotaryClient::new(notary_config(&url, self.tls_ca.clone())?)
@@ -220,7 +219,11 @@ impl RootArgs {
                 let previous_bytes = cache
                     .load(&gun, &RoleName::ROOT)
                     .map_err(|e| CliError::Usage(e.to_string()))?
-                    .ok_or_else(|| CliError::Usage(format!("the cached root of {gun} vanished: run the command again")))?;
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "the cached root of {gun} vanished: run the command again"
+                        ))
+                    })?;
                 let mut plan = RootPlan::default();
                 if !a.keys.is_empty() {
                     let agent = agent.get().await?;
