@@ -1,0 +1,238 @@
+//! Key rotation and the compromised-signer incident on docker-made repositories, checked with
+//! the real docker CLI (`docker trust inspect`, DCT pull) and notary-server.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use tufa_tests::stack::{ManifestKind, Stack};
+use tufa_tests::{Agent, SoftHsm};
+
+/// `tufa ARGS` with docker's environment (the stack's DOCKER_CONFIG, trust dir and server).
+fn tufa(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(tufa_tests::bin("tufa"))
+        .current_dir(cwd)
+        .env("TUFA_AGENT_SOCK", &agent.socket)
+        .env("HOME", stack.dir().join("home"))
+        .env("DOCKER_CONFIG", stack.docker_config())
+        .env("DOCKER_CONTENT_TRUST_SERVER", stack.notary_url())
+        .env_remove("TUFA_TRUST_DIR")
+        .stdin(Stdio::null())
+        .args(args)
+        .output()
+        .expect("run tufa")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tufa_ok(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
+    ok(tufa(agent, stack, cwd, args), &format!("tufa {args:?}"))
+}
+
+fn tufa_fails(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
+    let out = tufa(agent, stack, cwd, args);
+    assert!(
+        !out.status.success(),
+        "tufa {args:?} succeeded:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The digest `DOCKER_CONTENT_TRUST=1 docker pull` resolves (it then fails at the daemon).
+fn dct_pull(stack: &Stack, cwd: &Path, image: &str) -> Result<String, String> {
+    let out = stack
+        .docker_command(cwd)
+        .env("DOCKER_CONTENT_TRUST", "1")
+        .args(["pull", image])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Pull (1 of 1): "))
+    {
+        Some(line) => Ok(line
+            .split_once('@')
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_default()),
+        None => Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr))),
+    }
+}
+
+/// `docker trust inspect REPO` as JSON, checked equal to `tufa inspect REPO`.
+fn inspect(agent: &Agent, stack: &Stack, cwd: &Path, repo: &str) -> serde_json::Value {
+    let theirs = ok(
+        stack.docker(cwd, &["trust", "inspect", repo]),
+        "docker trust inspect",
+    );
+    let ours = tufa_ok(agent, stack, cwd, &["inspect", repo]);
+    assert_eq!(ours, theirs);
+    serde_json::from_str(&theirs).unwrap()
+}
+
+fn key_id(agent: &Agent, cwd: &Path, name: &str) -> String {
+    let list: serde_json::Value =
+        serde_json::from_str(&agent.tufa_ok(cwd, &["key", "list", "--json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap_or_else(|| panic!("no key {name}: {list}"))["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn signed_tags(v: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    v[0]["SignedTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let signers = t["Signers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect();
+            (t["SignedTag"].as_str().unwrap().to_owned(), signers)
+        })
+        .collect()
+}
+
+fn role_keyids(stack: &Stack, gun: &str, role: &str) -> Vec<String> {
+    let root: serde_json::Value =
+        serde_json::from_slice(&stack.trust_file(gun, "root").unwrap()).unwrap();
+    root["signed"]["roles"][role]["keyids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn signed_by(stack: &Stack, gun: &str, role: &str) -> Vec<String> {
+    let file: serde_json::Value =
+        serde_json::from_slice(&stack.trust_file(gun, role).unwrap()).unwrap();
+    file["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["keyid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn targets_key_rotation_and_the_snapshot_key_to_the_server_and_back() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("rotation", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let repo = format!("{}/rot/app", stack.registry_addr());
+    let v1 = stack.push_image("rot/app", "v1", ManifestKind::DockerSchema2);
+    let v2 = stack.push_image("rot/app", "v2", ManifestKind::DockerSchema2);
+
+    agent.tufa_ok(cwd, &["key", "generate", "alice"]);
+    tufa_ok(
+        &agent,
+        &stack,
+        cwd,
+        &["signer", "add", "--key", "alice.pub", "alice", &repo],
+    );
+    tufa_ok(&agent, &stack, cwd, &["sign", &format!("{repo}:v1")]);
+    let before = inspect(&agent, &stack, cwd, &repo);
+    let old_repo_key = before[0]["AdministrativeKeys"][1]["Keys"][0]["ID"].clone();
+
+    // A new targets key in the agent; the root key is online, so this publishes at once.
+    agent.tufa_ok(cwd, &["key", "generate", "repo-key-2"]);
+    let new_key = key_id(&agent, cwd, "repo-key-2");
+    let out = tufa_ok(
+        &agent,
+        &stack,
+        cwd,
+        &["root", "rotate", &repo, "--targets-key", "repo-key-2"],
+    );
+    assert!(out.contains("Published root version 2"), "{out}");
+    assert_eq!(role_keyids(&stack, &repo, "targets"), vec![new_key.clone()]);
+    assert_eq!(signed_by(&stack, &repo, "targets"), vec![new_key.clone()]);
+    let after = inspect(&agent, &stack, cwd, &repo);
+    assert_eq!(after[0]["AdministrativeKeys"][1]["Name"], "Repository");
+    assert_eq!(
+        after[0]["AdministrativeKeys"][1]["Keys"][0]["ID"],
+        new_key.as_str()
+    );
+    assert_ne!(
+        after[0]["AdministrativeKeys"][1]["Keys"][0]["ID"],
+        old_repo_key
+    );
+    assert_eq!(signed_tags(&after), signed_tags(&before));
+    assert_eq!(
+        dct_pull(&stack, cwd, &format!("{repo}:v1")).unwrap(),
+        v1.digest
+    );
+
+    // The snapshot key moves from the server to the agent: snapshots come signed by it.
+    agent.tufa_ok(cwd, &["key", "generate", "snap"]);
+    let snap = key_id(&agent, cwd, "snap");
+    tufa_ok(
+        &agent,
+        &stack,
+        cwd,
+        &["root", "rotate", &repo, "--snapshot-key", "snap"],
+    );
+    assert_eq!(role_keyids(&stack, &repo, "snapshot"), vec![snap.clone()]);
+    tufa_ok(&agent, &stack, cwd, &["sign", &format!("{repo}:v2")]);
+    assert_eq!(signed_by(&stack, &repo, "snapshot"), vec![snap.clone()]);
+
+    // And back: the server makes a new snapshot key and every snapshot; a new timestamp key.
+    let old_timestamp = role_keyids(&stack, &repo, "timestamp");
+    tufa_ok(
+        &agent,
+        &stack,
+        cwd,
+        &[
+            "root",
+            "rotate",
+            &repo,
+            "--server-managed-snapshot",
+            "--new-timestamp-key",
+        ],
+    );
+    let server_snap = role_keyids(&stack, &repo, "snapshot");
+    assert_ne!(server_snap, vec![snap]);
+    assert_eq!(signed_by(&stack, &repo, "snapshot"), server_snap);
+    let timestamp = role_keyids(&stack, &repo, "timestamp");
+    assert_ne!(timestamp, old_timestamp);
+    assert_eq!(signed_by(&stack, &repo, "timestamp"), timestamp);
+    agent.tufa_ok(cwd, &["key", "delete", "snap"]);
+    let v3 = stack.push_image("rot/app", "v3", ManifestKind::DockerSchema2);
+    tufa_ok(&agent, &stack, cwd, &["sign", &format!("{repo}:v3")]);
+
+    // docker still reads every tag, with the new repository key.
+    let last = inspect(&agent, &stack, cwd, &repo);
+    assert_eq!(
+        last[0]["AdministrativeKeys"][1]["Keys"][0]["ID"],
+        new_key.as_str()
+    );
+    let tags: Vec<String> = signed_tags(&last).into_iter().map(|t| t.0).collect();
+    assert_eq!(tags, ["v1", "v2", "v3"]);
+    for (tag, image) in [("v1", &v1), ("v2", &v2), ("v3", &v3)] {
+        assert_eq!(
+            dct_pull(&stack, cwd, &format!("{repo}:{tag}")).unwrap(),
+            image.digest,
+            "{tag}"
+        );
+    }
+    // Nothing to rotate is refused by name.
+    let err = tufa_fails(&agent, &stack, cwd, &["root", "rotate", &repo]);
+    assert!(err.contains("nothing to rotate"), "{err}");
+}
