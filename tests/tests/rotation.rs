@@ -236,3 +236,242 @@ fn targets_key_rotation_and_the_snapshot_key_to_the_server_and_back() {
     let err = tufa_fails(&agent, &stack, cwd, &["root", "rotate", &repo]);
     assert!(err.contains("nothing to rotate"), "{err}");
 }
+
+#[test]
+fn a_compromised_signer_is_removed_and_only_what_remains_is_trusted() {
+    let stack = Stack::start();
+    let admin_hsm = SoftHsm::new("admin", "pin-Qx7wz");
+    let admin = Agent::start(&admin_hsm);
+    let alice_hsm = SoftHsm::new("alice", "pin-Qx7wz");
+    let alice = Agent::start(&alice_hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let repo = format!("{}/incident/app", stack.registry_addr());
+    let images: Vec<_> = ["v1", "v2", "v3", "v4"]
+        .iter()
+        .map(|t| stack.push_image("incident/app", t, ManifestKind::DockerSchema2))
+        .collect();
+
+    // The admin holds root, targets and bob's key; alice signs from her own agent.
+    admin.tufa_ok(cwd, &["key", "generate", "bob"]);
+    alice.tufa_ok(cwd, &["key", "generate", "alice"]);
+    let alice_id = key_id(&alice, cwd, "alice");
+    tufa_ok(
+        &admin,
+        &stack,
+        cwd,
+        &["signer", "add", "--key", "alice.pub", "alice", &repo],
+    );
+    tufa_ok(
+        &admin,
+        &stack,
+        cwd,
+        &["signer", "add", "--key", "bob.pub", "bob", &repo],
+    );
+    tufa_ok(&alice, &stack, cwd, &["sign", &format!("{repo}:v1")]);
+    tufa_ok(&admin, &stack, cwd, &["sign", &format!("{repo}:v2")]);
+    tufa_ok(&alice, &stack, cwd, &["sign", &format!("{repo}:v3")]);
+    let before = inspect(&admin, &stack, cwd, &repo);
+    assert_eq!(
+        signed_tags(&before),
+        [
+            ("v1".to_owned(), vec!["alice".to_owned()]),
+            ("v2".to_owned(), vec!["bob".to_owned()]),
+            ("v3".to_owned(), vec!["alice".to_owned()]),
+        ]
+    );
+
+    // alice's key leaks. Without a decision about v1 and v3, nothing is published.
+    let targets_before = stack.trust_file(&repo, "targets");
+    let err = tufa_fails(
+        &admin,
+        &stack,
+        cwd,
+        &["notary", "incident", &repo, "--key", &alice_id],
+    );
+    assert!(
+        err.contains("v1, v3")
+            && err.contains("--resign-with")
+            && err.contains("nothing was published"),
+        "{err}"
+    );
+    let err = tufa_fails(
+        &admin,
+        &stack,
+        cwd,
+        &[
+            "notary",
+            "incident",
+            &repo,
+            "--key",
+            &alice_id,
+            "--resign-with",
+            "bob",
+            "--drop",
+            "v2",
+        ],
+    );
+    assert!(
+        err.contains("v2 is not a target only the compromised key"),
+        "{err}"
+    );
+    let err = tufa_fails(
+        &admin,
+        &stack,
+        cwd,
+        &["notary", "incident", &repo, "--key", "0123456789"],
+    );
+    assert!(
+        err.contains("no delegation of this repository lists key"),
+        "{err}"
+    );
+    assert_eq!(stack.trust_file(&repo, "targets"), targets_before);
+
+    // bob vouches for v1 again; v3 is dropped.
+    let out = tufa_ok(
+        &admin,
+        &stack,
+        cwd,
+        &[
+            "notary",
+            "incident",
+            &repo,
+            "--key",
+            &alice_id[..12],
+            "--resign-with",
+            "bob",
+            "--drop",
+            "v3",
+        ],
+    );
+    assert!(out.contains("targets/alice: removed"), "{out}");
+    assert!(out.contains("targets/releases: key removed"), "{out}");
+    assert!(
+        out.contains("v1: re-signed into") && out.contains("v3: dropped"),
+        "{out}"
+    );
+
+    // docker and tufa trust only what remains; alice's key signs nothing any more.
+    let after = inspect(&admin, &stack, cwd, &repo);
+    assert!(!after.to_string().contains(&alice_id), "{after}");
+    assert!(!after.to_string().contains("\"alice\""), "{after}");
+    let tags: Vec<String> = signed_tags(&after).into_iter().map(|t| t.0).collect();
+    assert_eq!(tags, ["v1", "v2"]);
+    for (i, tag) in ["v1", "v2"].iter().enumerate() {
+        let image = format!("{repo}:{tag}");
+        assert_eq!(
+            dct_pull(&stack, cwd, &image).unwrap(),
+            images[i].digest,
+            "{tag}"
+        );
+        let out = tufa_ok(&admin, &stack, cwd, &["verify", &image]);
+        assert_eq!(out.trim(), format!("{repo}@{}", images[i].digest));
+    }
+    let err = dct_pull(&stack, cwd, &format!("{repo}:v3")).unwrap_err();
+    assert!(err.contains("v3"), "{err}");
+    let err = tufa_fails(&admin, &stack, cwd, &["verify", &format!("{repo}:v3")]);
+    assert!(err.contains("v3"), "{err}");
+    let targets_now = stack.trust_file(&repo, "targets");
+    tufa_fails(&alice, &stack, cwd, &["sign", &format!("{repo}:v4")]);
+    assert_eq!(stack.trust_file(&repo, "targets"), targets_now);
+    assert!(dct_pull(&stack, cwd, &format!("{repo}:v4")).is_err());
+    // The admin's signer keeps signing.
+    tufa_ok(&admin, &stack, cwd, &["sign", &format!("{repo}:v4")]);
+    assert_eq!(
+        dct_pull(&stack, cwd, &format!("{repo}:v4")).unwrap(),
+        images[3].digest
+    );
+}
+
+#[test]
+fn status_shows_expiry_and_resign_renews_what_is_due() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("status", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let repo = format!("{}/status/app", stack.registry_addr());
+    let v1 = stack.push_image("status/app", "v1", ManifestKind::DockerSchema2);
+    agent.tufa_ok(cwd, &["key", "generate", "alice"]);
+    tufa_ok(
+        &agent,
+        &stack,
+        cwd,
+        &["signer", "add", "--key", "alice.pub", "alice", &repo],
+    );
+    tufa_ok(&agent, &stack, cwd, &["sign", &format!("{repo}:v1")]);
+
+    let out = tufa_ok(&agent, &stack, cwd, &["notary", "status", &repo]);
+    let row = |role: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(role))
+            .unwrap_or_else(|| panic!("{role}:\n{out}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(row("root")[5], "agent", "{out}");
+    assert_eq!(row("targets")[5], "agent", "{out}");
+    assert_eq!(row("snapshot")[5], "server", "{out}");
+    assert_eq!(row("timestamp")[5], "server", "{out}");
+    assert_eq!(row("targets/releases")[5], "agent", "{out}");
+    for role in [
+        "root",
+        "targets",
+        "snapshot",
+        "timestamp",
+        "targets/releases",
+        "targets/alice",
+    ] {
+        assert_eq!(row(role)[6], "no", "{role}:\n{out}");
+    }
+    let out_ = tufa_ok(&agent, &stack, cwd, &["notary", "resign", &repo]);
+    assert!(out_.contains("Nothing in"), "{out_}");
+
+    // Everything signed for three years is due within 1100 days; root (ten years) is not.
+    let targets_v = row("targets")[1].parse::<u64>().unwrap();
+    let releases_v = row("targets/releases")[1].parse::<u64>().unwrap();
+    let root_before = stack.trust_file(&repo, "root");
+    let out2 = tufa_ok(
+        &agent,
+        &stack,
+        cwd,
+        &["notary", "resign", &repo, "--within", "1100"],
+    );
+    assert!(out2.contains("Re-signed targets"), "{out2}");
+    let out = tufa_ok(&agent, &stack, cwd, &["notary", "status", &repo]);
+    let row = |role: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(role))
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(row("targets")[1].parse::<u64>().unwrap(), targets_v + 1);
+    assert_eq!(
+        row("targets/releases")[1].parse::<u64>().unwrap(),
+        releases_v + 1
+    );
+    assert_eq!(stack.trust_file(&repo, "root"), root_before);
+    assert_eq!(
+        dct_pull(&stack, cwd, &format!("{repo}:v1")).unwrap(),
+        v1.digest
+    );
+    inspect(&agent, &stack, cwd, &repo);
+
+    // A role held elsewhere is named, and nothing is published.
+    let other_hsm = SoftHsm::new("other", "pin-Qx7wz");
+    let other = Agent::start(&other_hsm);
+    let err = tufa_fails(
+        &other,
+        &stack,
+        cwd,
+        &["notary", "resign", &repo, "--within", "1100"],
+    );
+    assert!(
+        err.contains("root rotate") || err.contains("cannot sign them"),
+        "{err}"
+    );
+    assert_eq!(stack.trust_file(&repo, "root"), root_before);
+}

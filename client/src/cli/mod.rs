@@ -12,6 +12,7 @@ use tufa_proto::v1;
 
 use crate::agent::{default_socket, AgentClient, AgentClientError};
 
+pub mod maintain;
 pub mod notary;
 pub mod plugin;
 pub mod root;

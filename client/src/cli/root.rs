@@ -112,6 +112,9 @@ pub struct RotateArgs {
     /// Have the server make a new timestamp key.
     #[arg(long)]
     pub new_timestamp_key: bool,
+    /// Only renew the root: version + 1 and 10 more years, keys unchanged.
+    #[arg(long)]
+    pub renew: bool,
     /// Write a request to sign offline instead of signing and publishing now.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -239,9 +242,10 @@ impl RootArgs {
                     let k = agent.get().await?.key(r).await?;
                     plan.snapshot_key = Some(PublicKey::ecdsa(k.public_key_spki));
                 }
-                if plan.is_empty() && !a.server_managed_snapshot && !a.new_timestamp_key {
+                if plan.is_empty() && !a.server_managed_snapshot && !a.new_timestamp_key && !a.renew
+                {
                     return Err(CliError::Usage(
-                        "nothing to rotate: give --key (with --threshold), --targets-key, --snapshot-key, --server-managed-snapshot or --new-timestamp-key".into(),
+                        "nothing to rotate: give --key (with --threshold), --targets-key, --snapshot-key, --server-managed-snapshot, --new-timestamp-key, or --renew".into(),
                     ));
                 }
                 // Server keys last: each POST makes a key that stays unused if we stop here.
