@@ -333,9 +333,29 @@ impl RootRequest {
                 }
             }
             None => {
-                if self.root.signed.version != 1 || self.init.is_none() {
+                let Some(plan) = self.init.as_ref().filter(|_| self.root.signed.version == 1)
+                else {
                     return Err(bad(
                         "a request without a previous root must be the version 1 root of a new repository (`tufa root init`)".into(),
+                    ));
+                };
+                // The plan is not signed: it may only name the keys the signed root lists.
+                let lists = |role: &RootRole, id: &str| {
+                    role.keyids.iter().any(|k| {
+                        self.root.signed.keys[k]
+                            .canonical_id()
+                            .is_ok_and(|c| c.to_string() == id)
+                    })
+                };
+                let roles = &self.root.signed.roles;
+                let snapshot_ok = match &plan.snapshot {
+                    SnapshotKey::Agent(id) => lists(&roles.snapshot, id),
+                    SnapshotKey::Server => true,
+                };
+                if !lists(&roles.targets, &plan.targets_key) || !snapshot_ok {
+                    return Err(bad(
+                        "its init plan names keys the new root does not list: the file was changed"
+                            .into(),
                     ));
                 }
             }
@@ -538,7 +558,7 @@ where
     let held = AgentKeys::load(agent).await?;
     for _ in 0..repo::PUBLISH_ATTEMPTS {
         let current = load().await?;
-        let (mut state, mut dirty) = match (&request.previous, current) {
+        let (mut state, dirty) = match (&request.previous, current) {
             (None, None) => {
                 let plan = request.init.as_ref().ok_or(CeremonyError::Invalid {
                     detail: "a first root without its init plan".into(),
@@ -585,7 +605,6 @@ where
             check_snapshot(&held, server, &state).await?;
         }
         let prepared = repo::sign_changes(agent, &held, gun, &mut state, &dirty, true, now).await?;
-        dirty.clear();
         match server.publish(&prepared.files).await {
             Ok(()) => return Ok(prepared.files.into_iter().map(|(r, _)| r).collect()),
             Err(PublishRejected::VersionConflict(e)) => {
@@ -741,4 +760,87 @@ pub enum CeremonyError {
     /// A root certificate could not be made.
     #[error(transparent)]
     Certificate(#[from] crate::tuf::CertificateError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> PublicKey {
+        use p256::pkcs8::EncodePublicKey as _;
+        let secret = p256::SecretKey::from_slice(&[seed; 32]).unwrap();
+        PublicKey::ecdsa(secret.public_key().to_public_key_der().unwrap().into_vec())
+    }
+
+    fn root_of(root: &PublicKey, others: [&PublicKey; 3]) -> Root {
+        let mut keys = BTreeMap::from([(root.id(), root.clone())]);
+        for k in others {
+            keys.insert(k.id(), k.clone());
+        }
+        Root {
+            version: 3,
+            expires: Expires::new(OffsetDateTime::now_utc() + ROOT_LIFETIME).unwrap(),
+            consistent_snapshot: false,
+            keys,
+            roles: RootRoles {
+                root: RootRole::single(root.id()),
+                targets: RootRole::single(others[0].id()),
+                snapshot: RootRole::single(others[1].id()),
+                timestamp: RootRole::single(others[2].id()),
+            },
+        }
+    }
+
+    #[test]
+    fn a_rotation_bumps_the_version_swaps_keys_and_prunes_what_no_role_uses() {
+        let (old_root, targets, snapshot, timestamp) = (key(1), key(2), key(3), key(4));
+        let previous = Signed::new(root_of(&old_root, [&targets, &snapshot, &timestamp]));
+        let new_targets = key(5);
+        let plan = RootPlan {
+            root_keys: Some((vec![key(6), key(7), key(8)], 2)),
+            targets_key: Some(new_targets.clone()),
+            ..RootPlan::default()
+        };
+        let gun: Gun = "example.com/app".parse().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let request = RootRequest::rotation(&gun, b"old".to_vec(), previous, &plan, now).unwrap();
+        let root = &request.root.signed;
+        assert_eq!(root.version, 4);
+        assert_eq!(root.roles.root.threshold, 2);
+        assert_eq!(root.roles.root.keyids.len(), 3);
+        assert_eq!(root.roles.targets, RootRole::single(new_targets.id()));
+        assert_eq!(root.roles.snapshot, RootRole::single(snapshot.id()));
+        // The old targets key goes; the old root key is not x509 here, so it goes too.
+        assert!(!root.keys.contains_key(&targets.id()));
+        assert!(!root.keys.contains_key(&old_root.id()));
+        assert!(root.keys.contains_key(&timestamp.id()));
+        // Needs the previous root's 1 of 1 and the new root's 2 of 3; nothing signed yet.
+        let status = request.status();
+        assert_eq!(status.len(), 2);
+        assert_eq!((status[0].threshold, status[0].have()), (1, 0));
+        assert_eq!((status[1].threshold, status[1].keys.len()), (2, 3));
+        assert!(!request.complete());
+    }
+
+    #[test]
+    fn thresholds_outside_one_to_the_number_of_keys_are_refused() {
+        let k = key(1);
+        let previous = Signed::new(root_of(&k, [&key(2), &key(3), &key(4)]));
+        let gun: Gun = "example.com/app".parse().unwrap();
+        for t in [0, 3] {
+            let plan = RootPlan {
+                root_keys: Some((vec![key(6), key(7)], t)),
+                ..RootPlan::default()
+            };
+            let err = RootRequest::rotation(
+                &gun,
+                Vec::new(),
+                previous.clone(),
+                &plan,
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("--threshold"), "{err}");
+        }
+    }
 }

@@ -357,6 +357,18 @@ fn a_repository_whose_root_is_offline_from_the_start() {
     assert!(err.contains("new root 0 of 2"), "{err}");
     assert_eq!(server_root_version(&stack, gun), 0);
 
+    // The unsigned init plan may only name keys the root lists.
+    let good = std::fs::read_to_string(&req).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let plan_key = listed["init"]["targets_key"].as_str().unwrap().to_owned();
+    std::fs::write(&req, good.replace(&plan_key, &"0".repeat(64))).unwrap();
+    let err = root_fails(&online, &stack, cwd, &["show", &reqs]);
+    assert!(
+        err.contains("init plan") && err.contains("changed"),
+        "{err}"
+    );
+    std::fs::write(&req, &good).unwrap();
+
     cards[0].sign(&req);
     cards[1].sign(&req);
     let out = root_ok(&online, &stack, cwd, &["publish", &reqs]);

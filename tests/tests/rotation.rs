@@ -460,6 +460,16 @@ fn status_shows_expiry_and_resign_renews_what_is_due() {
     );
     inspect(&agent, &stack, cwd, &repo);
 
+    // The root is renewed by hand (version + 1, ten more years), its keys unchanged.
+    let out = tufa_ok(&agent, &stack, cwd, &["root", "rotate", &repo, "--renew"]);
+    assert!(out.contains("Published root version 2"), "{out}");
+    assert_eq!(role_keyids(&stack, &repo, "root").len(), 1);
+    assert_eq!(
+        dct_pull(&stack, cwd, &format!("{repo}:v1")).unwrap(),
+        v1.digest
+    );
+    let root_before = stack.trust_file(&repo, "root");
+
     // A role held elsewhere is named, and nothing is published.
     let other_hsm = SoftHsm::new("other", "pin-Qx7wz");
     let other = Agent::start(&other_hsm);
