@@ -563,11 +563,14 @@ where
                 let plan = request.init.as_ref().ok_or(CeremonyError::Invalid {
                     detail: "a first root without its init plan".into(),
                 })?;
-                if held.by_id(&plan.targets_key).is_none() {
-                    return Err(RepoError::KeyGone {
-                        key: plan.targets_key.clone(),
+                let agent_snapshot = match &plan.snapshot {
+                    SnapshotKey::Agent(id) => Some(id),
+                    SnapshotKey::Server => None,
+                };
+                for id in std::iter::once(&plan.targets_key).chain(agent_snapshot) {
+                    if held.by_id(id).is_none() {
+                        return Err(RepoError::KeyGone { key: id.clone() }.into());
                     }
-                    .into());
                 }
                 let targets = Signed::new(Targets::new(0, Expires::new(now + ROLE_LIFETIME)?));
                 let state = RepoState {

@@ -299,3 +299,137 @@ pub enum IncidentError {
         name: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::tuf::{
+        Delegation, Expires, Root, RootRole, RootRoles, Sha256Digest, Signed, Targets,
+    };
+
+    fn key(seed: u8) -> PublicKey {
+        use p256::pkcs8::EncodePublicKey as _;
+        let secret = p256::SecretKey::from_slice(&[seed; 32]).unwrap();
+        PublicKey::ecdsa(secret.public_key().to_public_key_der().unwrap().into_vec())
+    }
+
+    fn meta(n: u8) -> FileMeta {
+        FileMeta::of_target(10, Sha256Digest::from_bytes([n; 32]))
+    }
+
+    fn role(name: &str, tags: &[(&str, u8)]) -> (RoleName, Signed<Targets>) {
+        let expires = Expires::new(OffsetDateTime::now_utc() + time::Duration::days(30)).unwrap();
+        let mut t = Targets::new(1, expires);
+        for (tag, n) in tags {
+            t.targets.insert((*tag).to_owned(), meta(*n));
+        }
+        (name.parse().unwrap(), Signed::new(t))
+    }
+
+    /// A docker repository: alice signed v1 and v3, bob v2 (the releases file has them all).
+    fn docker_repo() -> (RepoState, PublicKey, PublicKey) {
+        let (repo_key, alice, bob) = (key(1), key(2), key(3));
+        let expires = Expires::new(OffsetDateTime::now_utc() + time::Duration::days(300)).unwrap();
+        let root = Root {
+            version: 1,
+            expires,
+            consistent_snapshot: false,
+            keys: BTreeMap::from([(repo_key.id(), repo_key.clone())]),
+            roles: RootRoles {
+                root: RootRole::single(repo_key.id()),
+                targets: RootRole::single(repo_key.id()),
+                snapshot: RootRole::single(repo_key.id()),
+                timestamp: RootRole::single(repo_key.id()),
+            },
+        };
+        let (_, mut targets) = role("targets", &[]);
+        let delegation = |name: &str, keys: &[&PublicKey]| Delegation {
+            name: name.parse().unwrap(),
+            keyids: keys.iter().map(|k| k.id()).collect(),
+            threshold: 1,
+            paths: vec![String::new()],
+        };
+        let d = &mut targets.signed.delegations;
+        d.keys.insert(alice.id(), alice.clone());
+        d.keys.insert(bob.id(), bob.clone());
+        d.roles
+            .push(delegation("targets/releases", &[&alice, &bob]));
+        d.roles.push(delegation("targets/alice", &[&alice]));
+        d.roles.push(delegation("targets/bob", &[&bob]));
+        let state = RepoState {
+            root: Signed::new(root),
+            snapshot: None,
+            targets: BTreeMap::from([
+                (RoleName::TARGETS, targets),
+                role("targets/releases", &[("v1", 1), ("v2", 2), ("v3", 3)]),
+                role("targets/alice", &[("v1", 1), ("v3", 3)]),
+                role("targets/bob", &[("v2", 2)]),
+            ]),
+        };
+        (state, alice, bob)
+    }
+
+    #[test]
+    fn the_key_leaves_every_role_and_what_it_alone_signed_is_resigned_or_dropped() {
+        let (state, alice, bob) = docker_repo();
+        let alice_id = alice.id().to_string();
+        let err = plan(&state, &alice_id, &Choices::default()).unwrap_err();
+        assert!(err.to_string().contains("v1, v3"), "{err}");
+
+        let choices = Choices {
+            resign_with: Some(bob.id()),
+            drop: ["v3".to_owned()].into(),
+            drop_all: false,
+        };
+        let p = plan(&state, &alice_id[..9], &choices).unwrap();
+        let releases: RoleName = "targets/releases".parse().unwrap();
+        let bob_role: RoleName = "targets/bob".parse().unwrap();
+        assert_eq!(p.roles_kept, vec![releases.clone()]);
+        assert_eq!(
+            p.roles_removed,
+            vec!["targets/alice".parse::<RoleName>().unwrap()]
+        );
+        assert_eq!(p.resigned["v1"], vec![releases.clone(), bob_role]);
+        assert_eq!(p.dropped, ["v3".to_owned()].into());
+
+        let mut after = state.clone();
+        let dirty = crate::repo::apply(&mut after, &p.changes).unwrap();
+        assert!(dirty.contains(&RoleName::TARGETS) && dirty.contains(&releases));
+        let names = |r: &str| -> Vec<String> {
+            after.targets[&r.parse::<RoleName>().unwrap()]
+                .signed
+                .targets
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(names("targets/releases"), ["v1", "v2"]);
+        assert_eq!(names("targets/bob"), ["v1", "v2"]);
+        assert!(!after
+            .targets
+            .contains_key(&"targets/alice".parse::<RoleName>().unwrap()));
+        let t = &after.targets[&RoleName::TARGETS].signed.delegations;
+        assert!(!t.keys.contains_key(&alice.id()));
+        assert!(t.roles.iter().all(|d| !d.keyids.contains(&alice.id())));
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let (state, alice, _) = docker_repo();
+        let repo_key = key(1).id().to_string();
+        let err = plan(&state, &repo_key, &Choices::default()).unwrap_err();
+        assert!(err.to_string().contains("--targets-key"), "{err}");
+        let err = plan(&state, "abc", &Choices::default()).unwrap_err();
+        assert!(err.to_string().contains("at least 7 hex digits"), "{err}");
+        let choices = Choices {
+            resign_with: Some(alice.id()),
+            ..Choices::default()
+        };
+        let err = plan(&state, &alice.id().to_string(), &choices).unwrap_err();
+        assert!(err.to_string().contains("compromised key itself"), "{err}");
+    }
+}
