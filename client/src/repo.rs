@@ -189,6 +189,12 @@ pub enum Change {
         /// The delegated role.
         role: String,
     },
+    /// Re-sign a targets role as it is (version + 1, fresh expiry): renewal, or after one of
+    /// its keys was removed.
+    Resign {
+        /// The role.
+        role: String,
+    },
 }
 
 /// The staged changes of one GUN: one JSON line per change, appended to
@@ -861,6 +867,11 @@ pub fn apply(state: &mut RepoState, changes: &[Change]) -> Result<BTreeSet<RoleN
                 }
                 prune_unused_keys(parent_role);
                 dirty.insert(parent);
+            }
+            Change::Resign { role } => {
+                let role: RoleName = role.parse()?;
+                role_mut(state, &role)?;
+                dirty.insert(role);
             }
             Change::RemoveDelegation { role } => {
                 let role: RoleName = role.parse()?;
