@@ -172,9 +172,10 @@ impl ResignArgs {
         let remote = server_of(ctx)?.repo(&gun);
         let cache = TrustCache::new(&ctx.trust_dir);
         let load = || repo::load_state(&remote, &cache, &gun, &ctx.options);
+        let agent = ctx.agent.get().await?;
+        let held = AgentKeys::load(agent).await?;
         let published =
-            repo::publish_changes(ctx.agent.get().await?, &remote, &gun, &changes, load, now)
-                .await?;
+            repo::publish_changes(agent, &held, &remote, &gun, &changes, load, now).await?;
         refresh(ctx, &remote, &cache, &gun).await;
         let roles: Vec<String> = published.roles.iter().map(RoleName::to_string).collect();
         println!("Re-signed {} of {gun}", roles.join(", "));
@@ -221,8 +222,10 @@ impl IncidentArgs {
         let remote = server_of(ctx)?.repo(&gun);
         let cache = TrustCache::new(&ctx.trust_dir);
         let load = || repo::load_state(&remote, &cache, &gun, &ctx.options);
+        let agent = ctx.agent.get().await?;
         repo::publish_changes(
-            ctx.agent.get().await?,
+            agent,
+            &AgentKeys::load(agent).await?,
             &remote,
             &gun,
             &plan.changes,
