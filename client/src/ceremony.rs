@@ -556,7 +556,7 @@ where
     request.check_complete()?;
     let gun = &request.gun;
     let held = AgentKeys::load(agent).await?;
-    for _ in 0..repo::PUBLISH_ATTEMPTS {
+    for attempt in 1..=repo::PUBLISH_ATTEMPTS {
         let current = load().await?;
         let (mut state, dirty) = match (&request.previous, current) {
             (None, None) => {
@@ -605,13 +605,19 @@ where
             .as_ref()
             .is_some_and(|(_, p)| p.signed.roles.snapshot == request.root.signed.roles.snapshot);
         if unchanged {
-            check_snapshot(&held, server, &state).await?;
+            repo::check_snapshot_signer(&held, server, gun, &state)
+                .await
+                .map_err(|e| match e {
+                    RepoError::NoSnapshotSigner { .. } => CeremonyError::NoSnapshotSigner,
+                    e => e.into(),
+                })?;
         }
         let prepared = repo::sign_changes(agent, &held, gun, &mut state, &dirty, true, now).await?;
         match server.publish(&prepared.files).await {
             Ok(()) => return Ok(prepared.files.into_iter().map(|(r, _)| r).collect()),
             Err(PublishRejected::VersionConflict(e)) => {
-                tracing::info!(gun = %gun, error = %e, "version conflict; refetching");
+                tracing::info!(gun = %gun, attempt, error = %e, "version conflict; refetching");
+                repo::conflict_pause(attempt).await;
             }
             Err(PublishRejected::Other(e)) => return Err(RepoError::Server(e).into()),
         }
@@ -621,33 +627,6 @@ where
         attempts: repo::PUBLISH_ATTEMPTS,
     }
     .into())
-}
-
-/// The new root's snapshot must be signable: by the agent, or by the server.
-async fn check_snapshot<P: Publisher>(
-    held: &AgentKeys,
-    server: &P,
-    state: &RepoState,
-) -> Result<(), CeremonyError> {
-    let root = &state.root.signed;
-    let keys: Vec<&PublicKey> = root
-        .roles
-        .snapshot
-        .keyids
-        .iter()
-        .filter_map(|id| root.keys.get(id))
-        .collect();
-    if keys.iter().any(|k| held.for_key(k).is_some()) {
-        return Ok(());
-    }
-    let server_key = server
-        .server_key(&RoleName::SNAPSHOT)
-        .await
-        .map_err(RepoError::Server)?;
-    if root.roles.snapshot.keyids.contains(&server_key.id()) {
-        return Ok(());
-    }
-    Err(CeremonyError::NoSnapshotSigner)
 }
 
 fn check_threshold(keys: usize, threshold: u32) -> Result<(), CeremonyError> {

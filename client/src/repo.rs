@@ -536,11 +536,7 @@ where
             }
             Err(PublishRejected::VersionConflict(e)) => {
                 tracing::info!(gun = %gun, attempt, error = %e, "version conflict; refetching");
-                // A short random pause, so publishers that collided do not collide again.
-                let mut b = [0u8; 1];
-                let _ = getrandom::fill(&mut b);
-                let pause = 20 * attempt as u64 + u64::from(b[0] % 100);
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                conflict_pause(attempt).await;
             }
             Err(PublishRejected::Other(e)) => {
                 // The likely cause, said plainly; checked only now, as it costs a request.
@@ -555,6 +551,15 @@ where
         gun: gun.clone(),
         attempts: PUBLISH_ATTEMPTS,
     })
+}
+
+/// A short random pause after the `attempt`th version conflict, so publishers that collided do
+/// not collide again.
+pub(crate) async fn conflict_pause(attempt: usize) {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    let pause = 20 * attempt as u64 + u64::from(b[0] % 100);
+    tokio::time::sleep(Duration::from_millis(pause)).await;
 }
 
 /// How long before its expiry a root is re-signed: six months, as Notary.
@@ -591,7 +596,7 @@ async fn renew(
 
 /// A publish needs a snapshot from someone: the agent, or the server. Checked when the server
 /// refused a publish, because its own refusal ("key not found") does not say what to do.
-async fn check_snapshot_signer<P: Publisher>(
+pub(crate) async fn check_snapshot_signer<P: Publisher>(
     held: &AgentKeys,
     server: &P,
     gun: &Gun,
@@ -1152,7 +1157,7 @@ pub enum RepoError {
         expires: String,
     },
     /// Neither the agent nor the server holds the snapshot key.
-    #[error("cannot publish {gun}: its snapshot key is neither in the agent nor on the server; publish from where the snapshot key is, or let the server manage snapshots (`notary key rotate {gun} snapshot -r`)")]
+    #[error("cannot publish {gun}: its snapshot key is neither in the agent nor on the server; publish from where the snapshot key is, or let the server manage snapshots (`tufa root rotate {gun} --server-managed-snapshot`)")]
     NoSnapshotSigner {
         /// The repository.
         gun: Gun,
