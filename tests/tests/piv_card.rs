@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use p256::ecdsa::{DerSignature, VerifyingKey};
-use p256::pkcs8::DecodePublicKey as _;
+use p256::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
+use sha2::Digest as _;
 use tufa_tests::piv::{self, CardSpec, Firmware, VirtualCard, DEFAULT_MGM_KEY};
-use x509_cert::der::Encode as _;
+use x509_cert::der::{Decode as _, Encode as _};
 use yubikey::piv::{AlgorithmId, ManagementSlotId, RetiredSlotId, SlotAlgorithmId, SlotId};
 use yubikey::{MgmAlgorithmId, MgmKey, PinPolicy, Serial, TouchPolicy, YubiKey};
 
@@ -308,4 +309,202 @@ fn touch_policy_waits_for_the_touch() {
     let started = Instant::now();
     yubikey::piv::sign_data(&mut yk, &[1; 32], AlgorithmId::EccP256, retired).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn set_mgm_key_and_the_pin_protected_key() {
+    let _x = piv::exclusive();
+    let card = insert(10_000_011, Firmware::V5_7_1);
+    let mut yk = open(&card);
+    let new = MgmKey::from_bytes([7u8; 24], Some(MgmAlgorithmId::Aes192)).unwrap();
+    // Changing the key needs the current one.
+    assert!(new.set_protected(&mut yk).is_err());
+    authenticate_default(&mut yk);
+    new.set_protected(&mut yk).unwrap();
+    drop(yk);
+
+    let mut yk = open(&card);
+    assert!(yk.authenticate(&MgmKey::get_default(&yk).unwrap()).is_err());
+    // The protected key sits in the printed object, which only a verified PIN reads.
+    assert!(MgmKey::get_protected(&mut yk).is_err());
+    yk.verify_pin(PIN).unwrap();
+    let stored = MgmKey::get_protected(&mut yk).unwrap();
+    assert_eq!(stored.as_ref(), new.as_ref());
+    yk.authenticate(&stored).unwrap();
+    let meta =
+        yubikey::piv::metadata(&mut yk, SlotId::Management(ManagementSlotId::Management)).unwrap();
+    assert_eq!(meta.default, Some(false));
+
+    // Back to a 3DES key, set by hand.
+    let tdes = MgmKey::from_bytes([3u8; 24], Some(MgmAlgorithmId::ThreeDes)).unwrap();
+    tdes.set_manual(&mut yk, false).unwrap();
+    yk.authenticate(&tdes).unwrap();
+    let meta =
+        yubikey::piv::metadata(&mut yk, SlotId::Management(ManagementSlotId::Management)).unwrap();
+    assert_eq!(
+        meta.algorithm,
+        SlotAlgorithmId::Management(MgmAlgorithmId::ThreeDes)
+    );
+}
+
+#[test]
+fn metadata_import_and_attestation() {
+    let _x = piv::exclusive();
+    let card = insert(10_000_012, Firmware::V5_4_3);
+    let mut yk = open(&card);
+    authenticate_default(&mut yk);
+    let spki = yubikey::piv::generate(
+        &mut yk,
+        SlotId::Signature,
+        AlgorithmId::EccP256,
+        PinPolicy::Always,
+        TouchPolicy::Cached,
+    )
+    .unwrap()
+    .to_der()
+    .unwrap();
+    let imported = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+    yubikey::piv::import_ecc_key(
+        &mut yk,
+        SlotId::KeyManagement,
+        AlgorithmId::EccP256,
+        &imported.to_bytes(),
+        TouchPolicy::Never,
+        PinPolicy::Never,
+    )
+    .unwrap();
+
+    let meta = yubikey::piv::metadata(&mut yk, SlotId::Signature).unwrap();
+    assert_eq!(
+        meta.algorithm,
+        SlotAlgorithmId::Asymmetric(AlgorithmId::EccP256)
+    );
+    assert_eq!(meta.policy, Some((PinPolicy::Always, TouchPolicy::Cached)));
+    assert_eq!(meta.origin, Some(yubikey::piv::Origin::Generated));
+    assert_eq!(meta.public.unwrap().to_der().unwrap(), spki);
+    let meta = yubikey::piv::metadata(&mut yk, SlotId::KeyManagement).unwrap();
+    assert_eq!(meta.origin, Some(yubikey::piv::Origin::Imported));
+    assert!(matches!(
+        yubikey::piv::metadata(&mut yk, SlotId::CardAuthentication),
+        Err(yubikey::Error::NotFound)
+    ));
+    let pin = yubikey::piv::metadata(&mut yk, SlotId::Management(ManagementSlotId::Pin)).unwrap();
+    assert_eq!(pin.default, Some(true));
+    assert_eq!(
+        pin.retries,
+        Some(yubikey::piv::Retries {
+            retry_count: 3,
+            remaining_count: 3
+        })
+    );
+    // The imported key signs as the software key would verify.
+    let hash = [9u8; 32];
+    let sig = yubikey::piv::sign_data(&mut yk, &hash, AlgorithmId::EccP256, SlotId::KeyManagement)
+        .unwrap();
+    let imported_spki = imported
+        .verifying_key()
+        .to_public_key_der()
+        .unwrap()
+        .into_vec();
+    assert!(verify(&imported_spki, &hash, &sig));
+
+    // Attestation: only generated keys, signed by the f9 key, issuer = f9's subject.
+    assert!(yubikey::piv::attest(&mut yk, SlotId::KeyManagement).is_err());
+    let attestation = yubikey::piv::attest(&mut yk, SlotId::Signature).unwrap();
+    let attestation = x509_cert::Certificate::from_der(&attestation).unwrap();
+    let object = yk.fetch_object(0x5f_ff01).unwrap();
+    let (0x70, f9_der) = (
+        object[0],
+        &object[4..4 + (usize::from(object[2]) << 8 | usize::from(object[3]))],
+    ) else {
+        panic!("the f9 object is not a certificate object");
+    };
+    let f9 = x509_cert::Certificate::from_der(f9_der).unwrap();
+    assert_eq!(
+        attestation.tbs_certificate().issuer(),
+        f9.tbs_certificate().subject()
+    );
+    assert_eq!(
+        attestation.tbs_certificate().subject().to_string(),
+        "CN=YubiKey PIV Attestation 9c"
+    );
+    assert_eq!(
+        attestation
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap(),
+        spki
+    );
+    let f9_key = VerifyingKey::from_public_key_der(
+        &f9.tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap(),
+    )
+    .unwrap();
+    let tbs_hash = sha2::Sha256::digest(attestation.tbs_certificate().to_der().unwrap());
+    let signature = DerSignature::from_bytes(attestation.signature().raw_bytes()).unwrap();
+    f9_key.verify_prehash(&tbs_hash, &signature).unwrap();
+    let extension = |oid: &str| {
+        attestation
+            .tbs_certificate()
+            .extensions()
+            .unwrap()
+            .iter()
+            .find(|e| e.extn_id.to_string() == oid)
+            .map(|e| e.extn_value.as_bytes().to_vec())
+    };
+    assert_eq!(extension("1.3.6.1.4.1.41482.3.3"), Some(vec![5, 4, 3]));
+    assert_eq!(
+        extension("1.3.6.1.4.1.41482.3.7"),
+        Some(
+            x509_cert::der::asn1::Int::new(&10_000_012u32.to_be_bytes())
+                .unwrap()
+                .to_der()
+                .unwrap()
+        )
+    );
+    assert_eq!(extension("1.3.6.1.4.1.41482.3.8"), Some(vec![3, 3]));
+    assert!(extension("1.3.6.1.4.1.41482.3.9").is_some());
+}
+
+#[test]
+fn pin_retries_setting_and_reset() {
+    let _x = piv::exclusive();
+    let card = insert(10_000_013, Firmware::V5_4_3);
+    let mut yk = open(&card);
+    authenticate_default(&mut yk);
+    yubikey::piv::generate(
+        &mut yk,
+        SlotId::Authentication,
+        AlgorithmId::EccP256,
+        PinPolicy::Default,
+        TouchPolicy::Default,
+    )
+    .unwrap();
+    // Needs the PIN as well as the management key.
+    assert!(yk.set_pin_retries(5, 4).is_err());
+    yk.verify_pin(PIN).unwrap();
+    yk.set_pin_retries(5, 4).unwrap();
+    assert_eq!(yk.get_pin_retries().unwrap(), 5);
+    let puk = yubikey::piv::metadata(&mut yk, SlotId::Management(ManagementSlotId::Puk)).unwrap();
+    assert_eq!(puk.retries.unwrap().remaining_count, 4);
+
+    // RESET only works with PIN and PUK both blocked.
+    assert!(yk.reset_device().is_err());
+    while let Err(yubikey::Error::WrongPin { tries: 1.. }) = yk.verify_pin(b"000000") {}
+    yk.block_puk().unwrap();
+    assert!(matches!(
+        yk.unblock_pin(PUK, PIN),
+        Err(yubikey::Error::PinLocked)
+    ));
+    yk.reset_device().unwrap();
+    assert_eq!(yk.get_pin_retries().unwrap(), 3);
+    yk.verify_pin(PIN).unwrap();
+    assert!(matches!(
+        yubikey::piv::metadata(&mut yk, SlotId::Authentication),
+        Err(yubikey::Error::NotFound)
+    ));
+    authenticate_default(&mut yk);
 }

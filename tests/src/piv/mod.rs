@@ -18,6 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -153,6 +154,9 @@ pub enum Error {
 static IN_USE: Mutex<(BTreeSet<u16>, BTreeSet<String>, BTreeSet<u32>)> =
     Mutex::new((BTreeSet::new(), BTreeSet::new(), BTreeSet::new()));
 
+/// Index in [`READER_PORTS`] of the next reader to try.
+static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+
 fn in_use() -> std::sync::MutexGuard<'static, (BTreeSet<u16>, BTreeSet<String>, BTreeSet<u32>)> {
     IN_USE.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -211,11 +215,18 @@ impl VirtualCard {
     /// Removes the card, as pulling a YubiKey out; returns once pcscd reports the reader
     /// empty. PIN verification and management authentication are lost.
     pub fn unplug(&mut self) {
+        self.remove(true);
+    }
+
+    /// Closes the link; `wait` until pcscd reports the reader empty.
+    fn remove(&mut self, wait: bool) {
         let Some(plugged) = self.plugged.take() else {
             return;
         };
         plugged.link.close();
-        wait_removed(&plugged.reader);
+        if wait {
+            wait_removed(&plugged.reader);
+        }
         let mut used = in_use();
         used.0.remove(&plugged.port);
         used.1.remove(&plugged.reader);
@@ -232,11 +243,15 @@ impl VirtualCard {
         self.lock().reset_volatile();
         let port = {
             let mut used = in_use();
-            let port = READER_PORTS
-                .iter()
-                .copied()
+            // Round robin, so a reader whose removal pcscd has not noticed yet (a card just
+            // dropped) is the last one taken again.
+            let start = NEXT_PORT.load(Ordering::Relaxed);
+            let port = (0..READER_PORTS.len())
+                .map(|i| READER_PORTS[(start + i) % READER_PORTS.len()])
                 .find(|p| !used.0.contains(p))
                 .ok_or(Error::NoFreeReader)?;
+            let index = READER_PORTS.iter().position(|&p| p == port).unwrap_or(0);
+            NEXT_PORT.store(index + 1, Ordering::Relaxed);
             used.0.insert(port);
             port
         };
@@ -274,7 +289,8 @@ impl VirtualCard {
 
 impl Drop for VirtualCard {
     fn drop(&mut self) {
-        self.unplug();
+        // No need to wait for pcscd: the next card takes another reader.
+        self.remove(false);
         in_use().2.remove(&self.serial);
     }
 }
