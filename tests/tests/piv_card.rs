@@ -401,6 +401,9 @@ fn set_mgm_key_and_the_pin_protected_key() {
     // The protected key sits in the printed object, which only a verified PIN reads.
     assert!(MgmKey::get_protected(&mut yk).is_err());
     yk.verify_pin(PIN).unwrap();
+    let config = yk.config().unwrap();
+    assert_eq!(config.mgm_type, yubikey::MgmType::Protected);
+    assert!(config.protected_data_available);
     let stored = MgmKey::get_protected(&mut yk).unwrap();
     assert_eq!(stored.as_ref(), new.as_ref());
     yk.authenticate(&stored).unwrap();
@@ -540,6 +543,33 @@ fn metadata_import_and_attestation() {
     );
     assert_eq!(extension("1.3.6.1.4.1.41482.3.8"), Some(vec![3, 3]));
     assert!(extension("1.3.6.1.4.1.41482.3.9").is_some());
+
+    // A self-signed certificate made through the card (PIN always: VERIFY first), stored in
+    // 9c's object and read back.
+    yk.verify_pin(PIN).unwrap();
+    let cert = yubikey::Certificate::generate_self_signed::<_, p256::NistP256>(
+        &mut yk,
+        SlotId::Signature,
+        x509_cert::serial_number::SerialNumber::from(7u32),
+        x509_cert::time::Validity::from_now(Duration::from_secs(3600)).unwrap(),
+        "CN=card test".parse().unwrap(),
+        x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&spki).unwrap(),
+        |_| Ok(()),
+    )
+    .unwrap();
+    let read = yubikey::Certificate::read(&mut yk, SlotId::Signature).unwrap();
+    assert_eq!(read.subject(), "CN=card test");
+    assert_eq!(read.cert.to_der().unwrap(), cert.cert.to_der().unwrap());
+    let self_signed = &read.cert;
+    let tbs_hash = sha2::Sha256::digest(self_signed.tbs_certificate().to_der().unwrap());
+    let signature = self_signed.signature().raw_bytes();
+    assert!(verify(&spki, &tbs_hash.into(), signature));
+    let slots: Vec<SlotId> = yubikey::Key::list(&mut yk)
+        .unwrap()
+        .iter()
+        .map(|k| k.slot())
+        .collect();
+    assert_eq!(slots, [SlotId::Signature, SlotId::Attestation]);
 }
 
 #[test]
