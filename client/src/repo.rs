@@ -448,6 +448,8 @@ pub struct Published {
     pub roles: Vec<RoleName>,
     /// Whether the repository was created by this publish.
     pub created: bool,
+    /// The targets and delegation files as posted: what the server now serves for those roles.
+    pub targets_files: Vec<(RoleName, Vec<u8>)>,
 }
 
 /// Publishes the staged changes of `gun`.
@@ -529,9 +531,16 @@ where
         .await?;
         match server.publish(&prepared.files).await {
             Ok(()) => {
+                let roles = prepared.files.iter().map(|(r, _)| r.clone()).collect();
+                let targets_files = prepared
+                    .files
+                    .into_iter()
+                    .filter(|(r, _)| *r == RoleName::TARGETS || r.is_delegation())
+                    .collect();
                 return Ok(Published {
-                    roles: prepared.files.into_iter().map(|(r, _)| r).collect(),
+                    roles,
                     created,
+                    targets_files,
                 });
             }
             Err(PublishRejected::VersionConflict(e)) => {

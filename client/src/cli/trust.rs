@@ -197,6 +197,13 @@ impl Repo {
             OffsetDateTime::now_utc(),
         )
         .await?;
+        // Our own files, now served: the next read need not fetch them (it still checks their
+        // hashes against the server's snapshot before using them).
+        if !published.created {
+            if let Err(e) = self.cache.commit(&self.gun, &published.targets_files) {
+                tracing::warn!(gun = %self.gun, error = %e, "published, but could not cache the files");
+            }
+        }
         Ok(published.created)
     }
 
