@@ -20,6 +20,17 @@ use crate::tuf::{self, Gun, PublicKey, RoleName, TrustCache, UpdateOptions, Veri
 /// Where the notary verbs find the server and the local trust data.
 #[derive(Debug, Args)]
 pub struct NotaryArgs {
+    /// Server, trust directory and client config.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: NotaryCommand,
+}
+
+/// Where the notary server and the trust data are: flags, else a notary client config.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
     /// The notary server [default: $DOCKER_CONTENT_TRUST_SERVER].
     #[arg(long, short = 's', global = true, env = "DOCKER_CONTENT_TRUST_SERVER")]
     pub server: Option<String>,
@@ -34,9 +45,6 @@ pub struct NotaryArgs {
     /// `tls_client_cert`/`tls_client_key`, and `trust_pinning`; flags override it.
     #[arg(long, short = 'c', global = true)]
     pub config: Option<PathBuf>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: NotaryCommand,
 }
 
 /// The notary CLI's client config file, the parts tufa uses.
@@ -336,9 +344,9 @@ impl LazyAgent {
     }
 }
 
-impl NotaryArgs {
-    /// Runs the verb.
-    pub async fn run(self, agent: LazyAgent) -> Result<(), CliError> {
+impl ServerArgs {
+    /// The flags and the config file resolved, with `agent` for signing.
+    pub(crate) fn context(&self, agent: LazyAgent) -> Result<Context, CliError> {
         let file = match &self.config {
             Some(path) => ClientConfig::load(path)?,
             None => ClientConfig::default(),
@@ -367,13 +375,20 @@ impl NotaryArgs {
             }
             None => None,
         };
-        let ctx = Context {
+        Ok(Context {
             agent,
             server,
             client: OnceLock::new(),
             trust_dir,
             options,
-        };
+        })
+    }
+}
+
+impl NotaryArgs {
+    /// Runs the verb.
+    pub async fn run(self, agent: LazyAgent) -> Result<(), CliError> {
+        let ctx = self.server.context(agent)?;
         match self.command {
             NotaryCommand::Init(a) => a.run(&ctx).await,
             NotaryCommand::Add(a) => {

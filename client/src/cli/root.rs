@@ -10,27 +10,20 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
-use super::notary::{default_trust_dir, notary_config, LazyAgent};
+use super::notary::{server_of, LazyAgent, ServerArgs};
 use super::CliError;
 use crate::agent::AgentClient;
 use crate::ceremony::{self, RootPlan, RootRequest};
-use crate::notary::{NotaryClient, NotaryRepo};
+use crate::notary::NotaryRepo;
 use crate::repo::{self, RepoState, SnapshotKey};
 use crate::tuf::{self, Gun, PublicKey, RoleName, Root, TrustCache, UpdateOptions};
 
 /// `tufa root`: where the server and trust data are, and what to do.
 #[derive(Debug, Args)]
 pub struct RootArgs {
-    /// The notary server [default: $DOCKER_CONTENT_TRUST_SERVER].
-    #[arg(long, short = 's', global = true, env = "DOCKER_CONTENT_TRUST_SERVER")]
-    pub server: Option<String>,
-    /// CA certificate (PEM) that signed the server's TLS certificate.
-    #[arg(long, global = true)]
-    pub tls_ca: Option<PathBuf>,
-    /// Local trust data [default: $TUFA_TRUST_DIR, else $DOCKER_CONFIG/trust, else
-    /// ~/.docker/trust].
-    #[arg(long, short = 'd', global = true, env = "TUFA_TRUST_DIR")]
-    pub trust_dir: Option<PathBuf>,
+    /// Server, trust directory and client config, as for `tufa notary`.
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: RootCommand,
@@ -140,16 +133,10 @@ pub struct SignArgs {
 impl RootArgs {
     /// Runs the step.
     pub async fn run(self, agent: LazyAgent) -> Result<(), CliError> {
-        let trust_dir = self.trust_dir.clone().unwrap_or_else(default_trust_dir);
-        let server = || -> Result<NotaryClient, CliError> {
-            let url = self.server.clone().ok_or_else(|| {
-                CliError::Usage(
-                    "no notary server: pass --server URL or set DOCKER_CONTENT_TRUST_SERVER".into(),
-                )
-            })?;
-            NotaryClient::new(notary_config(&url, self.tls_ca.clone())?)
-                .map_err(|e| CliError::Usage(e.to_string()))
-        };
+        let ctx = self.server.context(agent)?;
+        let agent = &ctx.agent;
+        let trust_dir = ctx.trust_dir.clone();
+        let server = || server_of(&ctx);
         let now = OffsetDateTime::now_utc();
         match self.command {
             RootCommand::Cert(a) => {
@@ -212,7 +199,7 @@ impl RootArgs {
                 let client = server()?;
                 let remote = client.repo(&gun);
                 let cache = TrustCache::new(&trust_dir);
-                let options = UpdateOptions::default();
+                let options = ctx.options.clone();
                 let load = || repo::load_state(&remote, &cache, &gun, &options);
                 let state = load().await?.ok_or_else(|| {
                     CliError::Usage(format!(
@@ -283,7 +270,7 @@ impl RootArgs {
                 let roles = ceremony::publish(agent, &remote, &request, load, now)
                     .await
                     .map_err(ceremony_err)?;
-                refresh(&remote, &cache, &gun).await;
+                refresh(&remote, &cache, &gun, &ctx.options).await;
                 println!(
                     "Published root version {} of {gun} ({})",
                     request.root.signed.version,
@@ -295,7 +282,13 @@ impl RootArgs {
                 let request = RootRequest::load(&a.request).map_err(ceremony_err)?;
                 let current = match server().ok() {
                     Some(client) if request.previous.is_some() => {
-                        current_root(&client.repo(&request.gun), &trust_dir, &request.gun).await
+                        current_root(
+                            &client.repo(&request.gun),
+                            &trust_dir,
+                            &request.gun,
+                            &ctx.options,
+                        )
+                        .await
                     }
                     _ => None,
                 };
@@ -321,13 +314,13 @@ impl RootArgs {
                 let client = server()?;
                 let remote = client.repo(&request.gun);
                 let cache = TrustCache::new(&trust_dir);
-                let options = UpdateOptions::default();
+                let options = ctx.options.clone();
                 let gun = request.gun.clone();
                 let load = || repo::load_state(&remote, &cache, &gun, &options);
                 let roles = ceremony::publish(agent.get().await?, &remote, &request, load, now)
                     .await
                     .map_err(ceremony_err)?;
-                refresh(&remote, &cache, &gun).await;
+                refresh(&remote, &cache, &gun, &ctx.options).await;
                 println!(
                     "Published root version {} of {gun} ({})",
                     request.root.signed.version,
@@ -432,17 +425,22 @@ async fn server_key(repo: &NotaryRepo, role: &RoleName, new: bool) -> Result<Pub
 }
 
 /// The server's current root, verified (for `show`'s diff); `None` when it cannot be read.
-async fn current_root(repo: &NotaryRepo, trust_dir: &Path, gun: &Gun) -> Option<Root> {
+async fn current_root(
+    repo: &NotaryRepo,
+    trust_dir: &Path,
+    gun: &Gun,
+    options: &UpdateOptions,
+) -> Option<Root> {
     let cache = TrustCache::new(trust_dir);
-    repo::load_state(repo, &cache, gun, &UpdateOptions::default())
+    repo::load_state(repo, &cache, gun, options)
         .await
         .ok()
         .flatten()
         .map(|s: RepoState| s.root.signed)
 }
 
-async fn refresh(remote: &NotaryRepo, cache: &TrustCache, gun: &Gun) {
-    if let Err(e) = tuf::update(remote, cache, gun, &UpdateOptions::default()).await {
+async fn refresh(remote: &NotaryRepo, cache: &TrustCache, gun: &Gun, options: &UpdateOptions) {
+    if let Err(e) = tuf::update(remote, cache, gun, options).await {
         tracing::warn!(gun = %gun, error = %e, "published, but could not refresh the local cache");
     }
 }
