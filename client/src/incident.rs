@@ -193,6 +193,7 @@ pub fn plan(state: &RepoState, key: &str, choices: &Choices) -> Result<Plan, Inc
                     name: name.clone(),
                     length: meta.length,
                     sha256: hex::encode(sha256.as_bytes()),
+                    sha512: meta.hashes.sha512.map(|d| hex::encode(d.as_bytes())),
                     custom: meta.custom.clone(),
                 });
             }

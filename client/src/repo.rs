@@ -155,6 +155,9 @@ pub enum Change {
         length: u64,
         /// SHA-256, hex.
         sha256: String,
+        /// SHA-512, hex, when known (`notary add` records both).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha512: Option<String>,
         /// Custom data, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         custom: Option<serde_json::Value>,
@@ -800,12 +803,16 @@ pub fn apply(state: &mut RepoState, changes: &[Change]) -> Result<BTreeSet<RoleN
                 name,
                 length,
                 sha256,
+                sha512,
                 custom,
             } => {
                 let role: RoleName = role.parse()?;
                 check_path_allowed(state, &role, name)?;
                 let digest = parse_sha256(sha256)?;
                 let mut meta = FileMeta::of_target(*length, digest);
+                if let Some(sha512) = sha512 {
+                    meta.hashes.sha512 = Some(parse_sha512(sha512)?);
+                }
                 meta.custom = custom.clone();
                 role_mut(state, &role)?.targets.insert(name.clone(), meta);
                 dirty.insert(role);
@@ -1076,6 +1083,14 @@ fn parse_sha256(hex_digest: &str) -> Result<Sha256Digest, RepoError> {
     Ok(Sha256Digest::from_bytes(out))
 }
 
+fn parse_sha512(hex_digest: &str) -> Result<crate::tuf::Sha512Digest, RepoError> {
+    let mut out = [0u8; 64];
+    hex::decode_to_slice(hex_digest, &mut out).map_err(|_| RepoError::BadDigest {
+        digest: hex_digest.to_owned(),
+    })?;
+    Ok(crate::tuf::Sha512Digest::from_bytes(out))
+}
+
 fn expires_in(now: OffsetDateTime, lifetime: Duration) -> Result<Expires, RepoError> {
     Ok(Expires::new(now + lifetime)?)
 }
@@ -1193,6 +1208,7 @@ mod tests {
             name: name.into(),
             length: 1,
             sha256: "ab".repeat(32),
+            sha512: None,
             custom: None,
         }
     }

@@ -176,6 +176,7 @@ impl Bench {
                 name: target_name(i),
                 length: 1000 + i as u64,
                 sha256: target_digest(i),
+                sha512: None,
                 custom: None,
             }))
             .expect("stage the targets");

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use base64::Engine as _;
+use sha2::Digest as _;
 use tufa_tests::stack::Stack;
 use tufa_tests::{notary_args, Agent, SoftHsm};
 
@@ -73,6 +75,15 @@ fn tufa_publishes_targets_and_a_delegation_that_notary_lists() {
             "-p",
         ],
     );
+
+    // As `notary add`, a file's target records its SHA-512 besides its SHA-256.
+    let releases: serde_json::Value =
+        serde_json::from_slice(&stack.trust_file(gun, "targets/releases").expect("served"))
+            .unwrap();
+    let hashes = &releases["signed"]["targets"]["v2"]["hashes"];
+    let sha512 =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(b"hello release"));
+    assert_eq!(hashes["sha512"], sha512.as_str(), "{hashes}");
 
     // The real notary CLI trusts tufa's root on first use and prints, byte for byte, what tufa
     // prints.

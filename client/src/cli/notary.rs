@@ -218,6 +218,9 @@ pub struct AddHashArgs {
     /// SHA-256, hex.
     #[arg(long)]
     pub sha256: String,
+    /// SHA-512, hex (recorded besides the SHA-256, as notary does).
+    #[arg(long)]
+    pub sha512: Option<String>,
     /// Roles and publishing.
     #[command(flatten)]
     pub stage: StageArgs,
@@ -396,16 +399,33 @@ impl NotaryArgs {
                     path: a.file.clone(),
                     message: format!("cannot read the target file: {e}"),
                 })?;
-                let sha = hex::encode(Sha256::digest(&data));
-                stage_target(&ctx, &a.gun, &a.name, data.len() as u64, &sha, &a.stage, "").await
+                // Both digests, as `notary add` records them.
+                let sha256 = hex::encode(Sha256::digest(&data));
+                let sha512 = hex::encode(sha2::Sha512::digest(&data));
+                stage_target(
+                    &ctx,
+                    &a.gun,
+                    &a.name,
+                    TargetHashes {
+                        size: data.len() as u64,
+                        sha256: &sha256,
+                        sha512: Some(&sha512),
+                    },
+                    &a.stage,
+                    "",
+                )
+                .await
             }
             NotaryCommand::Addhash(a) => {
                 stage_target(
                     &ctx,
                     &a.gun,
                     &a.name,
-                    a.size,
-                    &a.sha256,
+                    TargetHashes {
+                        size: a.size,
+                        sha256: &a.sha256,
+                        sha512: a.sha512.as_deref(),
+                    },
                     &a.stage,
                     " by sha256 hash",
                 )
@@ -533,20 +553,38 @@ pub(crate) fn server_of(ctx: &Context) -> Result<&NotaryClient, CliError> {
     Ok(ctx.client.get_or_init(|| client))
 }
 
+/// A target's size and digests (hex), as given on the command line.
+struct TargetHashes<'a> {
+    size: u64,
+    sha256: &'a str,
+    sha512: Option<&'a str>,
+}
+
 async fn stage_target(
     ctx: &Context,
     gun: &str,
     name: &str,
-    size: u64,
-    sha256: &str,
+    target: TargetHashes<'_>,
     stage: &StageArgs,
     how: &str,
 ) -> Result<(), CliError> {
+    let TargetHashes {
+        size,
+        sha256,
+        sha512,
+    } = target;
     let gun = parse_gun(gun)?;
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(CliError::Usage(format!(
             "'{sha256}' is not a SHA-256 digest: give 64 hex digits"
         )));
+    }
+    if let Some(sha512) = sha512 {
+        if sha512.len() != 128 || !sha512.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CliError::Usage(format!(
+                "'{sha512}' is not a SHA-512 digest: give 128 hex digits"
+            )));
+        }
     }
     let list = Changelist::new(&ctx.trust_dir, &gun);
     for role in roles_or_targets(&stage.roles)? {
@@ -555,6 +593,7 @@ async fn stage_target(
             name: name.to_owned(),
             length: size,
             sha256: sha256.to_ascii_lowercase(),
+            sha512: sha512.map(str::to_ascii_lowercase),
             custom: None,
         })?;
     }

@@ -392,6 +392,7 @@ impl SignArgs {
                         name: tag.clone(),
                         length: descriptor.size,
                         sha256: sha256.clone(),
+                        sha512: None,
                         custom: None,
                     },
                 ];

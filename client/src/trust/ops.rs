@@ -114,6 +114,7 @@ pub fn sign(
             name: tag.to_owned(),
             length,
             sha256: sha256.to_owned(),
+            sha512: None,
             custom: None,
         })
         .collect())
