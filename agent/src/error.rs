@@ -83,10 +83,20 @@ pub enum AgentError {
         retries: Retries,
     },
     /// The PIN is blocked.
-    #[error("the user PIN of {device} is blocked: reset it with the security officer PIN (e.g. `softhsm2-util --init-pin` or `pkcs11-tool --init-pin --login --login-type so`)")]
+    #[error("the user PIN of {device} is blocked: {fix}")]
     PinBlocked {
         /// The device, described.
         device: String,
+        /// How to unblock it.
+        fix: String,
+    },
+    /// One PIN try is left: the agent will not risk blocking the device.
+    #[error("{device} has one PIN try left: the agent will not try a PIN and risk blocking it; unblock the PIN with the PUK (`ykman --device {serial} piv access unblock-pin`), then unlock again")]
+    LastPinTry {
+        /// The device, described.
+        device: String,
+        /// Its serial.
+        serial: u32,
     },
     /// The device is not there right now.
     #[error("{device} is not available: {detail}")]
@@ -177,9 +187,10 @@ impl AgentError {
             | Self::Import(_)
             | Self::Certificate { .. } => Code::InvalidArgument,
             Self::WrongPin { .. } => Code::Unauthenticated,
-            Self::Locked { .. } | Self::PinBlocked { .. } | Self::NoDevice { .. } => {
-                Code::FailedPrecondition
-            }
+            Self::Locked { .. }
+            | Self::PinBlocked { .. }
+            | Self::LastPinTry { .. }
+            | Self::NoDevice { .. } => Code::FailedPrecondition,
             Self::Unavailable { .. } | Self::Module { .. } | Self::TokenNotFound { .. } => {
                 Code::Unavailable
             }

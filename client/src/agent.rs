@@ -207,6 +207,10 @@ impl AgentClient {
         digest: &[u8; 32],
         context: &SignContext,
     ) -> Result<[u8; 64], AgentClientError> {
+        // The card blocks until touched; say so first, since nothing else shows.
+        if let Some(prompt) = touch_prompt(key, context) {
+            eprintln!("{prompt}");
+        }
         let reply = self
             .inner
             .clone()
@@ -240,6 +244,18 @@ impl AgentClient {
             .into_inner())
     }
 
+    /// The device's attestation of a key.
+    pub async fn attest(&self, key: &str) -> Result<v1::AttestReply, AgentClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .attest(v1::AttestRequest {
+                key: key.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Makes the agent forget every PIN.
     pub async fn lock(&self) -> Result<Vec<String>, AgentClientError> {
         Ok(self
@@ -250,6 +266,42 @@ impl AgentClient {
             .into_inner()
             .devices)
     }
+}
+
+/// What to tell the user before a signature that needs a touch: `Touch the YubiKey (serial N)
+/// to sign ROLE for GUN`, or nothing for keys that need none.
+///
+/// No timeout in the client or the agent is shorter than the card's own touch timeout (about
+/// 15 s): calls carry no deadline at all.
+pub fn touch_prompt(key: &v1::Key, context: &SignContext) -> Option<String> {
+    let touch = matches!(
+        v1::TouchPolicy::try_from(key.touch_policy),
+        Ok(v1::TouchPolicy::Always | v1::TouchPolicy::Cached)
+    );
+    let Some(v1::key_location::Location::Yubikey(y)) =
+        key.location.as_ref().and_then(|l| l.location.as_ref())
+    else {
+        return None;
+    };
+    if !touch {
+        return None;
+    }
+    let role = if context.role.is_empty() {
+        key.name.as_str()
+    } else {
+        context.role.as_str()
+    };
+    Some(if context.gun.is_empty() {
+        format!(
+            "Touch the YubiKey (serial {}) to sign with {role}",
+            y.serial
+        )
+    } else {
+        format!(
+            "Touch the YubiKey (serial {}) to sign {role} for {}",
+            y.serial, context.gun
+        )
+    })
 }
 
 /// Checks a raw r||s signature over `digest` against the key's SPKI.
