@@ -98,6 +98,12 @@ pub enum AgentError {
         /// Its serial.
         serial: u32,
     },
+    /// A key that needs a touch was not touched in time.
+    #[error("{device} was not touched in time: sign again and touch the key when it blinks")]
+    TouchTimeout {
+        /// The device, described.
+        device: String,
+    },
     /// The device is not there right now.
     #[error("{device} is not available: {detail}")]
     Unavailable {
@@ -195,6 +201,7 @@ impl AgentError {
                 Code::Unavailable
             }
             Self::Unsupported(_) => Code::Unimplemented,
+            Self::TouchTimeout { .. } => Code::DeadlineExceeded,
             Self::Device { .. } | Self::Internal(_) => Code::Internal,
         }
     }

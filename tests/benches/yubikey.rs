@@ -90,7 +90,10 @@ fn main() {
         WINDOW.as_secs()
     );
     println!("  1 card   {one:>8.1} signatures/s");
-    println!("  2 cards  {two:>8.1} signatures/s   {:.2}x one card", two / one);
+    println!(
+        "  2 cards  {two:>8.1} signatures/s   {:.2}x one card",
+        two / one
+    );
 }
 
 /// The card's own time per signature: the crate signing in-process, PIN verified once.

@@ -151,7 +151,11 @@ async fn two_cards_at_once_selected_by_serial() {
         }
         let key = client.key(name).await.unwrap();
         let sig = client.sign(&key, name.as_bytes(), &ctx()).await.unwrap();
-        assert!(verify_with_p256(&key.public_key_spki, name.as_bytes(), &sig));
+        assert!(verify_with_p256(
+            &key.public_key_spki,
+            name.as_bytes(),
+            &sig
+        ));
     }
     let status = client.status().await.unwrap();
     assert_eq!(status.devices.len(), 2);
@@ -169,7 +173,10 @@ async fn wrong_pin_then_right_pin_and_the_last_try_is_never_spent() {
     // A wrong PIN, then the right one.
     let out = agent.tufa(cwd.path(), &["agent", "unlock", "--pin-file", "wrong"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("wrong PIN") && err.contains("2 tries left"), "{err}");
+    assert!(
+        err.contains("wrong PIN") && err.contains("2 tries left"),
+        "{err}"
+    );
     agent.tufa_ok(cwd.path(), &["agent", "unlock", "--pin-file", "right"]);
     agent.tufa_ok(cwd.path(), &["key", "generate", "kept"]);
     agent.tufa_ok(cwd.path(), &["agent", "lock"]);
@@ -186,7 +193,10 @@ async fn wrong_pin_then_right_pin_and_the_last_try_is_never_spent() {
         assert!(!out.status.success());
         assert!(
             err.contains("one PIN try left")
-                && err.contains(&format!("ykman --device {} piv access unblock-pin", dev.serial(0))),
+                && err.contains(&format!(
+                    "ykman --device {} piv access unblock-pin",
+                    dev.serial(0)
+                )),
             "{err}"
         );
     }
@@ -225,7 +235,11 @@ async fn an_unplugged_card_is_unavailable_and_works_again_when_plugged_back() {
     // Back in: the agent reopens it by serial and gives the PIN again (the card forgot it).
     dev.cards[0].plug().unwrap();
     let sig = client.sign(&key, b"plugged again", &ctx()).await.unwrap();
-    assert!(verify_with_p256(&key.public_key_spki, b"plugged again", &sig));
+    assert!(verify_with_p256(
+        &key.public_key_spki,
+        b"plugged again",
+        &sig
+    ));
 }
 
 /// Checks that `cert` is signed (ECDSA P-256, SHA-256) by the key of `issuer`.
@@ -266,7 +280,10 @@ async fn attestation_chains_up_to_the_device_certificate() {
             .unwrap(),
         key.public_key_spki
     );
-    assert_eq!(leaf.tbs_certificate().issuer(), device.tbs_certificate().subject());
+    assert_eq!(
+        leaf.tbs_certificate().issuer(),
+        device.tbs_certificate().subject()
+    );
     assert!(signed_by(&leaf, &device));
     assert_eq!(
         device.tbs_certificate().subject().to_string(),
@@ -281,7 +298,10 @@ async fn attestation_chains_up_to_the_device_certificate() {
     agent.tufa_ok(cwd.path(), &["key", "load", "k.pem", "--name", "imported"]);
     let out = agent.tufa(cwd.path(), &["key", "attest", "imported"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("imported key"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("imported key"),
+        "{err}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&agent.tufa_ok(cwd.path(), &["key", "list", "--json"])).unwrap();
     let origins: Vec<_> = json
@@ -290,7 +310,10 @@ async fn attestation_chains_up_to_the_device_certificate() {
         .iter()
         .map(|k| (k["name"].as_str().unwrap(), k["origin"].as_str().unwrap()))
         .collect();
-    assert_eq!(origins, [("attested", "generated"), ("imported", "imported")]);
+    assert_eq!(
+        origins,
+        [("attested", "generated"), ("imported", "imported")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,7 +431,9 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
     let keys = agent.tufa_ok(cwd.path(), &["key", "list"]);
     assert!(keys.contains("root") && keys.contains("releaser"), "{keys}");
     let listed = agent.client().await.list_keys().await.unwrap();
-    assert!(listed.iter().all(|k| k.backend == v1::Backend::Yubikey as i32));
+    assert!(listed
+        .iter()
+        .all(|k| k.backend == v1::Backend::Yubikey as i32));
     let root = listed.iter().find(|k| k.name == "root").unwrap();
     assert!(!root.certificate_der.is_empty());
     assert_eq!(dev.name(), dev.serial(0).to_string());

@@ -294,7 +294,7 @@ impl YubiKeyBackend {
 
     /// Ends a verification made with a client's PIN whose TTL ran out.
     fn expire(&self, st: &mut State) {
-        let expired = st.pin.cache_expired();
+        let expired = !st.pin.cache_valid();
         if let Some(conn) = st.conn.as_mut() {
             if conn.verified == Some(PinOrigin::Cache) && expired {
                 // SELECT clears the card's PIN state; reading the counter does one.
@@ -915,6 +915,12 @@ impl Backend for YubiKeyBackend {
                         name: b.name.clone(),
                     })
                 }
+                // A YubiKey answers "conditions not satisfied" when nobody touched it in time.
+                Err(yubikey::Error::GenericError) if info.touch_policy != TouchPolicy::Never => {
+                    return Err(AgentError::TouchTimeout {
+                        device: b.describe(),
+                    })
+                }
                 Err(e) => return Err(b.fail(st, "signing", e)),
             };
             let sig = p256::ecdsa::Signature::from_der(&der).map_err(|e| {
@@ -961,7 +967,7 @@ impl Backend for YubiKeyBackend {
             .conn
             .as_ref()
             .and_then(|c| c.verified)
-            .is_some_and(|o| o != PinOrigin::Cache || !st.pin.cache_expired());
+            .is_some_and(|o| o != PinOrigin::Cache || st.pin.cache_valid());
         !(verified || st.pin.available())
     }
 }
