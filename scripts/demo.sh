@@ -15,6 +15,8 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 
 step "Installing the system packages tufa needs (only the missing ones)"
 run scripts/install-deps.sh
+# Simulated YubiKeys need pcscd with four virtual readers (idempotent).
+run scripts/start-pcscd.sh
 
 step "Building tufad (the agent), tufa (the client) and the demo"
 run cargo build --workspace --bins

@@ -13,6 +13,8 @@ run() {
 }
 
 run scripts/install-deps.sh
+# The simulated YubiKey tests need pcscd with four virtual readers (idempotent).
+run scripts/start-pcscd.sh
 # The end-to-end tests run the binaries, so they are built before any test starts.
 run cargo build --workspace --bins --all-targets
 run cargo test --workspace "$@"

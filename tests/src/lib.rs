@@ -20,7 +20,9 @@ use tufa_client::agent::AgentClient;
 
 pub mod fake_repo;
 pub mod hostile;
+pub mod piv;
 pub mod stack;
+pub mod yubikey;
 
 /// The SoftHSM2 module Debian installs.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";

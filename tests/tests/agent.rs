@@ -494,10 +494,10 @@ async fn pins_locked_wrong_and_right(dev: &dyn Device) {
     // No PIN ever reaches the audit log.
     let audit = std::fs::read_to_string(&agent.audit_log).unwrap();
     assert!(
-        !audit.contains(dev.pin) && !audit.contains("0000\""),
+        !audit.contains(dev.pin()) && !audit.contains("0000\""),
         "{audit}"
     );
-    assert!(!agent.log().contains(dev.pin));
+    assert!(!agent.log().contains(dev.pin()));
 }
 
 async fn a_refused_pin_file_is_not_tried_again(dev: &dyn Device) {
@@ -696,7 +696,7 @@ async fn audit_log_has_a_line_per_signature_and_no_pin(dev: &dyn Device) {
     }
     assert_eq!(lines.iter().filter(|l| l["op"] == "generate").count(), 1);
     let raw = std::fs::read_to_string(&agent.audit_log).unwrap();
-    assert!(!raw.contains(dev.pin));
+    assert!(!raw.contains(dev.pin()));
     assert_eq!(
         std::fs::metadata(&agent.audit_log)
             .unwrap()
