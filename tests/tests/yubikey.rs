@@ -14,7 +14,7 @@ use tufa_proto::v1;
 use tufa_tests::piv::{CardSpec, Firmware};
 use tufa_tests::stack::Stack;
 use tufa_tests::yubikey::{fresh_serial, open, SimYubiKey, PIN};
-use tufa_tests::{notary_args, verify_with_p256, Agent, AgentOptions, Device as _};
+use tufa_tests::{notary_args, require, verify_with_p256, Agent, AgentOptions, Device as _};
 use x509_cert::der::{Decode as _, Encode as _};
 
 fn ctx() -> SignContext {
@@ -434,9 +434,77 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
     assert!(keys.contains("root") && keys.contains("releaser"), "{keys}");
     let json: serde_json::Value =
         serde_json::from_str(&agent.tufa_ok(cwd.path(), &["key", "list", "--json"])).unwrap();
-    let listed = json.as_array().unwrap();
-    assert!(listed.iter().all(|k| k["backend"] == "yubikey"), "{json}");
-    let root = listed.iter().find(|k| k["name"] == "root").unwrap();
-    assert!(root["certificate"].is_string(), "{json}");
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["backend"] == "yubikey"),
+        "{json}"
+    );
+
+    // A certificate for the root key (CN = GUN, as notary makes it) goes into the root key's
+    // slot; the key keeps its name, and the client still signs with it.
+    require("openssl", "apt-get install openssl");
+    let pub_pem = agent.tufa_ok(cwd.path(), &["key", "public", "root"]);
+    write(cwd.path(), "root.pem", &pub_pem);
+    let out = std::process::Command::new("openssl")
+        .current_dir(cwd.path())
+        .args([
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ca.key",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = std::process::Command::new("openssl")
+        .current_dir(cwd.path())
+        .args([
+            "x509",
+            "-new",
+            "-subj",
+            "/CN=example.com\\/tufa\\/yubikey",
+            "-key",
+            "ca.key",
+        ])
+        .args([
+            "-force_pubkey",
+            "root.pem",
+            "-days",
+            "3650",
+            "-outform",
+            "DER",
+            "-out",
+            "root.der",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let der = std::fs::read(cwd.path().join("root.der")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = agent.client().await;
+        let root = client.set_certificate("root", der.clone()).await.unwrap();
+        assert_eq!(root.name, "root");
+        assert_eq!(root.certificate_der, der);
+        let root = client.key("root").await.unwrap();
+        assert_eq!(root.certificate_der, der);
+        let sig = client.sign(&root, b"root signs", &ctx()).await.unwrap();
+        assert!(verify_with_p256(&root.public_key_spki, b"root signs", &sig));
+    });
+    notary(&[
+        "addhash",
+        gun,
+        "v2",
+        "3",
+        "--sha256",
+        &"cd".repeat(32),
+        "-p",
+    ]);
+    assert!(stack.notary_ok(&["list", gun]).contains("v2"));
     assert_eq!(dev.name(), dev.serial(0).to_string());
 }
