@@ -351,6 +351,18 @@ impl YubiKeyBackend {
         pin: &SecretString,
         origin: PinOrigin,
     ) -> Result<(), AgentError> {
+        // A PIV PIN has 6 to 8 characters: any other cannot be right, so no try is spent on it.
+        if !(6..=8).contains(&pin.expose_secret().len()) {
+            st.pin.refused(pin, origin);
+            return Err(AgentError::WrongPin {
+                device: format!(
+                    "{} (a PIV PIN has 6 to 8 characters, this one has {}; no try was used)",
+                    self.describe(),
+                    pin.expose_secret().chars().count()
+                ),
+                retries: Retries::Unknown,
+            });
+        }
         let conn = self.connect(st)?;
         conn.verified = None;
         let tries = match conn.yk.get_pin_retries() {
@@ -399,13 +411,6 @@ impl YubiKeyBackend {
                     device: self.describe(),
                     fix: self.puk_fix(),
                 })
-            }
-            Err(yubikey::Error::SizeError) => {
-                st.pin.refused(pin, origin);
-                Err(AgentError::InvalidArgument(format!(
-                    "a PIV PIN has 6 to 8 characters; the one given for {} is longer",
-                    self.describe()
-                )))
             }
             Err(e) => Err(self.fail(st, "verifying the PIN", e)),
         }
