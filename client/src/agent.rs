@@ -441,3 +441,39 @@ impl From<tonic::Status> for AgentClientError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(touch: v1::TouchPolicy, location: v1::key_location::Location) -> v1::Key {
+        v1::Key {
+            name: "alice".into(),
+            touch_policy: touch as i32,
+            location: Some(v1::KeyLocation {
+                location: Some(location),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn touch_prompt_only_for_yubikey_keys_that_need_a_touch() {
+        let yk = v1::key_location::Location::Yubikey(v1::YubiKeyLocation {
+            serial: 42,
+            slot: "82".into(),
+        });
+        let ctx = SignContext {
+            gun: "example.com/app".into(),
+            role: "targets".into(),
+        };
+        assert_eq!(
+            touch_prompt(&key(v1::TouchPolicy::Always, yk.clone()), &ctx).unwrap(),
+            "Touch the YubiKey (serial 42) to sign targets for example.com/app"
+        );
+        assert!(touch_prompt(&key(v1::TouchPolicy::Cached, yk.clone()), &ctx).is_some());
+        assert!(touch_prompt(&key(v1::TouchPolicy::Never, yk), &ctx).is_none());
+        let p11 = v1::key_location::Location::Pkcs11(v1::Pkcs11Location::default());
+        assert!(touch_prompt(&key(v1::TouchPolicy::Always, p11), &ctx).is_none());
+    }
+}
