@@ -51,8 +51,10 @@ fi
 running_pid() {
   # The pid file is NUL-padded.
   local pid
-  pid=$(tr -d '\0' <"$pidfile" 2>/dev/null || true)
-  [[ "$pid" =~ ^[0-9]+$ ]] && [[ -d "/proc/$pid" ]] && echo "$pid"
+  pid=$(tr -d '\0' 2>/dev/null <"$pidfile" || true)
+  # A killed pcscd may linger as a zombie (state Z) until its parent reaps it.
+  [[ "$pid" =~ ^[0-9]+$ ]] && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" =~ ^[^Z]$ ]] &&
+    echo "$pid"
 }
 
 start() {
@@ -77,10 +79,10 @@ if [[ -n "$pid" ]] && ! loaded_copy "$pid"; then
   say "Restarting pcscd (pid $pid): it runs without the readers of $conf"
   "${as_root[@]}" kill "$pid"
   for _ in $(seq 50); do
-    [[ -d "/proc/$pid" ]] || break
+    [[ "$(running_pid || true)" == "$pid" ]] || break
     sleep 0.1
   done
-  [[ ! -d "/proc/$pid" ]] || die "pcscd (pid $pid) did not stop"
+  [[ "$(running_pid || true)" != "$pid" ]] || die "pcscd (pid $pid) did not stop"
   pid=
 fi
 [[ -n "$pid" ]] || start

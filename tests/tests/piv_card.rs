@@ -207,6 +207,44 @@ fn generate_sign_and_pin_policies() {
     padded[12..].copy_from_slice(&short);
     assert!(verify(&spki_9c, &padded, &sig));
 
+    // P-384 in 9e (PIN never by default there).
+    let spki_384 = yubikey::piv::generate(
+        &mut yk,
+        SlotId::CardAuthentication,
+        AlgorithmId::EccP384,
+        PinPolicy::Default,
+        TouchPolicy::Default,
+    )
+    .unwrap()
+    .to_der()
+    .unwrap();
+    let hash_384 = [0x38; 48];
+    let sig = yubikey::piv::sign_data(
+        &mut yk,
+        &hash_384,
+        AlgorithmId::EccP384,
+        SlotId::CardAuthentication,
+    )
+    .unwrap();
+    let key_384 = p384::ecdsa::VerifyingKey::from_public_key_der(&spki_384).unwrap();
+    let sig = p384::ecdsa::DerSignature::from_bytes(&sig).unwrap();
+    key_384.verify_prehash(&hash_384, &sig).unwrap();
+
+    // Selecting the management application ends management authentication.
+    yk.deauthenticate().unwrap();
+    drop(yk);
+    let mut yk = open(&card);
+    assert!(matches!(
+        yubikey::piv::generate(
+            &mut yk,
+            SlotId::Signature,
+            AlgorithmId::EccP256,
+            PinPolicy::Default,
+            TouchPolicy::Default
+        ),
+        Err(yubikey::Error::AuthenticationError)
+    ));
+
     // Reopening (drop resets the card) forgets the PIN.
     drop(yk);
     let mut yk = open(&card);
@@ -243,17 +281,38 @@ fn objects_chain_both_ways() {
 }
 
 #[test]
-fn two_cards_at_once_by_serial() {
+fn four_cards_at_once_by_serial() {
     let _x = piv::exclusive();
-    let a = insert(10_000_007, Firmware::V5_4_3);
-    let b = insert(10_000_008, Firmware::V5_7_1);
-    assert_ne!(a.reader_name(), b.reader_name());
-    let ya = open(&a);
-    let yb = open(&b);
-    assert_eq!(ya.version().to_string(), "5.4.3");
-    assert_eq!(yb.version().to_string(), "5.7.1");
-    // Two YubiKeys: open() without a serial refuses to choose.
+    let cards: Vec<VirtualCard> = (0..4)
+        .map(|i| {
+            let firmware = if i % 2 == 0 {
+                Firmware::V5_4_3
+            } else {
+                Firmware::V5_7_1
+            };
+            insert(10_000_020 + i, firmware)
+        })
+        .collect();
+    let readers: std::collections::BTreeSet<_> =
+        cards.iter().map(|c| c.reader_name().unwrap()).collect();
+    assert_eq!(readers.len(), 4);
+    // A fifth card has no reader.
+    assert!(matches!(
+        VirtualCard::insert(CardSpec {
+            serial: 10_000_030,
+            ..CardSpec::default()
+        }),
+        Err(piv::Error::NoFreeReader)
+    ));
+    for card in &cards {
+        let mut yk = open(card);
+        assert_eq!(Some(yk.name()), card.reader_name());
+        yk.verify_pin(PIN).unwrap();
+    }
+    // Several YubiKeys: open() without a serial refuses to choose.
     assert!(YubiKey::open().is_err());
+    // Opening by serial touched no other card's PIN counter.
+    assert!(cards.iter().all(|c| c.pin_retries_left() == 3));
 }
 
 #[test]
@@ -284,6 +343,20 @@ fn unplug_and_plug_keep_keys() {
     let sig = yubikey::piv::sign_data(&mut yk, &hash, AlgorithmId::EccP256, SlotId::KeyManagement)
         .unwrap();
     assert!(verify(&spki, &hash, &sig));
+
+    // ECDH with the same key: the card's shared secret is the software one.
+    let peer = p256::SecretKey::from_slice(&[0x24; 32]).unwrap();
+    let peer_point = peer.public_key().to_sec1_bytes();
+    let shared = yubikey::piv::decrypt_data(
+        &mut yk,
+        &peer_point,
+        AlgorithmId::EccP256,
+        SlotId::KeyManagement,
+    )
+    .unwrap();
+    let card_public = p256::PublicKey::from_sec1_bytes(&card.public_key(0x9d).unwrap()).unwrap();
+    let expected = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), card_public.as_affine());
+    assert_eq!(&shared[..], &expected.raw_secret_bytes()[..]);
 }
 
 #[test]
@@ -328,6 +401,9 @@ fn set_mgm_key_and_the_pin_protected_key() {
     // The protected key sits in the printed object, which only a verified PIN reads.
     assert!(MgmKey::get_protected(&mut yk).is_err());
     yk.verify_pin(PIN).unwrap();
+    let config = yk.config().unwrap();
+    assert_eq!(config.mgm_type, yubikey::MgmType::Protected);
+    assert!(config.protected_data_available);
     let stored = MgmKey::get_protected(&mut yk).unwrap();
     assert_eq!(stored.as_ref(), new.as_ref());
     yk.authenticate(&stored).unwrap();
@@ -467,6 +543,33 @@ fn metadata_import_and_attestation() {
     );
     assert_eq!(extension("1.3.6.1.4.1.41482.3.8"), Some(vec![3, 3]));
     assert!(extension("1.3.6.1.4.1.41482.3.9").is_some());
+
+    // A self-signed certificate made through the card (PIN always: VERIFY first), stored in
+    // 9c's object and read back.
+    yk.verify_pin(PIN).unwrap();
+    let cert = yubikey::Certificate::generate_self_signed::<_, p256::NistP256>(
+        &mut yk,
+        SlotId::Signature,
+        x509_cert::serial_number::SerialNumber::from(7u32),
+        x509_cert::time::Validity::from_now(Duration::from_secs(3600)).unwrap(),
+        "CN=card test".parse().unwrap(),
+        x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&spki).unwrap(),
+        |_| Ok(()),
+    )
+    .unwrap();
+    let read = yubikey::Certificate::read(&mut yk, SlotId::Signature).unwrap();
+    assert_eq!(read.subject(), "CN=card test");
+    assert_eq!(read.cert.to_der().unwrap(), cert.cert.to_der().unwrap());
+    let self_signed = &read.cert;
+    let tbs_hash = sha2::Sha256::digest(self_signed.tbs_certificate().to_der().unwrap());
+    let signature = self_signed.signature().raw_bytes();
+    assert!(verify(&spki, &tbs_hash.into(), signature));
+    let slots: Vec<SlotId> = yubikey::Key::list(&mut yk)
+        .unwrap()
+        .iter()
+        .map(|k| k.slot())
+        .collect();
+    assert_eq!(slots, [SlotId::Signature, SlotId::Attestation]);
 }
 
 #[test]

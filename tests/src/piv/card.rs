@@ -347,6 +347,21 @@ impl PivCard {
         card
     }
 
+    /// PIN tries left.
+    pub fn pin_remaining(&self) -> u8 {
+        self.pin.remaining
+    }
+
+    /// PUK tries left.
+    pub fn puk_remaining(&self) -> u8 {
+        self.puk.remaining
+    }
+
+    /// The uncompressed public point of the key in `slot`, if any.
+    pub fn public_point(&self, slot: u8) -> Option<Vec<u8>> {
+        self.slots.get(&slot).map(|e| e.key.public_point())
+    }
+
     /// The ATR of a YubiKey 5 NFC (offers T=1, which the crate requires).
     pub fn atr(&self) -> &'static [u8] {
         &[
@@ -975,4 +990,108 @@ fn random(n: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes).expect("the OS random generator failed");
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card() -> PivCard {
+        PivCard::new(Firmware::V5_4_3, 42, Duration::ZERO)
+    }
+
+    fn sw_of(response: &[u8]) -> u16 {
+        u16::from_be_bytes([response[response.len() - 2], response[response.len() - 1]])
+    }
+
+    fn verify_apdu(pin: &[u8]) -> Vec<u8> {
+        let mut apdu = vec![0x00, 0x20, 0x00, 0x80, 0x08];
+        apdu.extend_from_slice(&pad(pin).unwrap());
+        apdu
+    }
+
+    #[test]
+    fn a_foreign_select_keeps_piv_and_the_pin() {
+        let mut card = card();
+        assert_eq!(sw_of(&card.process(&verify_apdu(b"123456"))), sw::OK);
+        let estonian = [0x00, 0xa4, 0x04, 0x00, 0x04, 0xf0, 0x45, 0x73, 0x74];
+        assert_eq!(sw_of(&card.process(&estonian)), sw::NOT_FOUND);
+        assert_eq!(
+            card.process(&[0x00, 0xfd, 0x00, 0x00, 0x00]),
+            [5, 4, 3, 0x90, 0x00]
+        );
+        assert_eq!(
+            sw_of(&card.process(&[0x00, 0x20, 0x00, 0x80, 0x00])),
+            sw::OK
+        );
+        // Selecting PIV again forgets the PIN.
+        card.process(&[0x00, 0xa4, 0x04, 0x00, 0x05, 0xa0, 0x00, 0x00, 0x03, 0x08]);
+        assert_eq!(
+            sw_of(&card.process(&[0x00, 0x20, 0x00, 0x80, 0x00])),
+            0x63c3
+        );
+    }
+
+    #[test]
+    fn the_blocking_attempt_then_blocked() {
+        let mut card = card();
+        let sws: Vec<u16> = (0..4)
+            .map(|_| sw_of(&card.process(&verify_apdu(b"000000"))))
+            .collect();
+        assert_eq!(sws, [0x63c2, 0x63c1, 0x63c0, sw::AUTH_BLOCKED]);
+        assert_eq!(
+            sw_of(&card.process(&verify_apdu(b"123456"))),
+            sw::AUTH_BLOCKED
+        );
+    }
+
+    #[test]
+    fn a_bad_new_pin_costs_no_try() {
+        let mut card = card();
+        let mut apdu = vec![0x00, 0x24, 0x00, 0x80, 0x10];
+        apdu.extend_from_slice(&pad(b"123456").unwrap());
+        apdu.extend_from_slice(&[b'1', b'2', b'3', 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(sw_of(&card.process(&apdu)), sw::INCORRECT_DATA);
+        assert_eq!(card.pin_remaining(), 3);
+    }
+
+    #[test]
+    fn discovery_object_and_get_response() {
+        let mut card = card();
+        let discovery = card.process(&[0x00, 0xcb, 0x3f, 0xff, 0x03, 0x5c, 0x01, 0x7e]);
+        assert_eq!(&discovery[..4], [0x7e, 0x12, 0x4f, 0x0b]);
+        assert_eq!(
+            sw_of(&card.process(&[0x00, 0xc0, 0x00, 0x00, 0x00])),
+            0x6985
+        );
+        // The attestation certificate object is longer than one response.
+        let first = card.process(&[0x00, 0xcb, 0x3f, 0xff, 0x05, 0x5c, 0x03, 0x5f, 0xff, 0x01]);
+        assert_eq!(first.len(), 258);
+        assert_eq!(first[256], 0x61);
+        let rest = card.process(&[0x00, 0xc0, 0x00, 0x00, 0x00]);
+        assert_eq!(sw_of(&rest), sw::OK);
+        assert_eq!(rest.len() - 2, usize::from(first[257]));
+    }
+
+    #[test]
+    fn chaining_restarts_on_another_command_and_extended_apdus_work() {
+        let mut card = card();
+        card.mgm_authenticated = true;
+        let mut put = vec![0x5c, 0x03, 0x5f, 0xc1, 0x02];
+        put.extend(tlv::encode(&[0x53], &[0xaa; 300]));
+        // A chain broken by another command is dropped.
+        let mut part = vec![0x10, 0xdb, 0x3f, 0xff, 0x05];
+        part.extend_from_slice(&put[..5]);
+        assert_eq!(sw_of(&card.process(&part)), sw::OK);
+        card.process(&[0x00, 0xfd, 0x00, 0x00, 0x00]);
+        let mut tail = vec![0x00, 0xdb, 0x3f, 0xff, (put.len() - 5) as u8];
+        tail.extend_from_slice(&put[5..]);
+        assert_ne!(sw_of(&card.process(&tail)), sw::OK);
+        // One extended APDU carries it all.
+        let mut extended = vec![0x00, 0xdb, 0x3f, 0xff, 0x00];
+        extended.extend_from_slice(&(put.len() as u16).to_be_bytes());
+        extended.extend_from_slice(&put);
+        assert_eq!(sw_of(&card.process(&extended)), sw::OK);
+        assert_eq!(card.objects[&0x5f_c102], vec![0xaa; 300]);
+    }
 }

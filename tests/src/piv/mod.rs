@@ -207,6 +207,21 @@ impl VirtualCard {
         self.plugged.as_ref().map(|p| p.reader.as_str())
     }
 
+    /// PIN tries left (3 on a fresh card): lets a test check that nothing used up a try.
+    pub fn pin_retries_left(&self) -> u8 {
+        self.lock().pin_remaining()
+    }
+
+    /// PUK tries left.
+    pub fn puk_retries_left(&self) -> u8 {
+        self.lock().puk_remaining()
+    }
+
+    /// The uncompressed SEC1 public point of the key in `slot` (0x9a, 0x9c, 0x82...), if any.
+    pub fn public_key(&self, slot: u8) -> Option<Vec<u8>> {
+        self.lock().public_point(slot)
+    }
+
     /// Whether the card is in a reader.
     pub fn is_plugged(&self) -> bool {
         self.plugged.is_some()
