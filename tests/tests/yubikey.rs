@@ -201,6 +201,7 @@ async fn wrong_pin_then_right_pin_and_the_last_try_is_never_spent() {
         );
     }
     // The card still has its last try: the right PIN, given outside the agent, resets it.
+    assert_eq!(dev.cards[0].pin_retries_left(), 1);
     {
         let mut yk = open(dev.serial(0));
         assert_eq!(yk.get_pin_retries().unwrap(), 1);
