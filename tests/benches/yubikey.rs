@@ -1,6 +1,8 @@
 //! YubiKey benchmark, against simulated cards through the real pcscd: the agent's overhead per
 //! signature (an agent Sign minus the card's own time, measured with the `yubikey` crate
-//! in-process on the same card), and signatures per second with two cards vs one. Prints
+//! in-process on the same card), and signatures per second with two cards vs one: once as the
+//! simulator is (it signs in microseconds, so every process competes for the same two cores),
+//! and once with a real card's signing time modelled by the simulator's touch delay. Prints
 //! figures; checks nothing.
 //!
 //! Run with `scripts/bench.sh`, or:
@@ -22,15 +24,19 @@ const SAMPLES: usize = 300;
 const WARMUP: usize = 30;
 const WINDOW: Duration = Duration::from_secs(4);
 const CLIENTS: usize = 4;
+/// A YubiKey 5's time for one ECDSA P-256 signature, roughly: modelled as a "touch".
+const CARD_TIME: Duration = Duration::from_millis(25);
 
 fn main() {
     let dev = SimYubiKey::with(vec![
         CardSpec {
             serial: fresh_serial(),
+            touch_delay: CARD_TIME,
             ..CardSpec::default()
         },
         CardSpec {
             serial: fresh_serial(),
+            touch_delay: CARD_TIME,
             ..CardSpec::default()
         },
     ]);
@@ -46,23 +52,32 @@ fn main() {
     let keys: Vec<v1::Key> = rt.block_on(async {
         let client = agent.client().await;
         let mut keys = Vec::new();
-        for i in 0..2 {
-            keys.push(
-                client
-                    .generate(v1::GenerateKeyRequest {
-                        name: format!("bench-{i}"),
-                        device: dev.serial(i).to_string(),
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("generate"),
-            );
+        for (i, touch) in [
+            (0, v1::TouchPolicy::Never),
+            (1, v1::TouchPolicy::Never),
+            (0, v1::TouchPolicy::Always),
+            (1, v1::TouchPolicy::Always),
+        ] {
+            let mut key = client
+                .generate(v1::GenerateKeyRequest {
+                    name: format!("bench-{}-{i}", keys.len()),
+                    device: dev.serial(i).to_string(),
+                    touch_policy: touch as i32,
+                    ..Default::default()
+                })
+                .await
+                .expect("generate");
+            // The card "touches" itself; no prompt per signature on the benchmark's stderr.
+            key.touch_policy = v1::TouchPolicy::Never as i32;
+            keys.push(key);
         }
         keys
     });
     let agent_times = rt.block_on(over_socket(&agent, &keys[0], &digest));
     let one = rt.block_on(throughput(&agent, &keys[..1], &digest));
-    let two = rt.block_on(throughput(&agent, &keys, &digest));
+    let two = rt.block_on(throughput(&agent, &keys[..2], &digest));
+    let one_real = rt.block_on(throughput(&agent, &keys[2..3], &digest));
+    let two_real = rt.block_on(throughput(&agent, &keys[2..4], &digest));
     agent.stop();
 
     let (cm, am) = (percentile(&card, 50.0), percentile(&agent_times, 50.0));
@@ -89,10 +104,20 @@ fn main() {
         "tufad Sign throughput ({}s per run, {CLIENTS} clients, one connection each)",
         WINDOW.as_secs()
     );
-    println!("  1 card   {one:>8.1} signatures/s");
+    println!("  simulator as is (card time {:.2} ms)", ms(cm));
+    println!("    1 card   {one:>8.1} signatures/s");
     println!(
-        "  2 cards  {two:>8.1} signatures/s   {:.2}x one card",
+        "    2 cards  {two:>8.1} signatures/s   {:.2}x one card",
         two / one
+    );
+    println!(
+        "  card time modelled as {} ms per signature",
+        CARD_TIME.as_millis()
+    );
+    println!("    1 card   {one_real:>8.1} signatures/s");
+    println!(
+        "    2 cards  {two_real:>8.1} signatures/s   {:.2}x one card",
+        two_real / one_real
     );
 }
 
