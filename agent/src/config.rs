@@ -297,8 +297,15 @@ impl Config {
                 touch_policy,
             });
         }
+        let flag_yubikeys = !flags.yubikeys.is_empty();
         for serial in flags.yubikeys {
-            yubikeys.retain(|y| y.serial != serial);
+            // A card the file configures keeps its section; the flag's PIN file wins.
+            if let Some(y) = yubikeys.iter_mut().find(|y| y.serial == serial) {
+                if let Some(f) = &flags.yubikey_pin_file {
+                    y.pin = PinSource::File(f.clone());
+                }
+                continue;
+            }
             yubikeys.push(YubiKeyConfig {
                 serial,
                 pin: flags
@@ -310,7 +317,7 @@ impl Config {
                 touch_policy: TouchPolicy::Never,
             });
         }
-        if flags.yubikey_pin_file.is_some() && yubikeys.is_empty() {
+        if flags.yubikey_pin_file.is_some() && !flag_yubikeys {
             return Err(invalid(
                 "--yubikey-pin-file",
                 "goes with --yubikey SERIAL".into(),
