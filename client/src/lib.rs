@@ -10,16 +10,22 @@
 //! - [`docker_config`]: credentials and TLS files from `$DOCKER_CONFIG`, as docker keeps them.
 //! - [`repo`]: writing a repository: staged changes, signing through the agent, publishing.
 //! - [`trust`]: the `docker trust` verbs.
+//! - [`ceremony`]: root requests signed offline, threshold roots, key rotation.
+//! - [`incident`]: removing a compromised delegation key and what it signed.
+//! - [`status`]: each role's version, expiry and key holder; what is due for re-signing.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod ceremony;
 pub mod cli;
 pub mod docker_config;
 mod http;
+pub mod incident;
 pub mod notary;
 pub mod reference;
 pub mod registry;
 pub mod repo;
+pub mod status;
 pub mod trust;
 pub mod tuf;

@@ -3,7 +3,9 @@
 use clap::Parser as _;
 use tufa_client::cli::{plugin, Cli, CliError};
 
-#[tokio::main]
+// One thread: the client waits on the network and the agent, and a multi-thread runtime costs
+// more to start and stop than its few CPU-bound steps gain.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     // `tufa key list | head` ends quietly, as Unix tools do, instead of panicking.
     sigpipe::reset();

@@ -189,6 +189,12 @@ pub enum Change {
         /// The delegated role.
         role: String,
     },
+    /// Re-sign a targets role as it is (version + 1, fresh expiry): renewal, or after one of
+    /// its keys was removed.
+    Resign {
+        /// The role.
+        role: String,
+    },
 }
 
 /// The staged changes of one GUN: one JSON line per change, appended to
@@ -462,7 +468,8 @@ where
     F: Future<Output = Result<Option<RepoState>, RepoError>>,
 {
     let changes = changelist.list()?;
-    let published = publish_changes(agent, server, gun, &changes, load, now).await?;
+    let held = AgentKeys::load(agent).await?;
+    let published = publish_changes(agent, &held, server, gun, &changes, load, now).await?;
     changelist.clear()?;
     Ok(published)
 }
@@ -470,6 +477,7 @@ where
 /// Publishes `changes` (not staged anywhere): what docker's verbs do, which publish at once.
 pub async fn publish_changes<P, L, F>(
     agent: &AgentClient,
+    held: &AgentKeys,
     server: &P,
     gun: &Gun,
     changes: &[Change],
@@ -481,7 +489,6 @@ where
     L: Fn() -> F,
     F: Future<Output = Result<Option<RepoState>, RepoError>>,
 {
-    let held = AgentKeys::load(agent).await?;
     for attempt in 1..=PUBLISH_ATTEMPTS {
         let (mut state, created) = match load().await? {
             Some(state) => (state, false),
@@ -496,7 +503,7 @@ where
                 };
                 let init = (root_key.as_str(), targets_key.as_str(), snapshot);
                 (
-                    new_repository(agent, &held, server, gun, init, now).await?,
+                    new_repository(agent, held, server, gun, init, now).await?,
                     true,
                 )
             }
@@ -505,17 +512,14 @@ where
         if created {
             dirty.insert(RoleName::TARGETS);
         }
-        if !created {
-            check_snapshot_signer(&held, server, gun, &state).await?;
-        }
         // As Notary does: a root within six months of expiry is re-signed with the next publish.
         let renew_root = !created && root_needs_renewal(&state, now);
         if renew_root {
-            renew(agent, &held, gun, &mut state, now).await?;
+            renew(agent, held, gun, &mut state, now).await?;
         }
         let prepared = sign_changes(
             agent,
-            &held,
+            held,
             gun,
             &mut state,
             &dirty,
@@ -532,19 +536,30 @@ where
             }
             Err(PublishRejected::VersionConflict(e)) => {
                 tracing::info!(gun = %gun, attempt, error = %e, "version conflict; refetching");
-                // A short random pause, so publishers that collided do not collide again.
-                let mut b = [0u8; 1];
-                let _ = getrandom::fill(&mut b);
-                let pause = 20 * attempt as u64 + u64::from(b[0] % 100);
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                conflict_pause(attempt).await;
             }
-            Err(PublishRejected::Other(e)) => return Err(RepoError::Server(e)),
+            Err(PublishRejected::Other(e)) => {
+                // The likely cause, said plainly; checked only now, as it costs a request.
+                if !created {
+                    check_snapshot_signer(held, server, gun, &state).await?;
+                }
+                return Err(RepoError::Server(e));
+            }
         }
     }
     Err(RepoError::Conflict {
         gun: gun.clone(),
         attempts: PUBLISH_ATTEMPTS,
     })
+}
+
+/// A short random pause after the `attempt`th version conflict, so publishers that collided do
+/// not collide again.
+pub(crate) async fn conflict_pause(attempt: usize) {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    let pause = 20 * attempt as u64 + u64::from(b[0] % 100);
+    tokio::time::sleep(Duration::from_millis(pause)).await;
 }
 
 /// How long before its expiry a root is re-signed: six months, as Notary.
@@ -579,9 +594,9 @@ async fn renew(
     Ok(())
 }
 
-/// A publish needs a snapshot from someone: the agent, or the server. Checked before anything is
-/// signed, because the server's own refusal ("key not found") does not say what to do.
-async fn check_snapshot_signer<P: Publisher>(
+/// A publish needs a snapshot from someone: the agent, or the server. Checked when the server
+/// refused a publish, because its own refusal ("key not found") does not say what to do.
+pub(crate) async fn check_snapshot_signer<P: Publisher>(
     held: &AgentKeys,
     server: &P,
     gun: &Gun,
@@ -858,6 +873,11 @@ pub fn apply(state: &mut RepoState, changes: &[Change]) -> Result<BTreeSet<RoleN
                 prune_unused_keys(parent_role);
                 dirty.insert(parent);
             }
+            Change::Resign { role } => {
+                let role: RoleName = role.parse()?;
+                role_mut(state, &role)?;
+                dirty.insert(role);
+            }
             Change::RemoveDelegation { role } => {
                 let role: RoleName = role.parse()?;
                 let parent = delegation_parent(&role)?;
@@ -886,21 +906,32 @@ pub async fn sign_changes(
     if publish_root {
         files.push((RoleName::ROOT, state.root.to_bytes()?));
     }
-    // Parents before children, so a child's keys are read from the parent as it will be published.
+    // Parents before children, so a child's keys are read from the parent as it will be published;
+    // roles of one depth are independent, so they are signed at once.
     let mut order: Vec<RoleName> = dirty.iter().cloned().collect();
     order.sort_by_key(|r| r.as_str().matches('/').count());
-    for role in order {
-        let (keys, threshold) = signing_keys(state, &role)?;
-        let current = state
-            .targets
-            .get(&role)
-            .ok_or_else(|| RepoError::NoSuchRole { role: role.clone() })?;
-        let mut body = current.signed.clone();
-        body.version += 1;
-        body.expires = expires_in(now, ROLE_LIFETIME)?;
-        let signed = sign_role(agent, held, gun, &role, body, &keys, threshold).await?;
-        files.push((role.clone(), signed.to_bytes()?));
-        state.targets.insert(role, signed);
+    for depth in
+        order.chunk_by(|a, b| a.as_str().matches('/').count() == b.as_str().matches('/').count())
+    {
+        let mut jobs = Vec::with_capacity(depth.len());
+        for role in depth {
+            let (keys, threshold) = signing_keys(state, role)?;
+            let current = state
+                .targets
+                .get(role)
+                .ok_or_else(|| RepoError::NoSuchRole { role: role.clone() })?;
+            let mut body = current.signed.clone();
+            body.version += 1;
+            body.expires = expires_in(now, ROLE_LIFETIME)?;
+            jobs.push(async move {
+                let signed = sign_role(agent, held, gun, role, body, &keys, threshold).await?;
+                Ok::<_, RepoError>((role, signed))
+            });
+        }
+        for (role, signed) in futures_util::future::try_join_all(jobs).await? {
+            files.push((role.clone(), signed.to_bytes()?));
+            state.targets.insert(role.clone(), signed);
+        }
     }
     // A snapshot the agent can sign goes with every publish (the server cannot make it).
     let snapshot_keys = key_list(&state.root.signed, &state.root.signed.roles.snapshot);
@@ -1126,7 +1157,7 @@ pub enum RepoError {
         expires: String,
     },
     /// Neither the agent nor the server holds the snapshot key.
-    #[error("cannot publish {gun}: its snapshot key is neither in the agent nor on the server; publish from where the snapshot key is, or let the server manage snapshots (`notary key rotate {gun} snapshot -r`)")]
+    #[error("cannot publish {gun}: its snapshot key is neither in the agent nor on the server; publish from where the snapshot key is, or let the server manage snapshots (`tufa root rotate {gun} --server-managed-snapshot`)")]
     NoSnapshotSigner {
         /// The repository.
         gun: Gun,

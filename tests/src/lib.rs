@@ -20,6 +20,7 @@ use tufa_client::agent::AgentClient;
 
 pub mod fake_repo;
 pub mod hostile;
+pub mod offline;
 pub mod piv;
 pub mod stack;
 pub mod yubikey;

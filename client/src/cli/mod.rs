@@ -12,8 +12,10 @@ use tufa_proto::v1;
 
 use crate::agent::{default_socket, AgentClient, AgentClientError};
 
+pub mod maintain;
 pub mod notary;
 pub mod plugin;
+pub mod root;
 pub mod table;
 pub mod trust;
 
@@ -40,6 +42,8 @@ pub enum Command {
     Key(KeyCommand),
     /// The notary CLI's verbs (init, add, publish, list, delegations) with keys in the agent.
     Notary(notary::NotaryArgs),
+    /// Root ceremonies with offline root keys, and key rotation.
+    Root(root::RootArgs),
     /// Add or remove signers of a repository, as `docker trust signer`.
     #[command(subcommand)]
     Signer(SignerCommand),
@@ -301,6 +305,7 @@ impl Cli {
                 return Ok(());
             }
             Command::Notary(a) => return a.run(notary::LazyAgent::new(socket)).await,
+            Command::Root(a) => return a.run(notary::LazyAgent::new(socket)).await,
             other => other,
         };
         let socket = socket.ok_or(CliError::NoSocket)?;
@@ -309,7 +314,8 @@ impl Cli {
             Command::Inspect(_)
             | Command::Verify(_)
             | Command::InstallPlugin(_)
-            | Command::Notary(_) => Ok(()),
+            | Command::Notary(_)
+            | Command::Root(_) => Ok(()),
             Command::Signer(SignerCommand::Add(a)) => a.run(&agent).await,
             Command::Signer(SignerCommand::Remove(a)) => a.run(&agent).await,
             Command::Sign(a) => a.run(&agent).await,

@@ -136,6 +136,12 @@ pub enum NotaryCommand {
     /// The agent's keys, with the role and repository each signs for.
     #[command(subcommand)]
     Key(NotaryKeyCommand),
+    /// Each role's version, expiry, keys and who holds them; which are due for re-signing.
+    Status(super::maintain::StatusArgs),
+    /// Re-sign the roles close to expiry (root within 6 months, others within --within days).
+    Resign(super::maintain::ResignArgs),
+    /// A compromised delegation key: remove it everywhere; re-sign or drop what it signed.
+    Incident(super::maintain::IncidentArgs),
 }
 
 /// `key ...`.
@@ -296,13 +302,13 @@ pub struct DelegationRemoveArgs {
 /// Everything a notary verb needs. The agent connection and the HTTPS client are made when a
 /// verb first needs them: staging a change needs neither, and listing needs no key, so those
 /// verbs skip the agent handshake and loading the platform's CA roots.
-struct Context {
-    agent: LazyAgent,
+pub(crate) struct Context {
+    pub(crate) agent: LazyAgent,
     server: Option<NotaryConfig>,
     client: OnceLock<NotaryClient>,
-    trust_dir: PathBuf,
+    pub(crate) trust_dir: PathBuf,
     // Trust pinning from the config, for every verified read.
-    options: UpdateOptions,
+    pub(crate) options: UpdateOptions,
 }
 
 /// The agent's socket, connected on first use.
@@ -321,7 +327,7 @@ impl LazyAgent {
     }
 
     /// The connected client.
-    async fn get(&self) -> Result<&AgentClient, CliError> {
+    pub(crate) async fn get(&self) -> Result<&AgentClient, CliError> {
         let socket = self.socket.as_deref().ok_or(CliError::NoSocket)?;
         Ok(self
             .client
@@ -414,6 +420,9 @@ impl NotaryArgs {
                 delegation_list(&ctx, &a.gun).await
             }
             NotaryCommand::Key(NotaryKeyCommand::List) => key_list(&ctx).await,
+            NotaryCommand::Status(a) => a.run(&ctx).await,
+            NotaryCommand::Resign(a) => a.run(&ctx).await,
+            NotaryCommand::Incident(a) => a.run(&ctx).await,
             NotaryCommand::Delete(a) => {
                 let gun = parse_gun(&a.gun)?;
                 Changelist::new(&ctx.trust_dir, &gun).clear()?;
@@ -473,7 +482,7 @@ pub fn default_trust_dir() -> PathBuf {
         .join("trust")
 }
 
-fn parse_gun(s: &str) -> Result<Gun, CliError> {
+pub(crate) fn parse_gun(s: &str) -> Result<Gun, CliError> {
     s.parse()
         .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))
 }
@@ -496,7 +505,7 @@ fn roles_or_targets(roles: &[String]) -> Result<Vec<RoleName>, CliError> {
         .collect()
 }
 
-fn server_of(ctx: &Context) -> Result<&NotaryClient, CliError> {
+pub(crate) fn server_of(ctx: &Context) -> Result<&NotaryClient, CliError> {
     if let Some(client) = ctx.client.get() {
         return Ok(client);
     }
@@ -599,7 +608,7 @@ impl InitArgs {
 }
 
 /// The repository's trust data, fetched, verified and cached; warnings go to stderr.
-async fn verified_repo(ctx: &Context, gun: &Gun) -> Result<VerifiedRepo, CliError> {
+pub(crate) async fn verified_repo(ctx: &Context, gun: &Gun) -> Result<VerifiedRepo, CliError> {
     let server = server_of(ctx)?;
     let cache = TrustCache::new(&ctx.trust_dir);
     let verified = tuf::update(&server.repo(gun), &cache, gun, &ctx.options)

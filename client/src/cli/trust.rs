@@ -156,13 +156,19 @@ impl Repo {
     }
 
     /// Publishes `changes` onto `current` (the state they were computed from); after a version
-    /// conflict the state is read again. The next read refreshes the cache.
+    /// conflict the state is read again. The next read refreshes the cache. `held` is the
+    /// agent's key list when the caller has read it since the last key was made.
     async fn publish(
         &self,
         agent: &AgentClient,
+        held: Option<AgentKeys>,
         current: Option<RepoState>,
         changes: &[Change],
     ) -> Result<bool, CliError> {
+        let held = match held {
+            Some(held) => held,
+            None => AgentKeys::load(agent).await?,
+        };
         let first = std::sync::Mutex::new(Some(current));
         let load = || {
             let reuse = first.lock().map(|mut f| f.take()).unwrap_or(None);
@@ -183,6 +189,7 @@ impl Repo {
         };
         let published = repo::publish_changes(
             agent,
+            &held,
             &self.remote,
             &self.gun,
             changes,
@@ -263,7 +270,7 @@ impl SignerAddArgs {
         }
         changes
             .extend(ops::signer_add(&self.name, keys).map_err(|e| CliError::Usage(e.to_string()))?);
-        repo.publish(agent, current, &changes).await?;
+        repo.publish(agent, None, current, &changes).await?;
         if new {
             println!("Successfully initialized \"{name}\"");
         }
@@ -317,7 +324,7 @@ impl SignerRemoveArgs {
                 return Ok(false);
             }
         }
-        repo.publish(agent, Some(state), &changes).await?;
+        repo.publish(agent, None, Some(state), &changes).await?;
         Ok(true)
     }
 }
@@ -350,19 +357,29 @@ impl SignArgs {
                 "sign a tag, not a digest: IMAGE:TAG".into(),
             ));
         }
-        let descriptor = registry_client(&image)?.resolve(&image).await?;
-        let sha256 = hex::encode(descriptor.digest.as_bytes());
+        let registry = registry_client(&image)?;
         let repo = open(image.clone())?;
+        // Independent reads, so at once; their errors are reported in this order.
+        let (descriptor, current, held) = tokio::join!(
+            registry.resolve(&image),
+            repo.state(),
+            AgentKeys::load(agent)
+        );
+        let descriptor = descriptor?;
+        let sha256 = hex::encode(descriptor.digest.as_bytes());
         println!("Signing and pushing trust metadata for {}", self.image);
-        let current = repo.state().await?;
-        let changes = match &current {
+        let current = current?;
+        let (held, changes) = match &current {
             None => {
                 println!(
                     "Initializing signed repository for {}...",
                     image.familiar_name()
                 );
-                vec![
-                    repo.init(agent).await?,
+                let init = repo.init(agent).await?;
+                // Read after init: it made the repository's keys.
+                let held = AgentKeys::load(agent).await?;
+                let changes = vec![
+                    init,
                     Change::AddTarget {
                         role: crate::tuf::RoleName::TARGETS.to_string(),
                         name: tag.clone(),
@@ -370,16 +387,18 @@ impl SignArgs {
                         sha256: sha256.clone(),
                         custom: None,
                     },
-                ]
+                ];
+                (held, changes)
             }
             Some(state) => {
                 existing_signatures(state, &tag, &sha256);
-                let held = AgentKeys::load(agent).await?;
-                ops::sign(state, &held, &tag, descriptor.size, &sha256)
-                    .map_err(|e| CliError::Usage(e.to_string()))?
+                let held = held?;
+                let changes = ops::sign(state, &held, &tag, descriptor.size, &sha256)
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                (held, changes)
             }
         };
-        repo.publish(agent, current, &changes).await?;
+        repo.publish(agent, Some(held), current, &changes).await?;
         println!("Successfully signed {}", self.image);
         Ok(())
     }
@@ -488,7 +507,8 @@ impl RevokeArgs {
                 self.image
             ))
         })?;
-        repo.publish(agent, Some(state), &changes).await?;
+        repo.publish(agent, Some(held), Some(state), &changes)
+            .await?;
         println!("Successfully deleted signature for {}", self.image);
         Ok(())
     }

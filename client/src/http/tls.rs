@@ -3,7 +3,7 @@
 
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -49,17 +49,16 @@ pub(crate) fn client_config(
             for path in ca_files {
                 extra_roots.extend(read_certs(path, "CA file", CA_HINT)?);
             }
-            let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
-                extra_roots,
-                provider.clone(),
+            Arc::new(
+                CaFilesThenPlatform::new(extra_roots, provider.clone()).map_err(|reason| {
+                    TlsFileError {
+                        what: "CA file",
+                        path: ca_files.first().cloned().unwrap_or_default(),
+                        reason,
+                        hint: CA_HINT,
+                    }
+                })?,
             )
-            .map_err(|e| TlsFileError {
-                what: "CA file",
-                path: ca_files.first().cloned().unwrap_or_default(),
-                reason: e.to_string(),
-                hint: CA_HINT,
-            })?;
-            Arc::new(verifier)
         }
         Verify::Nothing => Arc::new(NoVerification(provider.clone())),
     };
@@ -111,6 +110,131 @@ fn read_certs(
         return Err(failed("it holds no PEM CERTIFICATE block".into()));
     }
     Ok(certs)
+}
+
+/// The platform's roots plus CA files, with the platform's roots loaded only when a server's
+/// chain does not lead to a CA file: reading the system bundle costs more than a whole loopback
+/// `tufa sign`, and servers with their own CA (the usual notary set-up) never need it.
+///
+/// Accepts exactly what one verifier over both sets of roots accepts: a chain ending at a CA
+/// file passes either way, and anything else goes to the platform verifier, which has both.
+#[derive(Debug)]
+struct CaFilesThenPlatform {
+    /// A verifier over the CA files alone; `None` without CA files.
+    ca_files: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// The CA files again, for the platform verifier.
+    extra_roots: Vec<CertificateDer<'static>>,
+    /// Built on first use; an error is kept as text (rustls errors are not `Clone`).
+    platform: OnceLock<Result<rustls_platform_verifier::Verifier, String>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl CaFilesThenPlatform {
+    fn new(
+        extra_roots: Vec<CertificateDer<'static>>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, String> {
+        let ca_files = if extra_roots.is_empty() {
+            None
+        } else {
+            let mut store = rustls::RootCertStore::empty();
+            for cert in &extra_roots {
+                store.add(cert.clone()).map_err(|e| e.to_string())?;
+            }
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(store),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+            Some(verifier)
+        };
+        Ok(Self {
+            ca_files,
+            extra_roots,
+            platform: OnceLock::new(),
+            provider,
+        })
+    }
+
+    fn platform(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+        self.platform
+            .get_or_init(|| {
+                rustls_platform_verifier::Verifier::new_with_extra_roots(
+                    self.extra_roots.clone(),
+                    self.provider.clone(),
+                )
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| {
+                rustls::Error::General(format!("cannot load the system's CA certificates: {e}"))
+            })
+    }
+}
+
+impl ServerCertVerifier for CaFilesThenPlatform {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(ca_files) = &self.ca_files {
+            if let Ok(ok) = ca_files.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                return Ok(ok);
+            }
+        }
+        self.platform()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// Accepts any certificate, as docker does for insecure registries; signatures on the handshake

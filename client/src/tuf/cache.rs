@@ -3,8 +3,13 @@
 //! Files live at `<trust_dir>/tuf/<gun>/metadata/<role>.json` (a delegation `targets/x` at
 //! `metadata/targets/x.json`), so a `~/.docker/trust` directory can be shared with the docker
 //! and notary CLIs. Only verified bytes are written, and a whole update is committed at once:
-//! every file is first written and synced under a temporary name, and only when all of them
-//! are on disk are they renamed into place. A failed update therefore leaves the cache as it was.
+//! every file is first written under a temporary name, and only when all of them are written
+//! are they renamed into place. A failed update therefore leaves the cache as it was.
+//!
+//! A batch holding `root.json`, the trust anchor, is synced to disk before and after its
+//! renames. Other roles are not: a copy lost or torn by a power cut is read as unreadable and
+//! fetched again under the cached root (an update warns), so syncing them would buy little for
+//! the milliseconds it costs on every update of a busy disk. (Notary syncs none of them.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -88,14 +93,15 @@ impl TrustCache {
 
     /// Writes every file of `files` for `gun`, all or nothing as far as the filesystem allows.
     ///
-    /// All files are written and synced under temporary names first; if any of that fails they
-    /// are removed and the cache is unchanged. Then each is renamed over its role's file, in the
-    /// order given (callers put root last), and the directories are synced.
+    /// All files are written under temporary names first; if any of that fails they are removed
+    /// and the cache is unchanged. Then each is renamed over its role's file, in the order given
+    /// (callers put root last). With a root among them, files and directories are synced.
     pub fn commit(&self, gun: &Gun, files: &[(RoleName, Vec<u8>)]) -> Result<(), CacheError> {
+        let durable = files.iter().any(|(role, _)| *role == RoleName::ROOT);
         let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(files.len());
         let written = files.iter().try_for_each(|(role, bytes)| {
             let path = self.path(gun, role);
-            let temp = write_temp(&path, bytes)?;
+            let temp = write_temp(&path, bytes, durable)?;
             staged.push((temp, path));
             Ok(())
         });
@@ -122,8 +128,10 @@ impl TrustCache {
                 }
             }
         }
-        for dir in dirs {
-            sync_dir(&dir)?;
+        if durable {
+            for dir in dirs {
+                sync_dir(&dir)?;
+            }
         }
         Ok(())
     }
@@ -139,8 +147,8 @@ impl TrustCache {
     }
 }
 
-/// Writes `bytes` to a new temporary file next to `path` and syncs it; returns its name.
-fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, CacheError> {
+/// Writes `bytes` to a new temporary file next to `path`, synced if `sync`; returns its name.
+fn write_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf, CacheError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let werr = |path: &Path, source| CacheError::Write {
@@ -163,7 +171,10 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, CacheError> {
             .create_new(true)
             .open(&temp)?;
         file.write_all(bytes)?;
-        file.sync_all()
+        if sync {
+            file.sync_all()?;
+        }
+        Ok(())
     })();
     match result {
         Ok(()) => Ok(temp),

@@ -59,7 +59,7 @@ pub use key::{KeyType, PublicKey};
 pub use remote::{OverLimit, RemoteError, RemoteStore};
 pub use role::RoleName;
 pub use root::{Root, RootRole, RootRoles};
-pub use root_validation::{cn_matches_gun, validate_root, TrustPinning};
+pub use root_validation::{check_root_key, cn_matches_gun, validate_root, TrustPinning};
 pub use snapshot::{Snapshot, Timestamp};
 pub use targets::{Delegation, Delegations, Targets};
 pub use tufa_proto::KeyId;

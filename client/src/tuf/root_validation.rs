@@ -150,6 +150,18 @@ pub fn validate_root(
     Ok((root, warnings))
 }
 
+/// Checks one root-role key as Notary would at `now`: an x509 bundle with one leaf whose CN
+/// names `gun` and which is valid. The error says what is wrong.
+pub fn check_root_key(key: &PublicKey, gun: &Gun, now: OffsetDateTime) -> Result<(), String> {
+    let (leaf, intermediates) = bundle(key)?;
+    let cert = RootCert {
+        id: key.id(),
+        leaf,
+        intermediates,
+    };
+    check_leaf(&cert, gun, Some(now)).map(|_| ())
+}
+
 /// Notary's `MatchCNToGun`: the CN is the GUN, or ends in `*` and the GUN starts with the rest.
 pub fn cn_matches_gun(common_name: &str, gun: &Gun) -> bool {
     match common_name.strip_suffix('*') {

@@ -1,0 +1,623 @@
+//! `tufa root ...`: the root ceremony (request files between online and offline machines) and
+//! key rotation.
+//!
+//! Root keys are named by `--key REF`: a certificate file made on the machine whose agent holds
+//! the key (`tufa root cert`), or a key of this machine's agent, which then makes the
+//! certificate itself (CN = GUN, 10 years).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use time::OffsetDateTime;
+
+use super::notary::{default_trust_dir, notary_config, LazyAgent};
+use super::CliError;
+use crate::agent::AgentClient;
+use crate::ceremony::{self, RootPlan, RootRequest};
+use crate::notary::{NotaryClient, NotaryRepo};
+use crate::repo::{self, RepoState, SnapshotKey};
+use crate::tuf::{self, Gun, PublicKey, RoleName, Root, TrustCache, UpdateOptions};
+
+/// `tufa root`: where the server and trust data are, and what to do.
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// The notary server [default: $DOCKER_CONTENT_TRUST_SERVER].
+    #[arg(long, short = 's', global = true, env = "DOCKER_CONTENT_TRUST_SERVER")]
+    pub server: Option<String>,
+    /// CA certificate (PEM) that signed the server's TLS certificate.
+    #[arg(long, global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// Local trust data [default: $TUFA_TRUST_DIR, else $DOCKER_CONFIG/trust, else
+    /// ~/.docker/trust].
+    #[arg(long, short = 'd', global = true, env = "TUFA_TRUST_DIR")]
+    pub trust_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RootCommand,
+}
+
+/// The ceremony's steps.
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Make a root certificate (CN = GUN) for an agent key, to hand to the online machine.
+    Cert(CertArgs),
+    /// Prepare the version 1 root of a new repository whose root keys are offline.
+    Init(InitArgs),
+    /// Prepare a new root: new root keys and threshold, or a new targets, snapshot or
+    /// timestamp key. Without --out, sign with this agent and publish at once.
+    Rotate(RotateArgs),
+    /// Show what a request changes and which signatures it has and lacks.
+    Show(FileArgs),
+    /// Add signatures with this agent's keys.
+    Sign(SignArgs),
+    /// Publish a request once every threshold is met.
+    Publish(FileArgs),
+}
+
+/// Arguments of `root cert`.
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// The repository (the certificate's CN).
+    pub gun: String,
+    /// The agent key.
+    #[arg(long)]
+    pub key: String,
+    /// Where to write the PEM certificate.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `root init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The repository.
+    pub gun: String,
+    /// A root key: a certificate file from `tufa root cert`, or a key of this agent.
+    #[arg(long = "key", required = true)]
+    pub keys: Vec<String>,
+    /// Root signatures needed [default: 1].
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// This agent's key for `targets`.
+    #[arg(long)]
+    pub targets_key: String,
+    /// This agent's key for `snapshot` [default: the server makes snapshots, as docker].
+    #[arg(long)]
+    pub snapshot_key: Option<String>,
+    /// Where to write the request.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `root rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The repository.
+    pub gun: String,
+    /// New root keys: certificate files from `tufa root cert`, or keys of this agent.
+    #[arg(long = "key")]
+    pub keys: Vec<String>,
+    /// Root signatures needed by the new root keys [default: 1].
+    #[arg(long, requires = "keys")]
+    pub threshold: Option<u32>,
+    /// A new targets key in this agent (targets is re-signed with it at publish).
+    #[arg(long)]
+    pub targets_key: Option<String>,
+    /// Move the snapshot key to this agent key.
+    #[arg(long, conflicts_with = "server_managed_snapshot")]
+    pub snapshot_key: Option<String>,
+    /// Have the server make a new snapshot key and sign every snapshot.
+    #[arg(long)]
+    pub server_managed_snapshot: bool,
+    /// Have the server make a new timestamp key.
+    #[arg(long)]
+    pub new_timestamp_key: bool,
+    /// Only renew the root: version + 1 and 10 more years, keys unchanged.
+    #[arg(long)]
+    pub renew: bool,
+    /// Write a request to sign offline instead of signing and publishing now.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// A request file alone.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The request file.
+    pub request: PathBuf,
+}
+
+/// Arguments of `root sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The request file (signatures are added to it in place).
+    pub request: PathBuf,
+    /// Sign with this agent key only [default: every agent key the request still needs].
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+impl RootArgs {
+    /// Runs the step.
+    pub async fn run(self, agent: LazyAgent) -> Result<(), CliError> {
+        let trust_dir = self.trust_dir.clone().unwrap_or_else(default_trust_dir);
+        let server = || -> Result<NotaryClient, CliError> {
+            let url = self.server.clone().ok_or_else(|| {
+                CliError::Usage(
+                    "no notary server: pass --server URL or set DOCKER_CONTENT_TRUST_SERVER".into(),
+                )
+            })?;
+            NotaryClient::new(notary_config(&url, self.tls_ca.clone())?)
+                .map_err(|e| CliError::Usage(e.to_string()))
+        };
+        let now = OffsetDateTime::now_utc();
+        match self.command {
+            RootCommand::Cert(a) => {
+                let gun = parse_gun(&a.gun)?;
+                let agent = agent.get().await?;
+                let key = agent.key(&a.key).await?;
+                let der = tuf::root_certificate(agent, &key, &gun, now)
+                    .await
+                    .map_err(crate::ceremony::CeremonyError::from)?;
+                write_file(&a.out, tuf::certificate_pem(&der).as_bytes())?;
+                println!(
+                    "Wrote the root certificate of key {} for {gun} to {}",
+                    key.key_id,
+                    a.out.display()
+                );
+                Ok(())
+            }
+            RootCommand::Init(a) => {
+                let gun = parse_gun(&a.gun)?;
+                let agent = agent.get().await?;
+                let keys = root_keys(agent, &gun, &a.keys, now).await?;
+                let threshold = threshold(a.threshold, keys.len())?;
+                let targets = agent.key(&a.targets_key).await?;
+                let targets_key = PublicKey::ecdsa(targets.public_key_spki.clone());
+                let client = server()?;
+                let remote = client.repo(&gun);
+                let snapshot = match &a.snapshot_key {
+                    Some(r) => {
+                        let k = agent.key(r).await?;
+                        (
+                            PublicKey::ecdsa(k.public_key_spki.clone()),
+                            SnapshotKey::Agent(k.key_id),
+                        )
+                    }
+                    None => (
+                        server_key(&remote, &RoleName::SNAPSHOT, false).await?,
+                        SnapshotKey::Server,
+                    ),
+                };
+                let timestamp = server_key(&remote, &RoleName::TIMESTAMP, false).await?;
+                let request = RootRequest::init(
+                    &gun,
+                    &keys,
+                    threshold,
+                    (&targets_key, targets.key_id.clone()),
+                    snapshot,
+                    &timestamp,
+                    now,
+                )?;
+                request.save(&a.out).map_err(ceremony_err)?;
+                println!(
+                    "Wrote the root request for new repository {gun} to {}: {threshold} of {} root key(s) must sign it (`tufa root sign`), then `tufa root publish`",
+                    a.out.display(),
+                    keys.len()
+                );
+                Ok(())
+            }
+            RootCommand::Rotate(a) => {
+                let gun = parse_gun(&a.gun)?;
+                let client = server()?;
+                let remote = client.repo(&gun);
+                let cache = TrustCache::new(&trust_dir);
+                let options = UpdateOptions::default();
+                let load = || repo::load_state(&remote, &cache, &gun, &options);
+                let state = load().await?.ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "{gun} does not exist on the server: prepare its first root with `tufa root init`"
+                    ))
+                })?;
+                let previous_bytes = cache
+                    .load(&gun, &RoleName::ROOT)
+                    .map_err(|e| CliError::Usage(e.to_string()))?
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "the cached root of {gun} vanished: run the command again"
+                        ))
+                    })?;
+                let mut plan = RootPlan::default();
+                if !a.keys.is_empty() {
+                    let agent = agent.get().await?;
+                    let keys = root_keys(agent, &gun, &a.keys, now).await?;
+                    let threshold = threshold(a.threshold, keys.len())?;
+                    plan.root_keys = Some((keys, threshold));
+                }
+                if let Some(r) = &a.targets_key {
+                    let k = agent.get().await?.key(r).await?;
+                    plan.targets_key = Some(PublicKey::ecdsa(k.public_key_spki));
+                }
+                if let Some(r) = &a.snapshot_key {
+                    let k = agent.get().await?.key(r).await?;
+                    plan.snapshot_key = Some(PublicKey::ecdsa(k.public_key_spki));
+                }
+                if plan.is_empty() && !a.server_managed_snapshot && !a.new_timestamp_key && !a.renew
+                {
+                    return Err(CliError::Usage(
+                        "nothing to rotate: give --key (with --threshold), --targets-key, --snapshot-key, --server-managed-snapshot, --new-timestamp-key, or --renew".into(),
+                    ));
+                }
+                // Server keys last: each POST makes a key that stays unused if we stop here.
+                if a.server_managed_snapshot {
+                    plan.snapshot_key = Some(server_key(&remote, &RoleName::SNAPSHOT, true).await?);
+                }
+                if a.new_timestamp_key {
+                    plan.timestamp_key =
+                        Some(server_key(&remote, &RoleName::TIMESTAMP, true).await?);
+                }
+                let mut request =
+                    RootRequest::rotation(&gun, previous_bytes, state.root.clone(), &plan, now)?;
+                if let Some(out) = &a.out {
+                    request.save(out).map_err(ceremony_err)?;
+                    println!(
+                        "Wrote the request for root version {} of {gun} to {}: sign it with the previous and the new root keys (`tufa root sign`), then `tufa root publish`",
+                        request.root.signed.version,
+                        out.display()
+                    );
+                    return Ok(());
+                }
+                let agent = agent.get().await?;
+                request.sign(agent, None).await.map_err(|e| match e {
+                    ceremony::CeremonyError::NoKeyHere { .. } => CliError::Usage(format!(
+                        "this agent holds none of the root keys of {gun}: write a request with --out REQ.json and sign it where the root keys are"
+                    )),
+                    other => ceremony_err(other),
+                })?;
+                if !request.complete() {
+                    return Err(CliError::Usage(format!(
+                        "this agent holds too few of the root keys of {gun} to sign the new root ({}): write a request with --out REQ.json and sign it where the other root keys are; nothing was published",
+                        summary(&request)
+                    )));
+                }
+                let roles = ceremony::publish(agent, &remote, &request, load, now)
+                    .await
+                    .map_err(ceremony_err)?;
+                refresh(&remote, &cache, &gun).await;
+                println!(
+                    "Published root version {} of {gun} ({})",
+                    request.root.signed.version,
+                    names(&roles)
+                );
+                Ok(())
+            }
+            RootCommand::Show(a) => {
+                let request = RootRequest::load(&a.request).map_err(ceremony_err)?;
+                let current = match server().ok() {
+                    Some(client) if request.previous.is_some() => {
+                        current_root(&client.repo(&request.gun), &trust_dir, &request.gun).await
+                    }
+                    _ => None,
+                };
+                print!("{}", show(&request, current.as_ref()));
+                Ok(())
+            }
+            RootCommand::Sign(a) => {
+                let mut request = RootRequest::load(&a.request).map_err(ceremony_err)?;
+                let added = request
+                    .sign(agent.get().await?, a.key.as_deref())
+                    .await
+                    .map_err(ceremony_err)?;
+                request.save(&a.request).map_err(ceremony_err)?;
+                for id in &added {
+                    println!("Signed with root key {id}");
+                }
+                println!("{}", summary(&request));
+                Ok(())
+            }
+            RootCommand::Publish(a) => {
+                let request = RootRequest::load(&a.request).map_err(ceremony_err)?;
+                request.check_complete().map_err(ceremony_err)?;
+                let client = server()?;
+                let remote = client.repo(&request.gun);
+                let cache = TrustCache::new(&trust_dir);
+                let options = UpdateOptions::default();
+                let gun = request.gun.clone();
+                let load = || repo::load_state(&remote, &cache, &gun, &options);
+                let roles = ceremony::publish(agent.get().await?, &remote, &request, load, now)
+                    .await
+                    .map_err(ceremony_err)?;
+                refresh(&remote, &cache, &gun).await;
+                println!(
+                    "Published root version {} of {gun} ({})",
+                    request.root.signed.version,
+                    names(&roles)
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+fn ceremony_err(e: ceremony::CeremonyError) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+impl From<ceremony::CeremonyError> for CliError {
+    fn from(e: ceremony::CeremonyError) -> Self {
+        ceremony_err(e)
+    }
+}
+
+fn parse_gun(s: &str) -> Result<Gun, CliError> {
+    s.parse()
+        .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))
+}
+
+fn threshold(given: Option<u32>, keys: usize) -> Result<u32, CliError> {
+    match given {
+        Some(t) => Ok(t),
+        None if keys == 1 => Ok(1),
+        None => Err(CliError::Usage(format!(
+            "{keys} root keys given without --threshold: say how many must sign (1 to {keys})"
+        ))),
+    }
+}
+
+/// The TUF root keys for `--key` references: certificate files, or agent keys certified now.
+async fn root_keys(
+    agent: &AgentClient,
+    gun: &Gun,
+    refs: &[String],
+    now: OffsetDateTime,
+) -> Result<Vec<PublicKey>, CliError> {
+    let mut keys: Vec<PublicKey> = Vec::new();
+    for r in refs {
+        let path = Path::new(r);
+        let key = if path.is_file() {
+            let text = std::fs::read(path).map_err(|e| CliError::File {
+                path: path.to_owned(),
+                message: format!("cannot read the certificate: {e}"),
+            })?;
+            let block = std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| pem::parse(t).ok())
+                .filter(|b| b.tag() == "CERTIFICATE")
+                .ok_or_else(|| CliError::File {
+                    path: path.to_owned(),
+                    message: "not a PEM CERTIFICATE: make one with `tufa root cert GUN --key KEY --out FILE` where the key is".into(),
+                })?;
+            let key = tuf::x509_public_key(block.contents());
+            tuf::check_root_key(&key, gun, now).map_err(|e| CliError::File {
+                path: path.to_owned(),
+                message: format!(
+                    "cannot be a root key of {gun}: {e}; make it with `tufa root cert {gun} --key KEY --out FILE`"
+                ),
+            })?;
+            key
+        } else {
+            let agent_key = agent.key(r).await.map_err(|e| {
+                CliError::Usage(format!(
+                    "--key {r}: no such certificate file, and the agent says: {e}"
+                ))
+            })?;
+            let der = tuf::root_certificate(agent, &agent_key, gun, now)
+                .await
+                .map_err(ceremony::CeremonyError::from)?;
+            tuf::x509_public_key(&der)
+        };
+        let canonical = key
+            .canonical_id()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        if keys
+            .iter()
+            .any(|k| k.canonical_id().ok() == Some(canonical))
+        {
+            return Err(CliError::Usage(format!(
+                "--key {r}: key {canonical} is given twice; each root key counts once"
+            )));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+async fn server_key(repo: &NotaryRepo, role: &RoleName, new: bool) -> Result<PublicKey, CliError> {
+    let result = if new {
+        repo.rotate_server_key(role).await
+    } else {
+        repo.server_key(role).await
+    };
+    result.map_err(|e| CliError::Usage(format!("the server's {role} key: {e}")))
+}
+
+/// The server's current root, verified (for `show`'s diff); `None` when it cannot be read.
+async fn current_root(repo: &NotaryRepo, trust_dir: &Path, gun: &Gun) -> Option<Root> {
+    let cache = TrustCache::new(trust_dir);
+    repo::load_state(repo, &cache, gun, &UpdateOptions::default())
+        .await
+        .ok()
+        .flatten()
+        .map(|s: RepoState| s.root.signed)
+}
+
+async fn refresh(remote: &NotaryRepo, cache: &TrustCache, gun: &Gun) {
+    if let Err(e) = tuf::update(remote, cache, gun, &UpdateOptions::default()).await {
+        tracing::warn!(gun = %gun, error = %e, "published, but could not refresh the local cache");
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    std::fs::write(path, bytes).map_err(|e| CliError::File {
+        path: path.to_owned(),
+        message: format!("cannot write it: {e}"),
+    })
+}
+
+fn names(roles: &[RoleName]) -> String {
+    roles
+        .iter()
+        .map(RoleName::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line per signature set: `new root: 1 of 2 signatures (missing: abc1234, ...)`.
+fn summary(request: &RootRequest) -> String {
+    let mut lines = Vec::new();
+    for n in request.status() {
+        let missing: Vec<String> = n
+            .keys
+            .iter()
+            .filter(|k| !k.2)
+            .map(|k| k.1.to_string())
+            .collect();
+        lines.push(format!(
+            "{}: {} of {} signature(s){}",
+            n.label,
+            n.have(),
+            n.threshold,
+            if n.met() {
+                " (threshold met)".to_owned()
+            } else {
+                format!(" (unsigned keys: {})", missing.join(", "))
+            }
+        ));
+    }
+    lines.push(if request.complete() {
+        "Ready to publish: `tufa root publish`".to_owned()
+    } else {
+        "Not ready to publish".to_owned()
+    });
+    lines.join("\n")
+}
+
+/// What a person checks before signing.
+fn show(request: &RootRequest, current: Option<&Root>) -> String {
+    use std::fmt::Write as _;
+    let root = &request.root.signed;
+    let mut out = String::new();
+    let _ = writeln!(out, "Repository: {}", request.gun);
+    match &request.previous {
+        Some((bytes, prev)) => {
+            use sha2::Digest as _;
+            let _ = writeln!(
+                out,
+                "Change: root version {} -> {} (replaces the root with SHA-256 {})",
+                prev.signed.version,
+                root.version,
+                hex::encode(sha2::Sha256::digest(bytes))
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Change: version 1 root of a new repository");
+        }
+    }
+    let _ = writeln!(out, "Expires: {}", root.expires);
+    let _ = writeln!(out, "Roles:");
+    for (name, role) in [
+        ("root", &root.roles.root),
+        ("targets", &root.roles.targets),
+        ("snapshot", &root.roles.snapshot),
+        ("timestamp", &root.roles.timestamp),
+    ] {
+        let _ = writeln!(
+            out,
+            "  {name}: threshold {} of {}",
+            role.threshold,
+            role.keyids.len()
+        );
+        for id in &role.keyids {
+            let _ = writeln!(out, "    {}", key_text(root, id));
+        }
+    }
+    if let Some((_, prev)) = &request.previous {
+        let _ = writeln!(out, "Against the root it replaces:");
+        let diff = diff(&prev.signed, root);
+        if diff.is_empty() {
+            let _ = writeln!(out, "  no key or threshold changes (renewal)");
+        }
+        for line in diff {
+            let _ = writeln!(out, "  {line}");
+        }
+        if let Some(cur) = current {
+            if cur != &prev.signed {
+                let _ = writeln!(
+                    out,
+                    "WARNING: the server's root is now version {}, not the one this request replaces: publishing will be refused; make a new request",
+                    cur.version
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "Signatures:");
+    for n in request.status() {
+        let _ = writeln!(
+            out,
+            "  {} ({} of {} needed, {} present):",
+            n.label,
+            n.threshold,
+            n.keys.len(),
+            n.have()
+        );
+        for (id, canonical, signed) in &n.keys {
+            let _ = writeln!(
+                out,
+                "    {canonical} (certificate {}) {}",
+                id.short(),
+                if *signed { "signed" } else { "missing" }
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        if request.complete() {
+            "Ready to publish"
+        } else {
+            "Not ready to publish: signatures missing"
+        }
+    );
+    out
+}
+
+fn key_text(root: &Root, id: &tuf::KeyId) -> String {
+    match root.keys.get(id) {
+        Some(k) if k.key_type().is_x509() => format!(
+            "{} (certificate {}, {})",
+            k.canonical_id().map(|c| c.to_string()).unwrap_or_default(),
+            id.short(),
+            k.key_type()
+        ),
+        Some(k) => format!("{id} ({})", k.key_type()),
+        None => format!("{id} (not in keys)"),
+    }
+}
+
+fn diff(old: &Root, new: &Root) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, a, b) in [
+        ("root", &old.roles.root, &new.roles.root),
+        ("targets", &old.roles.targets, &new.roles.targets),
+        ("snapshot", &old.roles.snapshot, &new.roles.snapshot),
+        ("timestamp", &old.roles.timestamp, &new.roles.timestamp),
+    ] {
+        for id in &a.keyids {
+            if !b.keyids.contains(id) {
+                out.push(format!("{name}: - {}", key_text(old, id)));
+            }
+        }
+        for id in &b.keyids {
+            if !a.keyids.contains(id) {
+                out.push(format!("{name}: + {}", key_text(new, id)));
+            }
+        }
+        if a.threshold != b.threshold {
+            out.push(format!(
+                "{name}: threshold {} -> {}",
+                a.threshold, b.threshold
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,427 @@
+//! Root ceremonies: roots signed offline one card at a time through request files, checked with
+//! the real notary-server and notary CLI.
+
+use std::path::Path;
+use std::process::Output;
+
+use tufa_tests::offline::Card;
+use tufa_tests::stack::Stack;
+use tufa_tests::{notary_args, Agent, SoftHsm};
+
+/// `tufa root ARGS` on the online machine, against the stack, with its own trust dir.
+fn root(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> Output {
+    let mut full: Vec<String> = vec![
+        "root".into(),
+        "--server".into(),
+        stack.notary_url(),
+        "--tls-ca".into(),
+        stack.ca_file().display().to_string(),
+        "--trust-dir".into(),
+        cwd.join("tufa-trust").display().to_string(),
+    ];
+    full.extend(args.iter().map(|a| (*a).to_owned()));
+    agent.tufa(cwd, &full)
+}
+
+fn root_ok(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
+    let out = root(agent, stack, cwd, args);
+    assert!(
+        out.status.success(),
+        "tufa root {args:?} failed:\nstdout: {}\nstderr: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        stack.server_log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `tufa root ARGS` that must fail; returns stderr.
+fn root_fails(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
+    let out = root(agent, stack, cwd, args);
+    assert!(
+        !out.status.success(),
+        "tufa root {args:?} succeeded:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn notary(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
+    let trust = cwd.join("tufa-trust");
+    agent.tufa_ok(
+        cwd,
+        &notary_args(&stack.notary_url(), &stack.ca_file(), &trust, args),
+    )
+}
+
+/// The version of the root the server serves, 0 when it has none.
+fn server_root_version(stack: &Stack, gun: &str) -> u64 {
+    stack.trust_file(gun, "root").map_or(0, |b| {
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        v["signed"]["version"].as_u64().unwrap()
+    })
+}
+
+fn cards() -> [Card; 3] {
+    [Card::new("card1"), Card::new("card2"), Card::new("card3")]
+}
+
+#[test]
+fn a_two_of_three_root_signed_one_card_at_a_time_is_read_by_notary() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("online", "pin-Qx7wz");
+    let online = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let gun = "example.com/ceremony/rotated";
+
+    // An ordinary repository, its root key in the online agent; notary caches root v1.
+    notary(&online, &stack, cwd, &["init", gun, "-p"]);
+    notary(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "addhash",
+            gun,
+            "v1",
+            "3",
+            "--sha256",
+            &"ab".repeat(32),
+            "-p",
+        ],
+    );
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+
+    // Each card certifies its key offline; the online machine prepares the 2-of-3 root.
+    let cards = cards();
+    let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
+    let req = cwd.join("req.json");
+    let reqs = req.display().to_string();
+    let mut args = vec!["rotate", gun];
+    for c in &certs {
+        args.extend(["--key", c.as_str()]);
+    }
+    args.extend(["--threshold", "2", "--out", &reqs]);
+    root_ok(&online, &stack, cwd, &args);
+    assert!(!std::fs::read_to_string(&req).unwrap().contains("PRIVATE"));
+
+    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    for want in [
+        &format!("Repository: {gun}") as &str,
+        "Change: root version 1 -> 2",
+        "root: threshold 2 of 3",
+        "previous root (1 of 1 needed, 0 present)",
+        "new root (2 of 3 needed, 0 present)",
+        "Not ready to publish",
+    ] {
+        assert!(shown.contains(want), "{want}:\n{shown}");
+    }
+
+    // The old root key (online), then two cards, one at a time.
+    root_ok(&online, &stack, cwd, &["sign", &reqs]);
+    cards[0].sign(&req);
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(err.contains("new root 1 of 2"), "{err}");
+    assert_eq!(server_root_version(&stack, gun), 1);
+    cards[2].sign(&req);
+    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    assert!(
+        shown.contains("new root (2 of 3 needed, 2 present)"),
+        "{shown}"
+    );
+    assert!(shown.contains("Ready to publish"), "{shown}");
+    root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    assert_eq!(server_root_version(&stack, gun), 2);
+
+    // notary, holding root v1, follows the rotation to the 2-of-3 root; tufa keeps publishing.
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+    notary(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "addhash",
+            gun,
+            "v2",
+            "3",
+            "--sha256",
+            &"cd".repeat(32),
+            "-p",
+        ],
+    );
+    let listed = stack.notary_ok(&["list", gun]);
+    assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
+
+    // A further rotation needs 2 of the 3 cards: the online agent alone cannot publish one.
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &["rotate", gun, "--key", &certs[1], "--threshold", "1"],
+    );
+    assert!(err.contains("--out REQ.json"), "{err}");
+    assert_eq!(server_root_version(&stack, gun), 2);
+}
+
+#[test]
+fn publish_refuses_a_short_or_changed_request_and_publishes_nothing() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("online", "pin-Qx7wz");
+    let online = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let gun = "example.com/ceremony/refused";
+    notary(&online, &stack, cwd, &["init", gun, "-p"]);
+    let before = stack.trust_file(gun, "root");
+
+    let cards = cards();
+    let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
+    let req = cwd.join("req.json");
+    let reqs = req.display().to_string();
+    root_ok(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "rotate",
+            gun,
+            "--key",
+            &certs[0],
+            "--key",
+            &certs[1],
+            "--key",
+            &certs[2],
+            "--threshold",
+            "2",
+            "--out",
+            &reqs,
+        ],
+    );
+
+    // Bad thresholds and a certificate for another repository are refused up front.
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "rotate",
+            gun,
+            "--key",
+            &certs[0],
+            "--key",
+            &certs[1],
+            "--threshold",
+            "3",
+            "--out",
+            &reqs,
+        ],
+    );
+    assert!(err.contains("threshold of 3 with 2 root key(s)"), "{err}");
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "rotate", gun, "--key", &certs[0], "--key", &certs[1], "--out", &reqs,
+        ],
+    );
+    assert!(err.contains("without --threshold"), "{err}");
+    let elsewhere = cwd.join("other");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let other = cards[0].certificate("example.com/other", &elsewhere);
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &["rotate", gun, "--key", &other, "--out", &reqs],
+    );
+    assert!(
+        err.contains("cannot be a root key of") && err.contains("tufa root cert"),
+        "{err}"
+    );
+
+    // One signature short: the old root and one card.
+    root_ok(&online, &stack, cwd, &["sign", &reqs]);
+    cards[1].sign(&req);
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(
+        err.contains("not signed enough")
+            && err.contains("new root 1 of 2")
+            && err.contains("tufa root sign"),
+        "{err}"
+    );
+    assert_eq!(stack.trust_file(gun, "root"), before);
+    // The same card cannot count twice, and a card the request does not name is refused.
+    let out = cards[1]
+        .agent
+        .tufa(cwd, &["root", "sign", &reqs, "--key", "card2"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already signed"),
+        "{out:?}"
+    );
+    let stranger = Card::new("stranger");
+    let out = stranger.agent.tufa(cwd, &["root", "sign", &reqs]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds none of the root keys"),
+        "{out:?}"
+    );
+
+    // Fully signed, then one byte of the root changed: every reader refuses the file.
+    cards[2].sign(&req);
+    let good = std::fs::read(&req).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    let at = text.find("\"expires\": \"").unwrap() + "\"expires\": \"".len() + 3;
+    let mut bad = good.clone();
+    bad[at] = if bad[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&req, &bad).unwrap();
+    for cmd in ["publish", "show"] {
+        let err = root_fails(&online, &stack, cwd, &[cmd, &reqs]);
+        assert!(
+            err.contains("does not verify") && err.contains("changed"),
+            "{cmd}: {err}"
+        );
+    }
+    let out = cards[0].agent.tufa(cwd, &["root", "sign", &reqs]);
+    assert!(!out.status.success());
+    assert_eq!(stack.trust_file(gun, "root"), before);
+    // A changed byte in the previous root is caught too.
+    let at = text.find("\"previous_root\": \"").unwrap() + "\"previous_root\": \"".len() + 20;
+    let mut bad = good.clone();
+    bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&req, &bad).unwrap();
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(
+        err.contains("previous_root") && err.contains("changed"),
+        "{err}"
+    );
+    assert_eq!(stack.trust_file(gun, "root"), before);
+
+    // The intact file publishes; published again (or replayed), it is stale and refused.
+    std::fs::write(&req, &good).unwrap();
+    root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    assert_eq!(server_root_version(&stack, gun), 2);
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(err.contains("make a new request"), "{err}");
+    assert_eq!(server_root_version(&stack, gun), 2);
+}
+
+#[test]
+fn a_repository_whose_root_is_offline_from_the_start() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("online", "pin-Qx7wz");
+    let online = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let gun = "example.com/ceremony/offline";
+
+    let cards = cards();
+    let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
+    online.tufa_ok(cwd, &["key", "generate", "app-targets"]);
+    let req = cwd.join("init.json");
+    let reqs = req.display().to_string();
+    root_ok(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "init",
+            gun,
+            "--key",
+            &certs[0],
+            "--key",
+            &certs[1],
+            "--key",
+            &certs[2],
+            "--threshold",
+            "2",
+            "--targets-key",
+            "app-targets",
+            "--out",
+            &reqs,
+        ],
+    );
+    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    assert!(
+        shown.contains("Change: version 1 root of a new repository"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("new root (2 of 3 needed, 0 present)"),
+        "{shown}"
+    );
+    // The online agent holds no root key.
+    let err = root_fails(&online, &stack, cwd, &["sign", &reqs]);
+    assert!(err.contains("holds none of the root keys"), "{err}");
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(err.contains("new root 0 of 2"), "{err}");
+    assert_eq!(server_root_version(&stack, gun), 0);
+
+    // The unsigned init plan may only name keys the root lists.
+    let good = std::fs::read_to_string(&req).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let plan_key = listed["init"]["targets_key"].as_str().unwrap().to_owned();
+    std::fs::write(&req, good.replace(&plan_key, &"0".repeat(64))).unwrap();
+    let err = root_fails(&online, &stack, cwd, &["show", &reqs]);
+    assert!(
+        err.contains("init plan") && err.contains("changed"),
+        "{err}"
+    );
+    std::fs::write(&req, &good).unwrap();
+
+    cards[0].sign(&req);
+    cards[1].sign(&req);
+    let out = root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(out.contains("Published root version 1"), "{out}");
+    assert_eq!(server_root_version(&stack, gun), 1);
+
+    // notary trusts it on first use; targets changes need no root key.
+    assert!(stack
+        .notary_ok(&["list", gun])
+        .contains("No targets present"));
+    notary(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "addhash",
+            gun,
+            "v1",
+            "3",
+            "--sha256",
+            &"ab".repeat(32),
+            "-p",
+        ],
+    );
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+    // A key change needs the root keys: without them online, no publish, and the way out named.
+    online.tufa_ok(cwd, &["key", "generate", "app-targets-2"]);
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &["rotate", gun, "--targets-key", "app-targets-2"],
+    );
+    assert!(err.contains("--out REQ.json"), "{err}");
+    assert_eq!(server_root_version(&stack, gun), 1);
+    // The same change through a request the cards sign (the old root's 2 of 3, and the new's).
+    root_ok(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "rotate",
+            gun,
+            "--targets-key",
+            "app-targets-2",
+            "--out",
+            &reqs,
+        ],
+    );
+    cards[1].sign(&req);
+    cards[2].sign(&req);
+    root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    assert_eq!(server_root_version(&stack, gun), 2);
+    let listed = stack.notary_ok(&["list", gun]);
+    assert!(listed.contains("v1"), "{listed}");
+}
