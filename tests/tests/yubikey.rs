@@ -233,6 +233,14 @@ async fn an_unplugged_card_is_unavailable_and_works_again_when_plugged_back() {
         "{e}"
     );
 
+    let status = client.status().await.unwrap();
+    assert!(!status.devices[0].present);
+    assert!(
+        status.devices[0].detail.contains("not connected"),
+        "{}",
+        status.devices[0].detail
+    );
+
     // Back in: the agent reopens it by serial and gives the PIN again (the card forgot it).
     dev.cards[0].plug().unwrap();
     let sig = client.sign(&key, b"plugged again", &ctx()).await.unwrap();
