@@ -8,5 +8,7 @@ echo "+ cargo build --release --workspace --bins"
 cargo build --release --workspace --bins
 echo "+ cargo bench -p tufa-tests --bench agent"
 cargo bench -p tufa-tests --bench agent
+echo "+ cargo bench -p tufa-tests --bench yubikey"
+cargo bench -p tufa-tests --bench yubikey
 echo "+ cargo bench -p tufa-tests --bench notary"
 cargo bench -p tufa-tests --bench notary

@@ -32,6 +32,8 @@ pub enum Operation {
     Unlock,
     /// PINs were forgotten.
     Lock,
+    /// A key's attestation was read.
+    Attest,
 }
 
 /// One audit line.
@@ -54,6 +56,9 @@ pub struct Record<'a> {
     /// Device name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<&'a str>,
+    /// Where the key lives: `yubikey:SERIAL/SLOT` or `pkcs11:token=LABEL`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// GUN the signature is for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gun: Option<&'a str>,
@@ -80,6 +85,7 @@ impl Record<'_> {
             key_id: None,
             key_name: None,
             device: None,
+            location: None,
             gun: None,
             role: None,
             sha256: None,

@@ -11,6 +11,12 @@
 //! token = "tufa"                              # token label
 //! pin_file = "/etc/tufa/pin"                  # or pin_env = "TUFA_PKCS11_PIN", or neither: unlock
 //! sessions = 4                                # signing sessions kept open
+//!
+//! [[yubikey]]
+//! serial = 12345678
+//! pin_file = "/etc/tufa/yubikey-pin"          # or pin_env, or neither: unlock
+//! management_key = "default"                  # or "protected", or { file = "/etc/tufa/mgm.hex" }
+//! touch_policy = "never"                      # new keys' touch policy: never, always, cached
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,6 +25,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::backend::pkcs11::Pkcs11Config;
+use crate::backend::yubikey::{ManagementKey, YubiKeyConfig};
+use crate::backend::TouchPolicy;
 use crate::pin::PinSource;
 
 /// The file's shape; unknown keys are errors so typos do not pass silently.
@@ -37,6 +45,38 @@ pub struct ConfigFile {
     /// PKCS#11 tokens.
     #[serde(default)]
     pub pkcs11: Vec<Pkcs11Section>,
+    /// YubiKeys.
+    #[serde(default)]
+    pub yubikey: Vec<YubiKeySection>,
+}
+
+/// One `[[yubikey]]` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YubiKeySection {
+    /// Device serial.
+    pub serial: u32,
+    /// PIN file.
+    pub pin_file: Option<PathBuf>,
+    /// PIN environment variable.
+    pub pin_env: Option<String>,
+    /// `"default"`, `"protected"` or `{ file = PATH }`.
+    pub management_key: Option<ManagementKeySetting>,
+    /// `"never"`, `"always"` or `"cached"`.
+    pub touch_policy: Option<String>,
+}
+
+/// How a `[[yubikey]]` section names its management key.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ManagementKeySetting {
+    /// `"default"` or `"protected"`.
+    Named(String),
+    /// `{ file = PATH }`.
+    File {
+        /// The file holding the key in hex.
+        file: PathBuf,
+    },
 }
 
 /// One `[[pkcs11]]` section.
@@ -68,6 +108,8 @@ pub struct Config {
     pub pin_cache_ttl: Duration,
     /// PKCS#11 tokens.
     pub pkcs11: Vec<Pkcs11Config>,
+    /// YubiKeys.
+    pub yubikeys: Vec<YubiKeyConfig>,
 }
 
 /// Settings given as flags; each overrides the file.
@@ -85,6 +127,10 @@ pub struct Overrides {
     pub pkcs11_pin_file: Option<PathBuf>,
     /// `--pin-cache-ttl`.
     pub pin_cache_ttl_seconds: Option<u64>,
+    /// `--yubikey SERIAL`, repeatable.
+    pub yubikeys: Vec<u32>,
+    /// `--yubikey-pin-file`.
+    pub yubikey_pin_file: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used.
@@ -205,10 +251,82 @@ impl Config {
                 ))
             }
         }
-        if pkcs11.is_empty() {
+        let mut yubikeys = Vec::new();
+        for (i, s) in file.yubikey.into_iter().enumerate() {
+            let key = |k: &str| format!("yubikey[{i}].{k}");
+            let pin = match (s.pin_file, s.pin_env) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        &key("pin_file"),
+                        "pin_file and pin_env both set: keep one".into(),
+                    ))
+                }
+                (Some(f), None) => PinSource::File(f),
+                (None, Some(v)) => PinSource::Env(v),
+                (None, None) => PinSource::Unlock,
+            };
+            let management_key = match s.management_key {
+                None => ManagementKey::Default,
+                Some(ManagementKeySetting::Named(n)) if n == "default" => ManagementKey::Default,
+                Some(ManagementKeySetting::Named(n)) if n == "protected" => {
+                    ManagementKey::Protected
+                }
+                Some(ManagementKeySetting::Named(n)) => {
+                    return Err(invalid(
+                        &key("management_key"),
+                        format!("'{n}': use \"default\", \"protected\" or {{ file = \"PATH\" }}"),
+                    ))
+                }
+                Some(ManagementKeySetting::File { file }) => ManagementKey::File(file),
+            };
+            let touch_policy = match s.touch_policy.as_deref() {
+                None | Some("never") => TouchPolicy::Never,
+                Some("always") => TouchPolicy::Always,
+                Some("cached") => TouchPolicy::Cached,
+                Some(other) => {
+                    return Err(invalid(
+                        &key("touch_policy"),
+                        format!("'{other}': use never, always or cached"),
+                    ))
+                }
+            };
+            yubikeys.push(YubiKeyConfig {
+                serial: s.serial,
+                pin,
+                management_key,
+                touch_policy,
+            });
+        }
+        let flag_yubikeys = !flags.yubikeys.is_empty();
+        for serial in flags.yubikeys {
+            // A card the file configures keeps its section; the flag's PIN file wins.
+            if let Some(y) = yubikeys.iter_mut().find(|y| y.serial == serial) {
+                if let Some(f) = &flags.yubikey_pin_file {
+                    y.pin = PinSource::File(f.clone());
+                }
+                continue;
+            }
+            yubikeys.push(YubiKeyConfig {
+                serial,
+                pin: flags
+                    .yubikey_pin_file
+                    .clone()
+                    .map(PinSource::File)
+                    .unwrap_or_default(),
+                management_key: ManagementKey::Default,
+                touch_policy: TouchPolicy::Never,
+            });
+        }
+        if flags.yubikey_pin_file.is_some() && !flag_yubikeys {
+            return Err(invalid(
+                "--yubikey-pin-file",
+                "goes with --yubikey SERIAL".into(),
+            ));
+        }
+        if pkcs11.is_empty() && yubikeys.is_empty() {
             return Err(invalid(
                 "pkcs11",
-                "no device configured: add a [[pkcs11]] section, or pass --pkcs11-module and --pkcs11-token".into(),
+                "no device configured: add a [[pkcs11]] or [[yubikey]] section, or pass --pkcs11-module and --pkcs11-token, or --yubikey SERIAL".into(),
             ));
         }
         let ttl = flags
@@ -231,6 +349,7 @@ impl Config {
             allowed_uids: file.allowed_uids,
             pin_cache_ttl: ttl,
             pkcs11,
+            yubikeys,
         })
     }
 }
@@ -280,6 +399,40 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("pkcs11[0].pin_file"), "{e}");
+    }
+
+    #[test]
+    fn reads_yubikey_sections() {
+        let c = load(
+            "socket = \"/tmp/x.sock\"\n[[yubikey]]\nserial = 7\npin_env = \"P\"\n\
+             management_key = { file = \"/m.hex\" }\ntouch_policy = \"always\"\n\
+             [[yubikey]]\nserial = 8\nmanagement_key = \"protected\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.yubikeys.len(), 2);
+        assert_eq!(
+            c.yubikeys[0].management_key,
+            ManagementKey::File("/m.hex".into())
+        );
+        assert_eq!(c.yubikeys[0].touch_policy, TouchPolicy::Always);
+        assert_eq!(c.yubikeys[1].management_key, ManagementKey::Protected);
+        assert_eq!(c.yubikeys[1].pin, PinSource::Unlock);
+        let e = load("socket = \"/x\"\n[[yubikey]]\nserial = 7\nmanagement_key = \"dflt\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("yubikey[0].management_key"), "{e}");
+        let c = Config::load(
+            None,
+            Overrides {
+                socket: Some("/tmp/s".into()),
+                yubikeys: vec![1, 2],
+                yubikey_pin_file: Some("/pin".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.yubikeys[1].serial, 2);
+        assert_eq!(c.yubikeys[1].pin, PinSource::File("/pin".into()));
     }
 
     #[test]

@@ -83,8 +83,24 @@ pub enum AgentError {
         retries: Retries,
     },
     /// The PIN is blocked.
-    #[error("the user PIN of {device} is blocked: reset it with the security officer PIN (e.g. `softhsm2-util --init-pin` or `pkcs11-tool --init-pin --login --login-type so`)")]
+    #[error("the user PIN of {device} is blocked: {fix}")]
     PinBlocked {
+        /// The device, described.
+        device: String,
+        /// How to unblock it.
+        fix: String,
+    },
+    /// One PIN try is left: the agent will not risk blocking the device.
+    #[error("{device} has one PIN try left: the agent will not try a PIN and risk blocking it; unblock the PIN with the PUK (`ykman --device {serial} piv access unblock-pin`), then unlock again")]
+    LastPinTry {
+        /// The device, described.
+        device: String,
+        /// Its serial.
+        serial: u32,
+    },
+    /// A key that needs a touch was not touched in time.
+    #[error("{device} was not touched in time: sign again and touch the key when it blinks")]
+    TouchTimeout {
         /// The device, described.
         device: String,
     },
@@ -177,13 +193,15 @@ impl AgentError {
             | Self::Import(_)
             | Self::Certificate { .. } => Code::InvalidArgument,
             Self::WrongPin { .. } => Code::Unauthenticated,
-            Self::Locked { .. } | Self::PinBlocked { .. } | Self::NoDevice { .. } => {
-                Code::FailedPrecondition
-            }
+            Self::Locked { .. }
+            | Self::PinBlocked { .. }
+            | Self::LastPinTry { .. }
+            | Self::NoDevice { .. } => Code::FailedPrecondition,
             Self::Unavailable { .. } | Self::Module { .. } | Self::TokenNotFound { .. } => {
                 Code::Unavailable
             }
             Self::Unsupported(_) => Code::Unimplemented,
+            Self::TouchTimeout { .. } => Code::DeadlineExceeded,
             Self::Device { .. } | Self::Internal(_) => Code::Internal,
         }
     }

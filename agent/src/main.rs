@@ -9,7 +9,7 @@ use clap::Parser;
 use tufa_agent::config::{Config, Overrides};
 use tufa_agent::server::{self, Agent};
 
-/// Keeps TUF signing keys in PKCS#11 tokens and signs over a private socket.
+/// Keeps TUF signing keys in PKCS#11 tokens and YubiKeys and signs over a private socket.
 #[derive(Debug, Parser)]
 #[command(name = "tufad", version)]
 struct Args {
@@ -28,6 +28,12 @@ struct Args {
     /// File whose first line is the token's user PIN.
     #[arg(long)]
     pkcs11_pin_file: Option<PathBuf>,
+    /// A YubiKey to use, by serial (repeat for several).
+    #[arg(long = "yubikey", value_name = "SERIAL")]
+    yubikeys: Vec<u32>,
+    /// File whose first line is the PIV PIN of the --yubikey devices.
+    #[arg(long)]
+    yubikey_pin_file: Option<PathBuf>,
     /// Append a JSON line per key operation and signature to this file.
     #[arg(long)]
     audit_log: Option<PathBuf>,
@@ -55,6 +61,8 @@ fn main() -> anyhow::Result<()> {
             pkcs11_token: args.pkcs11_token,
             pkcs11_pin_file: args.pkcs11_pin_file,
             pin_cache_ttl_seconds: args.pin_cache_ttl,
+            yubikeys: args.yubikeys,
+            yubikey_pin_file: args.yubikey_pin_file,
         },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

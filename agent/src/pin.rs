@@ -121,6 +121,13 @@ impl PinState {
             .is_some_and(|(_, until)| Instant::now() >= *until)
     }
 
+    /// Whether a client's PIN is cached and unexpired.
+    pub fn cache_valid(&self) -> bool {
+        self.cached
+            .as_ref()
+            .is_some_and(|(_, until)| Instant::now() < *until)
+    }
+
     /// Whether a PIN can be had without asking a client.
     pub fn available(&mut self) -> bool {
         self.current().is_ok()

@@ -24,6 +24,7 @@ use tufa_proto::KeyId;
 
 use crate::audit::{AuditLog, Operation, Peer, Record};
 use crate::backend::pkcs11::Pkcs11Backend;
+use crate::backend::yubikey::YubiKeyBackend;
 use crate::backend::{
     Backend, BackendKind, GenerateSpec, KeyInfo, Location, Origin, PinPolicy, TouchPolicy,
 };
@@ -77,6 +78,12 @@ impl Agent {
         let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
         for p in config.pkcs11.clone() {
             let b = tokio::task::spawn_blocking(move || Pkcs11Backend::open(p))
+                .await
+                .map_err(|e| AgentError::Internal(e.to_string()))??;
+            backends.push(Arc::new(b));
+        }
+        for y in config.yubikeys.clone() {
+            let b = tokio::task::spawn_blocking(move || YubiKeyBackend::open(y))
                 .await
                 .map_err(|e| AgentError::Internal(e.to_string()))??;
             backends.push(Arc::new(b));
@@ -405,6 +412,7 @@ impl AgentApi for Agent {
         if let Ok(info) = &result {
             rec.key_id = Some(info.id.to_string());
             rec.key_name = Some(&info.name);
+            rec.location = Some(audit_location(&info.location));
         }
         rec.result = result_text(&result);
         self.audit(rec);
@@ -436,6 +444,7 @@ impl AgentApi for Agent {
         if let Ok(info) = &result {
             rec.key_id = Some(info.id.to_string());
             rec.key_name = Some(&info.name);
+            rec.location = Some(audit_location(&info.location));
         }
         rec.result = result_text(&result);
         self.audit(rec);
@@ -481,6 +490,7 @@ impl AgentApi for Agent {
         if let Ok((info, _)) = &result {
             rec.key_id = Some(info.id.to_string());
             rec.key_name = Some(&info.name);
+            rec.location = Some(audit_location(&info.location));
         }
         rec.result = result_text(&result);
         tracing::debug!(key_id = ?rec.key_id, gun = ?rec.gun, role = ?rec.role, result = %rec.result, "sign");
@@ -540,9 +550,42 @@ impl AgentApi for Agent {
         self.audit(rec);
         Ok(Response::new(v1::LockReply { devices }))
     }
+
+    async fn attest(
+        &self,
+        req: Request<v1::AttestRequest>,
+    ) -> Result<Response<v1::AttestReply>, Status> {
+        self.attest_key(req).await.map(Response::new)
+    }
 }
 
 impl Agent {
+    async fn attest_key(&self, req: Request<v1::AttestRequest>) -> Result<v1::AttestReply, Status> {
+        let peer = peer(&req);
+        let key: KeyRef = req.into_inner().key.parse()?;
+        let result = self
+            .blocking(move |k| {
+                let (backend, info) = k.resolve(&key)?;
+                let att = backend.attest(&info.id)?;
+                Ok((info, att))
+            })
+            .await;
+        let mut rec = Record::new(Operation::Attest, peer);
+        if let Ok((info, _)) = &result {
+            rec.key_id = Some(info.id.to_string());
+            rec.key_name = Some(&info.name);
+            rec.location = Some(audit_location(&info.location));
+        }
+        rec.result = result_text(&result);
+        self.audit(rec);
+        let (info, att) = result?;
+        Ok(v1::AttestReply {
+            key_id: info.id.to_string(),
+            certificate_der: att.certificate,
+            intermediate_der: att.intermediate,
+        })
+    }
+
     fn audit_key_op(
         &self,
         op: Operation,
@@ -554,6 +597,7 @@ impl Agent {
         rec.key_name = Some(name.as_str());
         if let Ok(info) = result {
             rec.key_id = Some(info.id.to_string());
+            rec.location = Some(audit_location(&info.location));
         }
         rec.result = result_text(result);
         self.audit(rec);
@@ -585,6 +629,14 @@ fn new_key(
         kind: backend_from_proto(backend)?,
         device: Some(device).filter(|d| !d.is_empty()),
     })
+}
+
+/// A key's place for the audit log (no module path: the token label names it).
+fn audit_location(l: &Location) -> String {
+    match l {
+        Location::Pkcs11 { token_label, .. } => format!("pkcs11:token={token_label}"),
+        Location::YubiKey { serial, slot } => format!("yubikey:{serial}/{slot}"),
+    }
 }
 
 fn result_text<T>(r: &Result<T, AgentError>) -> String {

@@ -4,6 +4,7 @@
 //! handed on: a device that signs with the wrong key, or garbles a signature, is caught here.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
@@ -14,6 +15,20 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::Code;
 use tufa_proto::v1;
 use tufa_proto::v1::agent_client::AgentClient as RawClient;
+
+/// How long the client waits for the agent's answer to a call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long it waits for a signature that needs a touch: well past a YubiKey's own touch
+/// timeout (about 15 s), so the card, not the client, decides when a touch is too late.
+pub const TOUCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request that gives up after `timeout`.
+fn timed<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(timeout);
+    r
+}
 
 /// Where the client looks for the agent: `--agent`, `TUFA_AGENT_SOCK`, then
 /// `$XDG_RUNTIME_DIR/tufa/agent.sock`.
@@ -92,7 +107,7 @@ impl AgentClient {
         Ok(self
             .inner
             .clone()
-            .status(v1::StatusRequest {})
+            .status(timed(v1::StatusRequest {}, CALL_TIMEOUT))
             .await?
             .into_inner())
     }
@@ -102,7 +117,7 @@ impl AgentClient {
         Ok(self
             .inner
             .clone()
-            .list_keys(v1::ListKeysRequest {})
+            .list_keys(timed(v1::ListKeysRequest {}, CALL_TIMEOUT))
             .await?
             .into_inner()
             .keys)
@@ -137,7 +152,12 @@ impl AgentClient {
 
     /// Generates a key on a device.
     pub async fn generate(&self, req: v1::GenerateKeyRequest) -> Result<v1::Key, AgentClientError> {
-        Ok(self.inner.clone().generate_key(req).await?.into_inner())
+        Ok(self
+            .inner
+            .clone()
+            .generate_key(timed(req, CALL_TIMEOUT))
+            .await?
+            .into_inner())
     }
 
     /// Imports a PEM private key into a device.
@@ -155,7 +175,12 @@ impl AgentClient {
                 .unwrap_or_default(),
             ..Default::default()
         };
-        Ok(self.inner.clone().import_key(req).await?.into_inner())
+        Ok(self
+            .inner
+            .clone()
+            .import_key(timed(req, CALL_TIMEOUT))
+            .await?
+            .into_inner())
     }
 
     /// Deletes a key; returns its ID.
@@ -163,9 +188,12 @@ impl AgentClient {
         Ok(self
             .inner
             .clone()
-            .delete_key(v1::DeleteKeyRequest {
-                key: key.to_owned(),
-            })
+            .delete_key(timed(
+                v1::DeleteKeyRequest {
+                    key: key.to_owned(),
+                },
+                CALL_TIMEOUT,
+            ))
             .await?
             .into_inner()
             .key_id)
@@ -180,10 +208,13 @@ impl AgentClient {
         Ok(self
             .inner
             .clone()
-            .set_certificate(v1::SetCertificateRequest {
-                key: key.to_owned(),
-                certificate_der: der,
-            })
+            .set_certificate(timed(
+                v1::SetCertificateRequest {
+                    key: key.to_owned(),
+                    certificate_der: der,
+                },
+                CALL_TIMEOUT,
+            ))
             .await?
             .into_inner())
     }
@@ -207,17 +238,28 @@ impl AgentClient {
         digest: &[u8; 32],
         context: &SignContext,
     ) -> Result<[u8; 64], AgentClientError> {
+        // The card blocks until touched; say so first, since nothing else shows.
+        let timeout = match touch_prompt(key, context) {
+            Some(prompt) => {
+                eprintln!("{prompt}");
+                TOUCH_TIMEOUT
+            }
+            None => CALL_TIMEOUT,
+        };
         let reply = self
             .inner
             .clone()
-            .sign(v1::SignRequest {
-                key: key.key_id.clone(),
-                payload: Some(v1::sign_request::Payload::Sha256Digest(digest.to_vec())),
-                context: Some(v1::SignContext {
-                    gun: context.gun.clone(),
-                    role: context.role.clone(),
-                }),
-            })
+            .sign(timed(
+                v1::SignRequest {
+                    key: key.key_id.clone(),
+                    payload: Some(v1::sign_request::Payload::Sha256Digest(digest.to_vec())),
+                    context: Some(v1::SignContext {
+                        gun: context.gun.clone(),
+                        role: context.role.clone(),
+                    }),
+                },
+                timeout,
+            ))
             .await?
             .into_inner();
         verify_raw(key, digest, &reply.signature)
@@ -232,10 +274,28 @@ impl AgentClient {
         Ok(self
             .inner
             .clone()
-            .unlock(v1::UnlockRequest {
-                device: device.to_owned(),
-                pin: pin.expose_secret().to_owned(),
-            })
+            .unlock(timed(
+                v1::UnlockRequest {
+                    device: device.to_owned(),
+                    pin: pin.expose_secret().to_owned(),
+                },
+                CALL_TIMEOUT,
+            ))
+            .await?
+            .into_inner())
+    }
+
+    /// The device's attestation of a key.
+    pub async fn attest(&self, key: &str) -> Result<v1::AttestReply, AgentClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .attest(timed(
+                v1::AttestRequest {
+                    key: key.to_owned(),
+                },
+                CALL_TIMEOUT,
+            ))
             .await?
             .into_inner())
     }
@@ -245,11 +305,47 @@ impl AgentClient {
         Ok(self
             .inner
             .clone()
-            .lock(v1::LockRequest {})
+            .lock(timed(v1::LockRequest {}, CALL_TIMEOUT))
             .await?
             .into_inner()
             .devices)
     }
+}
+
+/// What to tell the user before a signature that needs a touch: `Touch the YubiKey (serial N)
+/// to sign ROLE for GUN`, or nothing for keys that need none.
+///
+/// No timeout in the client or the agent is shorter than the card's own touch timeout (about
+/// 15 s): calls carry no deadline at all.
+pub fn touch_prompt(key: &v1::Key, context: &SignContext) -> Option<String> {
+    let touch = matches!(
+        v1::TouchPolicy::try_from(key.touch_policy),
+        Ok(v1::TouchPolicy::Always | v1::TouchPolicy::Cached)
+    );
+    let Some(v1::key_location::Location::Yubikey(y)) =
+        key.location.as_ref().and_then(|l| l.location.as_ref())
+    else {
+        return None;
+    };
+    if !touch {
+        return None;
+    }
+    let role = if context.role.is_empty() {
+        key.name.as_str()
+    } else {
+        context.role.as_str()
+    };
+    Some(if context.gun.is_empty() {
+        format!(
+            "Touch the YubiKey (serial {}) to sign with {role}",
+            y.serial
+        )
+    } else {
+        format!(
+            "Touch the YubiKey (serial {}) to sign {role} for {}",
+            y.serial, context.gun
+        )
+    })
 }
 
 /// Checks a raw r||s signature over `digest` against the key's SPKI.
@@ -330,6 +426,10 @@ impl AgentClientError {
 impl From<tonic::Status> for AgentClientError {
     fn from(s: tonic::Status) -> Self {
         let message = match s.code() {
+            Code::DeadlineExceeded => format!(
+                "the agent did not answer in time ({}): check `tufa agent status`",
+                s.message()
+            ),
             Code::Unavailable if s.message().contains("transport") || s.message().is_empty() => {
                 format!("the agent went away: {}", s.message())
             }
@@ -339,5 +439,41 @@ impl From<tonic::Status> for AgentClientError {
             code: s.code(),
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(touch: v1::TouchPolicy, location: v1::key_location::Location) -> v1::Key {
+        v1::Key {
+            name: "alice".into(),
+            touch_policy: touch as i32,
+            location: Some(v1::KeyLocation {
+                location: Some(location),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn touch_prompt_only_for_yubikey_keys_that_need_a_touch() {
+        let yk = v1::key_location::Location::Yubikey(v1::YubiKeyLocation {
+            serial: 42,
+            slot: "82".into(),
+        });
+        let ctx = SignContext {
+            gun: "example.com/app".into(),
+            role: "targets".into(),
+        };
+        assert_eq!(
+            touch_prompt(&key(v1::TouchPolicy::Always, yk.clone()), &ctx).unwrap(),
+            "Touch the YubiKey (serial 42) to sign targets for example.com/app"
+        );
+        assert!(touch_prompt(&key(v1::TouchPolicy::Cached, yk.clone()), &ctx).is_some());
+        assert!(touch_prompt(&key(v1::TouchPolicy::Never, yk), &ctx).is_none());
+        let p11 = v1::key_location::Location::Pkcs11(v1::Pkcs11Location::default());
+        assert!(touch_prompt(&key(v1::TouchPolicy::Always, p11), &ctx).is_none());
     }
 }

@@ -23,6 +23,7 @@ pub mod hostile;
 pub mod offline;
 pub mod piv;
 pub mod stack;
+pub mod yubikey;
 
 /// The SoftHSM2 module Debian installs.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -125,6 +126,66 @@ impl SoftHsm {
     }
 }
 
+/// A device an agent runs on: a SoftHSM token, or simulated YubiKeys.
+pub trait Device {
+    /// The device's name as `--device` and the agent's messages give it (label or serial).
+    fn name(&self) -> String;
+    /// Its PIN.
+    fn pin(&self) -> &str;
+    /// A file holding the PIN (first line).
+    fn pin_file(&self) -> PathBuf;
+    /// Environment both binaries need (e.g. `SOFTHSM2_CONF`).
+    fn env(&self) -> Vec<(&'static str, std::ffi::OsString)>;
+    /// `tufad` flags selecting the device, with its PIN file when `pin_file`.
+    fn flags(&self, pin_file: bool) -> Vec<std::ffi::OsString>;
+    /// The device's sections of a config file, with its PIN file when `pin_file`.
+    fn config_sections(&self, pin_file: bool) -> String;
+}
+
+impl Device for SoftHsm {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    fn pin(&self) -> &str {
+        &self.pin
+    }
+
+    fn pin_file(&self) -> PathBuf {
+        SoftHsm::pin_file(self)
+    }
+
+    fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![("SOFTHSM2_CONF", self.conf().into_os_string())]
+    }
+
+    fn flags(&self, pin_file: bool) -> Vec<std::ffi::OsString> {
+        let mut f: Vec<std::ffi::OsString> = vec![
+            "--pkcs11-module".into(),
+            SOFTHSM_MODULE.into(),
+            "--pkcs11-token".into(),
+            self.label.clone().into(),
+        ];
+        if pin_file {
+            f.push("--pkcs11-pin-file".into());
+            f.push(SoftHsm::pin_file(self).into_os_string());
+        }
+        f
+    }
+
+    fn config_sections(&self, pin_file: bool) -> String {
+        let pin = if pin_file {
+            format!("pin_file = \"{}\"\n", SoftHsm::pin_file(self).display())
+        } else {
+            String::new()
+        };
+        format!(
+            "[[pkcs11]]\nmodule = \"{SOFTHSM_MODULE}\"\ntoken = \"{}\"\n{pin}",
+            self.label
+        )
+    }
+}
+
 /// How to start an agent.
 #[derive(Clone, Debug, Default)]
 pub struct AgentOptions {
@@ -144,12 +205,12 @@ pub struct Agent {
     pub socket: PathBuf,
     /// The audit log.
     pub audit_log: PathBuf,
-    conf: PathBuf,
+    env: Vec<(&'static str, std::ffi::OsString)>,
 }
 
 impl Agent {
     /// Starts an agent on `hsm` with its PIN file.
-    pub fn start(hsm: &SoftHsm) -> Self {
+    pub fn start(hsm: &dyn Device) -> Self {
         Self::start_with(
             hsm,
             AgentOptions {
@@ -160,7 +221,7 @@ impl Agent {
     }
 
     /// Starts an agent on `hsm` with these options, and waits for its socket.
-    pub fn start_with(hsm: &SoftHsm, opts: AgentOptions) -> Self {
+    pub fn start_with(hsm: &dyn Device, opts: AgentOptions) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tufa-agent-")
             .tempdir()
@@ -172,7 +233,7 @@ impl Agent {
             dir,
             socket,
             audit_log,
-            conf: hsm.conf(),
+            env: hsm.env(),
         };
         let child = agent
             .command(hsm, &opts)
@@ -188,9 +249,9 @@ impl Agent {
     }
 
     /// The `tufad` command for `hsm` (for tests that expect it to fail at start).
-    pub fn command(&self, hsm: &SoftHsm, opts: &AgentOptions) -> Command {
+    pub fn command(&self, hsm: &dyn Device, opts: &AgentOptions) -> Command {
         let mut cmd = Command::new(bin("tufad"));
-        cmd.env("SOFTHSM2_CONF", hsm.conf())
+        cmd.envs(hsm.env())
             .env("TUFA_LOG", "info")
             .env_remove("TUFA_AGENT_SOCK")
             .arg("--socket")
@@ -200,31 +261,15 @@ impl Agent {
         match &opts.config {
             Some(extra) => {
                 let path = self.dir.path().join("tufad.toml");
-                let pin = if opts.pin_file {
-                    format!("pin_file = \"{}\"\n", hsm.pin_file().display())
-                } else {
-                    String::new()
-                };
                 std::fs::write(
                     &path,
-                    format!(
-                        "{extra}\n[[pkcs11]]\nmodule = \"{SOFTHSM_MODULE}\"\ntoken = \"{}\"\n{pin}",
-                        hsm.label
-                    ),
+                    format!("{extra}\n{}", hsm.config_sections(opts.pin_file)),
                 )
                 .expect("config");
                 cmd.arg("--config").arg(path);
             }
             None => {
-                cmd.args([
-                    "--pkcs11-module",
-                    SOFTHSM_MODULE,
-                    "--pkcs11-token",
-                    &hsm.label,
-                ]);
-                if opts.pin_file {
-                    cmd.arg("--pkcs11-pin-file").arg(hsm.pin_file());
-                }
+                cmd.args(hsm.flags(opts.pin_file));
             }
         }
         cmd.args(&opts.args);
@@ -275,7 +320,7 @@ impl Agent {
         Command::new(bin("tufa"))
             .current_dir(cwd)
             .env("TUFA_AGENT_SOCK", &self.socket)
-            .env("SOFTHSM2_CONF", &self.conf)
+            .envs(self.env.iter().cloned())
             // Never the user's ~/.docker: credentials, CAs and trust data stay in the test.
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .env_remove("DOCKER_CONTENT_TRUST_SERVER")

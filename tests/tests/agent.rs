@@ -10,7 +10,41 @@ use sha2::{Digest as _, Sha256};
 use tonic::Code;
 use tufa_client::agent::{AgentClientError, SignContext};
 use tufa_proto::v1;
-use tufa_tests::{require, verify_with_p256, Agent, AgentOptions, SoftHsm};
+use tufa_tests::{require, verify_with_p256, Agent, AgentOptions, Device, SoftHsm};
+
+/// Runs each body, written once, against a fresh SoftHSM token (`NAME::softhsm`) and a fresh
+/// simulated YubiKey through pcscd (`NAME::yubikey`): the same assertions hold for both backends.
+macro_rules! on_each_device {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn softhsm() {
+                let label = &stringify!($name)[..stringify!($name).len().min(32)];
+                let dev = tufa_tests::SoftHsm::new(label, "pin-Qx7wz");
+                super::$name(&dev).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn yubikey() {
+                let dev = tufa_tests::yubikey::SimYubiKey::new();
+                super::$name(&dev).await;
+            }
+        }
+    )*};
+}
+
+on_each_device!(
+    generate_list_sign_and_verify_with_p256_and_openssl,
+    keys_survive_an_agent_restart,
+    sixteen_clients_times_two_hundred_signatures_all_valid,
+    imported_keys_sign_for_their_original_public_key,
+    imports_a_key_written_by_docker_trust_key_generate,
+    bad_requests_get_clear_errors_and_change_nothing,
+    pins_locked_wrong_and_right,
+    a_refused_pin_file_is_not_tried_again,
+    audit_log_has_a_line_per_signature_and_no_pin,
+    an_unlock_pin_expires_with_its_ttl,
+);
 
 fn ctx() -> SignContext {
     SignContext {
@@ -27,11 +61,9 @@ fn code_of(e: &AgentClientError) -> Option<Code> {
     e.code()
 }
 
-#[tokio::test]
-async fn generate_list_sign_and_verify_with_p256_and_openssl() {
+async fn generate_list_sign_and_verify_with_p256_and_openssl(dev: &dyn Device) {
     require("openssl", "apt-get install openssl");
-    let hsm = SoftHsm::new("gen", "pin-Qx7wz");
-    let agent = Agent::start(&hsm);
+    let agent = Agent::start(dev);
     let cwd = work_dir();
 
     let out = agent.tufa_ok(cwd.path(), &["key", "generate", "alice"]);
@@ -105,18 +137,16 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_survive_an_agent_restart() {
-    let hsm = SoftHsm::new("restart", "pin-Qx7wz");
+async fn keys_survive_an_agent_restart(dev: &dyn Device) {
     let cwd = work_dir();
     let (id, spki) = {
-        let mut agent = Agent::start(&hsm);
+        let mut agent = Agent::start(dev);
         agent.tufa_ok(cwd.path(), &["key", "generate", "bob"]);
         let key = agent.client().await.key("bob").await.unwrap();
         assert!(agent.stop().success());
         (key.key_id, key.public_key_spki)
     };
-    let agent = Agent::start(&hsm);
+    let agent = Agent::start(dev);
     let client = agent.client().await;
     let key = client.key(&id).await.unwrap();
     assert_eq!(key.name, "bob");
@@ -125,10 +155,8 @@ async fn keys_survive_an_agent_restart() {
     assert!(verify_with_p256(&spki, b"after restart", &sig));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_clients_times_two_hundred_signatures_all_valid() {
-    let hsm = SoftHsm::new("burst", "pin-Qx7wz");
-    let agent = Agent::start(&hsm);
+async fn sixteen_clients_times_two_hundred_signatures_all_valid(dev: &dyn Device) {
+    let agent = Agent::start(dev);
     agent.tufa_ok(work_dir().path(), &["key", "generate", "ci"]);
     let key = Arc::new(agent.client().await.key("ci").await.unwrap());
     let mut tasks = Vec::new();
@@ -159,11 +187,9 @@ async fn sixteen_clients_times_two_hundred_signatures_all_valid() {
     assert_eq!(signs, 3200);
 }
 
-#[tokio::test]
-async fn imported_keys_sign_for_their_original_public_key() {
+async fn imported_keys_sign_for_their_original_public_key(dev: &dyn Device) {
     require("openssl", "apt-get install openssl");
-    let hsm = SoftHsm::new("import", "pin-Qx7wz");
-    let agent = Agent::start(&hsm);
+    let agent = Agent::start(dev);
     let cwd = work_dir();
     let client = agent.client().await;
 
@@ -237,11 +263,9 @@ async fn imported_keys_sign_for_their_original_public_key() {
     assert_eq!(client.list_keys().await.unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn imports_a_key_written_by_docker_trust_key_generate() {
+async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
     require("docker", "the docker CLI (/usr/local/bin/docker)");
-    let hsm = SoftHsm::new("docker", "pin-Qx7wz");
-    let agent = Agent::start(&hsm);
+    let agent = Agent::start(dev);
     let cwd = work_dir();
     let docker_config = cwd.path().join("docker-config");
     let out = Command::new("docker")
@@ -300,10 +324,8 @@ async fn imports_a_key_written_by_docker_trust_key_generate() {
     );
 }
 
-#[tokio::test]
-async fn bad_requests_get_clear_errors_and_change_nothing() {
-    let hsm = SoftHsm::new("bad", "pin-Qx7wz");
-    let agent = Agent::start(&hsm);
+async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
+    let agent = Agent::start(dev);
     let cwd = work_dir();
     agent.tufa_ok(cwd.path(), &["key", "generate", "dave"]);
     let client = agent.client().await;
@@ -426,11 +448,9 @@ fn tower_service(
     })
 }
 
-#[tokio::test]
-async fn pins_locked_wrong_and_right() {
-    let hsm = SoftHsm::new("pins", "pin-Qx7wz");
+async fn pins_locked_wrong_and_right(dev: &dyn Device) {
     // No PIN file: the agent starts locked.
-    let agent = Agent::start_with(&hsm, AgentOptions::default());
+    let agent = Agent::start_with(dev, AgentOptions::default());
     let cwd = work_dir();
     let client = agent.client().await;
     let status = client.status().await.unwrap();
@@ -455,9 +475,12 @@ async fn pins_locked_wrong_and_right() {
     assert!(client.status().await.unwrap().devices[0].locked);
 
     // The right PIN unlocks; lock forgets it at once.
-    std::fs::write(cwd.path().join("right"), format!("{}\n", hsm.pin)).unwrap();
+    std::fs::write(cwd.path().join("right"), format!("{}\n", dev.pin())).unwrap();
     let out = agent.tufa_ok(cwd.path(), &["agent", "unlock", "--pin-file", "right"]);
-    assert!(out.contains("Unlocked pins for 900 seconds"), "{out}");
+    assert!(
+        out.contains(&format!("Unlocked {} for 900 seconds", dev.name())),
+        "{out}"
+    );
     agent.tufa_ok(cwd.path(), &["key", "generate", "frank"]);
     let key = client.key("frank").await.unwrap();
     client.sign(&key, b"unlocked", &ctx()).await.unwrap();
@@ -471,17 +494,15 @@ async fn pins_locked_wrong_and_right() {
     // No PIN ever reaches the audit log.
     let audit = std::fs::read_to_string(&agent.audit_log).unwrap();
     assert!(
-        !audit.contains(&hsm.pin) && !audit.contains("0000\""),
+        !audit.contains(dev.pin()) && !audit.contains("0000\""),
         "{audit}"
     );
-    assert!(!agent.log().contains(&hsm.pin));
+    assert!(!agent.log().contains(dev.pin()));
 }
 
-#[tokio::test]
-async fn a_refused_pin_file_is_not_tried_again() {
-    let hsm = SoftHsm::new("pinfile", "pin-Qx7wz");
-    std::fs::write(hsm.pin_file(), "wrong-pin\n").unwrap();
-    let agent = Agent::start(&hsm);
+async fn a_refused_pin_file_is_not_tried_again(dev: &dyn Device) {
+    std::fs::write(dev.pin_file(), "wrong-pin\n").unwrap();
+    let agent = Agent::start(dev);
     let client = agent.client().await;
     let req = v1::GenerateKeyRequest {
         name: "gina".into(),
@@ -498,7 +519,7 @@ async fn a_refused_pin_file_is_not_tried_again() {
         "{e}"
     );
     // Fixing the file is enough.
-    std::fs::write(hsm.pin_file(), format!("{}\n", hsm.pin)).unwrap();
+    std::fs::write(dev.pin_file(), format!("{}\n", dev.pin())).unwrap();
     client.generate(req).await.unwrap();
 }
 
@@ -650,10 +671,8 @@ async fn other_uids_are_refused_whatever_the_file_modes() {
     assert!(out.status.success(), "allowed uid refused: {out:?}");
 }
 
-#[tokio::test]
-async fn audit_log_has_a_line_per_signature_and_no_pin() {
-    let hsm = SoftHsm::new("audit", "pin-Qx7wz");
-    let agent = Agent::start(&hsm);
+async fn audit_log_has_a_line_per_signature_and_no_pin(dev: &dyn Device) {
+    let agent = Agent::start(dev);
     agent.tufa_ok(work_dir().path(), &["key", "generate", "hank"]);
     let client = agent.client().await;
     let key = client.key("hank").await.unwrap();
@@ -677,7 +696,7 @@ async fn audit_log_has_a_line_per_signature_and_no_pin() {
     }
     assert_eq!(lines.iter().filter(|l| l["op"] == "generate").count(), 1);
     let raw = std::fs::read_to_string(&agent.audit_log).unwrap();
-    assert!(!raw.contains(&hsm.pin));
+    assert!(!raw.contains(dev.pin()));
     assert_eq!(
         std::fs::metadata(&agent.audit_log)
             .unwrap()
@@ -742,18 +761,16 @@ async fn sigterm_during_a_burst_loses_no_answered_request() {
     assert!(logged >= answered, "audit {logged} < answered {answered}");
 }
 
-#[tokio::test]
-async fn an_unlock_pin_expires_with_its_ttl() {
-    let hsm = SoftHsm::new("ttl", "pin-Qx7wz");
+async fn an_unlock_pin_expires_with_its_ttl(dev: &dyn Device) {
     let agent = Agent::start_with(
-        &hsm,
+        dev,
         AgentOptions {
             args: vec!["--pin-cache-ttl".into(), "1".into()],
             ..Default::default()
         },
     );
     let cwd = work_dir();
-    std::fs::write(cwd.path().join("pin"), format!("{}\n", hsm.pin)).unwrap();
+    std::fs::write(cwd.path().join("pin"), format!("{}\n", dev.pin())).unwrap();
     let out = agent.tufa_ok(cwd.path(), &["agent", "unlock", "--pin-file", "pin"]);
     assert!(out.contains("for 1 seconds"), "{out}");
     agent.tufa_ok(cwd.path(), &["key", "generate", "jill"]);

@@ -14,6 +14,7 @@ use crate::import::ImportedKey;
 use crate::keys::{EcdsaSignature, KeyName, Sha256Digest};
 
 pub mod pkcs11;
+pub mod yubikey;
 
 /// Which kind of device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,6 +146,15 @@ pub struct DeviceStatus {
     pub key_count: usize,
 }
 
+/// A device's proof that a key was made on it.
+#[derive(Clone, Debug)]
+pub struct Attestation {
+    /// The key's attestation certificate, DER.
+    pub certificate: Vec<u8>,
+    /// The device's attestation certificate that signed it, DER.
+    pub intermediate: Vec<u8>,
+}
+
 /// One device holding keys. Every method may block on hardware.
 pub trait Backend: Send + Sync {
     /// The kind of device.
@@ -173,4 +183,12 @@ pub trait Backend: Send + Sync {
     fn lock(&self);
     /// Whether the device needs a PIN from a client (none configured, none cached).
     fn needs_pin(&self) -> bool;
+    /// The device's attestation of a key; devices without attestation refuse.
+    fn attest(&self, id: &KeyId) -> Result<Attestation, AgentError> {
+        let _ = id;
+        Err(AgentError::Unsupported(format!(
+            "{} devices cannot attest keys: only YubiKeys can",
+            self.kind()
+        )))
+    }
 }

@@ -38,6 +38,9 @@ use crate::import::ImportedKey;
 use crate::keys::{EcdsaSignature, Sha256Digest};
 use crate::pin::{NoPin, PinOrigin, PinSource, PinState};
 
+/// How to unblock a token's user PIN.
+const PIN_BLOCKED_FIX: &str = "reset it with the security officer PIN (e.g. `softhsm2-util --init-pin` or `pkcs11-tool --init-pin --login --login-type so`)";
+
 /// DER of the P-256 curve OID, the `CKA_EC_PARAMS` of every key the agent makes.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 
@@ -237,6 +240,7 @@ impl Pkcs11Backend {
                 st.pin.refused(pin, origin);
                 Err(AgentError::PinBlocked {
                     device: self.describe(),
+                    fix: PIN_BLOCKED_FIX.into(),
                 })
             }
             Err(CkError::Pkcs11(RvError::PinLenRange, _)) => {

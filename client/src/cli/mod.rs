@@ -102,6 +102,9 @@ pub enum KeyCommand {
     Sign(SignArgs),
     /// Print a key's public key as plain PEM (for openssl and other tools).
     Public(PublicArgs),
+    /// Print the device's attestation of a key (YubiKey: the slot's attestation certificate and
+    /// the device's attestation certificate, PEM).
+    Attest(PublicArgs),
 }
 
 /// Arguments of `agent status`.
@@ -146,6 +149,37 @@ pub struct GenerateArgs {
     /// Directory to write NAME.pub to.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+    /// YubiKey slot (9a, 9c, 9d, 9e, 82-95) [default: the first free one].
+    #[arg(long)]
+    pub slot: Option<String>,
+    /// When the YubiKey asks for the PIN [default: once].
+    #[arg(long, value_enum)]
+    pub pin_policy: Option<PinPolicyArg>,
+    /// When the YubiKey asks for a touch [default: the agent's touch_policy for the device].
+    #[arg(long, value_enum)]
+    pub touch_policy: Option<TouchPolicyArg>,
+}
+
+/// `--pin-policy` of a YubiKey key.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PinPolicyArg {
+    /// Never.
+    Never,
+    /// Once per agent session with the card.
+    Once,
+    /// Before every signature.
+    Always,
+}
+
+/// `--touch-policy` of a YubiKey key.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TouchPolicyArg {
+    /// Never.
+    Never,
+    /// Before every signature.
+    Always,
+    /// Once, then cached for 15 seconds.
+    Cached,
 }
 
 /// Arguments of `key list`.
@@ -309,6 +343,17 @@ impl Cli {
                 print!("{pem}");
                 Ok(())
             }
+            Command::Key(KeyCommand::Attest(a)) => {
+                let reply = agent.attest(&a.key).await?;
+                let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+                for der in [reply.certificate_der, reply.intermediate_der] {
+                    print!(
+                        "{}",
+                        pem::encode_config(&pem::Pem::new("CERTIFICATE", der), lf)
+                    );
+                }
+                Ok(())
+            }
             Command::Key(KeyCommand::Delete(a)) => {
                 let id = agent.delete(&a.key).await?;
                 if id == a.key {
@@ -420,6 +465,19 @@ impl GenerateArgs {
                     Some(BackendArg::Yubikey) => v1::Backend::Yubikey,
                 } as i32,
                 device: self.device.unwrap_or_default(),
+                slot: self.slot.unwrap_or_default(),
+                pin_policy: match self.pin_policy {
+                    None => v1::PinPolicy::Unspecified,
+                    Some(PinPolicyArg::Never) => v1::PinPolicy::Never,
+                    Some(PinPolicyArg::Once) => v1::PinPolicy::Once,
+                    Some(PinPolicyArg::Always) => v1::PinPolicy::Always,
+                } as i32,
+                touch_policy: match self.touch_policy {
+                    None => v1::TouchPolicy::Unspecified,
+                    Some(TouchPolicyArg::Never) => v1::TouchPolicy::Never,
+                    Some(TouchPolicyArg::Always) => v1::TouchPolicy::Always,
+                    Some(TouchPolicyArg::Cached) => v1::TouchPolicy::Cached,
+                } as i32,
                 ..Default::default()
             })
             .await?;

@@ -820,7 +820,8 @@ impl PivCard {
             return Response::status(sw::INCORRECT_DATA);
         };
         let id = match *id {
-            [a, b, c] if a == 0x5f && (b == 0xc1 || b == 0xff) => u32::from_be_bytes([0, a, b, c]),
+            // A YubiKey stores any object in 0x5F0000-0x5FFFFF (Yubico's PIV data objects page).
+            [a, b, c] if a == 0x5f => u32::from_be_bytes([0, a, b, c]),
             _ => return Response::status(sw::NOT_FOUND),
         };
         let Some((0x53, value, [])) = tlv::take(rest) else {
