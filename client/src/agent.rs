@@ -228,7 +228,21 @@ impl AgentClient {
         context: &SignContext,
     ) -> Result<[u8; 64], AgentClientError> {
         let digest: [u8; 32] = Sha256::digest(data).into();
-        self.sign_digest(key, &digest, context).await
+        let sig = self.request_signature(key, &digest, context).await?;
+        let bad = |why: String| AgentClientError::BadSignature {
+            key_id: key.key_id.clone(),
+            detail: why,
+        };
+        let raw: [u8; 64] = sig
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad(format!("{} bytes where 64 (r||s) were expected", sig.len())))?;
+        crate::tuf::verify::verify_p256(&key.public_key_spki, data, &raw).map_err(|why| {
+            bad(format!(
+                "it does not verify with the key's public key: {why}"
+            ))
+        })?;
+        Ok(raw)
     }
 
     /// Signs a SHA-256 digest with `key` and checks the signature.
@@ -238,6 +252,17 @@ impl AgentClient {
         digest: &[u8; 32],
         context: &SignContext,
     ) -> Result<[u8; 64], AgentClientError> {
+        let sig = self.request_signature(key, digest, context).await?;
+        verify_raw(key, digest, &sig)
+    }
+
+    /// The agent's signature over `digest`, not yet checked.
+    async fn request_signature(
+        &self,
+        key: &v1::Key,
+        digest: &[u8; 32],
+        context: &SignContext,
+    ) -> Result<Vec<u8>, AgentClientError> {
         // The card blocks until touched; say so first, since nothing else shows.
         let timeout = match touch_prompt(key, context) {
             Some(prompt) => {
@@ -262,7 +287,7 @@ impl AgentClient {
             ))
             .await?
             .into_inner();
-        verify_raw(key, digest, &reply.signature)
+        Ok(reply.signature)
     }
 
     /// Gives the agent a PIN for a device; returns the device name and how long it is kept.

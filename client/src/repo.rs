@@ -731,6 +731,21 @@ pub async fn load_state<S: crate::tuf::RemoteStore>(
     }
 }
 
+/// As [`load_state`], with the cache written while the caller goes on (see
+/// [`crate::tuf::update_deferred`]); `None` when there was nothing to read.
+pub async fn load_state_deferred<S: crate::tuf::RemoteStore>(
+    remote: &S,
+    cache: &crate::tuf::TrustCache,
+    gun: &Gun,
+    options: &crate::tuf::UpdateOptions,
+) -> Result<(Option<RepoState>, Option<crate::tuf::PendingCommit>), RepoError> {
+    match crate::tuf::update_deferred(remote, cache, gun, options).await {
+        Ok((verified, pending)) => Ok((Some(RepoState::from(verified)), Some(pending))),
+        Err(crate::tuf::UpdateError::RepositoryNotFound { .. }) => Ok((None, None)),
+        Err(e) => Err(RepoError::Update(Box::new(e))),
+    }
+}
+
 /// Builds root v1 and an empty targets for a new repository.
 pub async fn new_repository<P: Publisher>(
     agent: &AgentClient,

@@ -20,7 +20,7 @@ use crate::reference::ImageRef;
 use crate::registry::{RegistryClient, RegistryConfig};
 use crate::repo::{self, AgentKeys, Change, RepoState, SnapshotChoice};
 use crate::trust::{inspect, ops};
-use crate::tuf::{Gun, TrustCache, UpdateError, UpdateOptions, VerifiedRepo};
+use crate::tuf::{Gun, PendingCommit, TrustCache, UpdateError, UpdateOptions, VerifiedRepo};
 
 /// Arguments of `signer add`.
 #[derive(Debug, Args)]
@@ -145,6 +145,18 @@ impl Repo {
         tuf_update(&self.remote, &self.cache, &self.gun).await
     }
 
+    /// As [`Self::state`], with the cache written while the caller signs; hand the pending
+    /// write to [`Self::publish`].
+    async fn state_deferred(&self) -> Result<(Option<RepoState>, Option<PendingCommit>), CliError> {
+        Ok(repo::load_state_deferred(
+            &self.remote,
+            &self.cache,
+            &self.gun,
+            &UpdateOptions::default(),
+        )
+        .await?)
+    }
+
     async fn state(&self) -> Result<Option<RepoState>, CliError> {
         Ok(repo::load_state(
             &self.remote,
@@ -157,25 +169,31 @@ impl Repo {
 
     /// Publishes `changes` onto `current` (the state they were computed from); after a version
     /// conflict the state is read again. The next read refreshes the cache. `held` is the
-    /// agent's key list when the caller has read it since the last key was made.
+    /// agent's key list when the caller has read it since the last key was made. `pending`
+    /// is the cache write of the read that gave `current`; it ends before any other.
     async fn publish(
         &self,
         agent: &AgentClient,
         held: Option<AgentKeys>,
         current: Option<RepoState>,
+        pending: Option<PendingCommit>,
         changes: &[Change],
     ) -> Result<bool, CliError> {
         let held = match held {
             Some(held) => held,
             None => AgentKeys::load(agent).await?,
         };
+        let pending = tokio::sync::Mutex::new(pending);
         let first = std::sync::Mutex::new(Some(current));
         let load = || {
             let reuse = first.lock().map(|mut f| f.take()).unwrap_or(None);
+            let pending = &pending;
             async move {
                 match reuse {
                     Some(state) => Ok(state),
                     None => {
+                        // After a conflict: the earlier read's files go in first.
+                        self.finish(pending.lock().await.take()).await;
                         repo::load_state(
                             &self.remote,
                             &self.cache,
@@ -196,15 +214,26 @@ impl Repo {
             load,
             OffsetDateTime::now_utc(),
         )
-        .await?;
+        .await;
+        self.finish(pending.into_inner()).await;
+        let published = published?;
         // Our own files, now served: the next read need not fetch them (it still checks their
         // hashes against the server's snapshot before using them).
         if !published.created {
             if let Err(e) = self.cache.commit(&self.gun, &published.targets_files) {
-                tracing::warn!(gun = %self.gun, error = %e, "published, but could not cache the files");
+                eprintln!("warning: {e}");
             }
         }
         Ok(published.created)
+    }
+
+    /// Waits for a deferred cache write; a failure costs only a later re-read, so it warns.
+    async fn finish(&self, pending: Option<PendingCommit>) {
+        if let Some(pending) = pending {
+            if let Err(e) = pending.finish().await {
+                eprintln!("warning: {e}");
+            }
+        }
     }
 
     /// Changes that create the repository as docker does: snapshot on the server.
@@ -277,7 +306,7 @@ impl SignerAddArgs {
         }
         changes
             .extend(ops::signer_add(&self.name, keys).map_err(|e| CliError::Usage(e.to_string()))?);
-        repo.publish(agent, None, current, &changes).await?;
+        repo.publish(agent, None, current, None, &changes).await?;
         if new {
             println!("Successfully initialized \"{name}\"");
         }
@@ -331,7 +360,8 @@ impl SignerRemoveArgs {
                 return Ok(false);
             }
         }
-        repo.publish(agent, None, Some(state), &changes).await?;
+        repo.publish(agent, None, Some(state), None, &changes)
+            .await?;
         Ok(true)
     }
 }
@@ -369,13 +399,13 @@ impl SignArgs {
         // Independent reads, so at once; their errors are reported in this order.
         let (descriptor, current, held) = tokio::join!(
             registry.resolve(&image),
-            repo.state(),
+            repo.state_deferred(),
             AgentKeys::load(agent)
         );
         let descriptor = descriptor?;
         let sha256 = hex::encode(descriptor.digest.as_bytes());
         println!("Signing and pushing trust metadata for {}", self.image);
-        let current = current?;
+        let (current, pending) = current?;
         let (held, changes) = match &current {
             None => {
                 println!(
@@ -406,7 +436,8 @@ impl SignArgs {
                 (held, changes)
             }
         };
-        repo.publish(agent, Some(held), current, &changes).await?;
+        repo.publish(agent, Some(held), current, pending, &changes)
+            .await?;
         println!("Successfully signed {}", self.image);
         Ok(())
     }
@@ -515,7 +546,7 @@ impl RevokeArgs {
                 self.image
             ))
         })?;
-        repo.publish(agent, Some(held), Some(state), &changes)
+        repo.publish(agent, Some(held), Some(state), None, &changes)
             .await?;
         println!("Successfully deleted signature for {}", self.image);
         Ok(())

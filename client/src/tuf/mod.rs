@@ -42,7 +42,7 @@ mod root_validation;
 mod snapshot;
 mod targets;
 mod update;
-mod verify;
+pub(crate) mod verify;
 mod wire;
 
 pub use cache::{CacheError, TrustCache};
@@ -63,5 +63,7 @@ pub use root_validation::{check_root_key, cn_matches_gun, validate_root, TrustPi
 pub use snapshot::{Snapshot, Timestamp};
 pub use targets::{Delegation, Delegations, Targets};
 pub use tufa_proto::KeyId;
-pub use update::{update, DelegatedRole, TargetEntry, UpdateOptions, VerifiedRepo};
+pub use update::{
+    update, update_deferred, DelegatedRole, PendingCommit, TargetEntry, UpdateOptions, VerifiedRepo,
+};
 pub use verify::{verify_signature, verify_signatures, RoleKeys};

@@ -102,6 +102,48 @@ pub async fn update<S: RemoteStore>(
     gun: &Gun,
     options: &UpdateOptions,
 ) -> Result<VerifiedRepo, UpdateError> {
+    let (repo, staged) = verify(store, cache, gun, options).await?;
+    cache.commit(gun, &staged)?;
+    Ok(repo)
+}
+
+/// As [`update`], but the cache is written on a blocking thread while the caller goes on:
+/// [`PendingCommit::finish`] waits for it. Dropped unfinished, it still completes unless the
+/// process exits first, which leaves the cache as it was (as a failed update does).
+pub async fn update_deferred<S: RemoteStore>(
+    store: &S,
+    cache: &TrustCache,
+    gun: &Gun,
+    options: &UpdateOptions,
+) -> Result<(VerifiedRepo, PendingCommit), UpdateError> {
+    let (repo, staged) = verify(store, cache, gun, options).await?;
+    let (cache, gun) = (cache.clone(), gun.clone());
+    let task = tokio::task::spawn_blocking(move || cache.commit(&gun, &staged));
+    Ok((repo, PendingCommit(task)))
+}
+
+/// A cache write started by [`update_deferred`].
+#[derive(Debug)]
+pub struct PendingCommit(tokio::task::JoinHandle<Result<(), crate::tuf::CacheError>>);
+
+impl PendingCommit {
+    /// Waits until the verified files are in the cache.
+    pub async fn finish(self) -> Result<(), crate::tuf::CacheError> {
+        match self.0.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => unreachable!("a blocking task is never cancelled once it runs"),
+        }
+    }
+}
+
+/// Fetches and verifies; returns the files to cache, in commit order.
+async fn verify<S: RemoteStore>(
+    store: &S,
+    cache: &TrustCache,
+    gun: &Gun,
+    options: &UpdateOptions,
+) -> Result<(VerifiedRepo, Vec<(RoleName, Vec<u8>)>), UpdateError> {
     let mut session = Session {
         store,
         cache,
@@ -111,11 +153,13 @@ pub async fn update<S: RemoteStore>(
         warnings: Vec::new(),
     };
     let repo = session.run().await?;
-    cache.commit(gun, &session.staged)?;
-    Ok(VerifiedRepo {
-        warnings: session.warnings,
-        ..repo
-    })
+    Ok((
+        VerifiedRepo {
+            warnings: session.warnings,
+            ..repo
+        },
+        session.staged,
+    ))
 }
 
 /// One update in progress: what was verified so far and is to be cached.
