@@ -427,12 +427,13 @@ impl RootRequest {
     }
 
     /// Signs with the agent: with `only` (an agent key reference) or else with every agent key
-    /// the request still needs. Returns the TUF IDs of the keys that signed.
+    /// the request still needs whose device is present (an offline machine has one YubiKey
+    /// plugged in at a time).
     pub async fn sign(
         &mut self,
         agent: &AgentClient,
         only: Option<&str>,
-    ) -> Result<Vec<KeyId>, CeremonyError> {
+    ) -> Result<SignReport, CeremonyError> {
         let held = AgentKeys::load(agent).await?;
         let signed: BTreeSet<KeyId> = self.root.signatures.iter().map(|s| s.key_id).collect();
         let wanted = self.all_keys();
@@ -472,6 +473,7 @@ impl RootRequest {
             role: RoleName::ROOT.to_string(),
         };
         let mut added = Vec::new();
+        let mut absent = Vec::new();
         for (id, key, agent_key) in todo {
             if signed.contains(&id) {
                 if only.is_some() {
@@ -481,7 +483,18 @@ impl RootRequest {
                 }
                 continue;
             }
-            let sig = agent.sign(&agent_key, &bytes, &context).await?;
+            let sig = match agent.sign(&agent_key, &bytes, &context).await {
+                Ok(sig) => sig,
+                // Without --key, a device that is not plugged in is for another time.
+                Err(e) if only.is_none() && e.code() == Some(tonic::Code::Unavailable) => {
+                    absent.push(Absent {
+                        key: id,
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             crate::tuf::verify_signature(&key, &SignatureMethod::Ecdsa, &bytes, &sig)?;
             self.root.signatures.push(Signature {
                 key_id: id,
@@ -491,9 +504,18 @@ impl RootRequest {
             added.push(id);
         }
         if added.is_empty() {
+            if !absent.is_empty() {
+                return Err(CeremonyError::DevicesAbsent {
+                    detail: absent
+                        .iter()
+                        .map(|a| a.detail.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
             return Err(CeremonyError::NothingToSign);
         }
-        Ok(added)
+        Ok(SignReport { added, absent })
     }
 
     /// Refuses unless the root meets every threshold, checked as Notary's client checks a new
@@ -648,6 +670,24 @@ fn used_keys(roles: &RootRoles) -> BTreeSet<KeyId> {
     .collect()
 }
 
+/// What `sign` did.
+#[derive(Debug)]
+pub struct SignReport {
+    /// The keys that signed (TUF IDs).
+    pub added: Vec<KeyId>,
+    /// Keys skipped because their device is not plugged in.
+    pub absent: Vec<Absent>,
+}
+
+/// A key whose device was absent.
+#[derive(Debug)]
+pub struct Absent {
+    /// Its TUF ID.
+    pub key: KeyId,
+    /// The agent's words.
+    pub detail: String,
+}
+
 /// Why a ceremony step failed; nothing was published.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -707,6 +747,12 @@ pub enum CeremonyError {
     AlreadySigned {
         /// The key ID.
         key: String,
+    },
+    /// Every device holding a key the request needs is absent.
+    #[error("no device holding a root key this request needs is plugged in ({detail}); nothing was signed")]
+    DevicesAbsent {
+        /// The agent's words for each absent device.
+        detail: String,
     },
     /// Every key the agent holds has signed already.
     #[error("every root key this agent holds has already signed this request: sign with the other devices, or publish")]

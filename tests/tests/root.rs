@@ -425,3 +425,122 @@ fn a_repository_whose_root_is_offline_from_the_start() {
     let listed = stack.notary_ok(&["list", gun]);
     assert!(listed.contains("v1"), "{listed}");
 }
+
+/// Issue 6's ceremony on real PIV plumbing: three simulated YubiKeys (both firmware
+/// personalities) on the offline machine's one agent, plugged in one at a time, as a person
+/// would; a 2-of-3 root signed through the request file; notary follows the rotation.
+#[test]
+fn a_two_of_three_root_on_yubikeys_plugged_in_one_at_a_time() {
+    use tufa_tests::piv::{CardSpec, Firmware};
+    use tufa_tests::yubikey::{fresh_serial, SimYubiKey};
+
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("online", "pin-Qx7wz");
+    let online = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let gun = "example.com/ceremony/yubikeys";
+    notary(&online, &stack, cwd, &["init", gun, "-p"]);
+    notary(
+        &online,
+        &stack,
+        cwd,
+        &[
+            "addhash",
+            gun,
+            "v1",
+            "3",
+            "--sha256",
+            &"ab".repeat(32),
+            "-p",
+        ],
+    );
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+
+    let firmware = [Firmware::V5_4_3, Firmware::V5_7_1, Firmware::V5_4_3];
+    let mut cards = SimYubiKey::with(
+        firmware
+            .iter()
+            .map(|&firmware| CardSpec {
+                serial: fresh_serial(),
+                firmware,
+                ..CardSpec::default()
+            })
+            .collect(),
+    );
+    let offline = Agent::start(&cards);
+    let serials: Vec<String> = (0..3).map(|i| cards.serial(i).to_string()).collect();
+
+    // Each card makes its root key and certifies it (the online machine gets the certificates).
+    let mut certs = Vec::new();
+    for (i, serial) in serials.iter().enumerate() {
+        let name = format!("root-card{i}");
+        offline.tufa_ok(cwd, &["key", "generate", &name, "--device", serial]);
+        let out = cwd.join(format!("{name}.crt")).display().to_string();
+        offline.tufa_ok(cwd, &["root", "cert", gun, "--key", &name, "--out", &out]);
+        certs.push(out);
+    }
+    let listed = offline.tufa_ok(cwd, &["key", "list"]);
+    assert_eq!(listed.matches("root-card").count(), 3, "{listed}");
+
+    let req = cwd.join("req.json");
+    let reqs = req.display().to_string();
+    let mut args = vec!["rotate", gun];
+    for c in &certs {
+        args.extend(["--key", c.as_str()]);
+    }
+    args.extend(["--threshold", "2", "--out", &reqs]);
+    root_ok(&online, &stack, cwd, &args);
+    root_ok(&online, &stack, cwd, &["sign", &reqs]);
+
+    // Only card 0 in the offline machine: `root sign` uses what is there.
+    cards.cards[1].unplug();
+    cards.cards[2].unplug();
+    let out = offline.tufa_ok(cwd, &["root", "sign", &reqs]);
+    assert_eq!(out.matches("Signed with root key").count(), 1, "{out}");
+    assert_eq!(out.matches("its device is not here").count(), 2, "{out}");
+    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    assert!(
+        shown.contains("new root (2 of 3 needed, 1 present)"),
+        "{shown}"
+    );
+    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    assert!(err.contains("new root 1 of 2"), "{err}");
+
+    // Card 0 out, card 2 in (the AES-192 one is card 1; card 2 is like card 0).
+    cards.cards[0].unplug();
+    cards.cards[2].plug().unwrap();
+    offline.tufa_ok(cwd, &["root", "sign", &reqs]);
+    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    assert!(
+        shown.contains("new root (2 of 3 needed, 2 present)"),
+        "{shown}"
+    );
+    root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    assert_eq!(server_root_version(&stack, gun), 2);
+
+    // notary, holding root v1, follows the rotation; the next root needs two of the cards.
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+    let err = root_fails(
+        &online,
+        &stack,
+        cwd,
+        &["rotate", gun, "--key", &certs[1], "--threshold", "1"],
+    );
+    assert!(err.contains("--out REQ.json"), "{err}");
+
+    // Card 1 (firmware 5.7, AES-192 management key) signs the next rotation with card 2.
+    let req2 = cwd.join("req2.json");
+    let req2s = req2.display().to_string();
+    root_ok(
+        &online,
+        &stack,
+        cwd,
+        &["rotate", gun, "--renew", "--out", &req2s],
+    );
+    cards.cards[1].plug().unwrap();
+    offline.tufa_ok(cwd, &["root", "sign", &req2s]);
+    root_ok(&online, &stack, cwd, &["publish", &req2s]);
+    assert_eq!(server_root_version(&stack, gun), 3);
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+}

@@ -297,13 +297,19 @@ impl RootArgs {
             }
             RootCommand::Sign(a) => {
                 let mut request = RootRequest::load(&a.request).map_err(ceremony_err)?;
-                let added = request
+                let report = request
                     .sign(agent.get().await?, a.key.as_deref())
                     .await
                     .map_err(ceremony_err)?;
                 request.save(&a.request).map_err(ceremony_err)?;
-                for id in &added {
+                for id in &report.added {
                     println!("Signed with root key {id}");
+                }
+                for absent in &report.absent {
+                    println!(
+                        "Not signed with root key {} (its device is not here: {})",
+                        absent.key, absent.detail
+                    );
                 }
                 println!("{}", summary(&request));
                 Ok(())
