@@ -195,17 +195,12 @@ impl Config {
         let mut pkcs11 = Vec::new();
         for (i, s) in file.pkcs11.into_iter().enumerate() {
             let key = |k: &str| format!("pkcs11[{i}].{k}");
-            let pin = match (s.pin_file, s.pin_env) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        &key("pin_file"),
-                        "pin_file and pin_env both set: keep one".into(),
-                    ))
-                }
-                (Some(f), None) => PinSource::File(f),
-                (None, Some(v)) => PinSource::Env(v),
-                (None, None) => PinSource::Unlock,
-            };
+            let pin = pin_source(s.pin_file, s.pin_env).ok_or_else(|| {
+                invalid(
+                    &key("pin_file"),
+                    "pin_file and pin_env both set: keep one".into(),
+                )
+            })?;
             if s.token.is_empty() {
                 return Err(invalid(&key("token"), "the token label is empty".into()));
             }
@@ -254,17 +249,12 @@ impl Config {
         let mut yubikeys = Vec::new();
         for (i, s) in file.yubikey.into_iter().enumerate() {
             let key = |k: &str| format!("yubikey[{i}].{k}");
-            let pin = match (s.pin_file, s.pin_env) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        &key("pin_file"),
-                        "pin_file and pin_env both set: keep one".into(),
-                    ))
-                }
-                (Some(f), None) => PinSource::File(f),
-                (None, Some(v)) => PinSource::Env(v),
-                (None, None) => PinSource::Unlock,
-            };
+            let pin = pin_source(s.pin_file, s.pin_env).ok_or_else(|| {
+                invalid(
+                    &key("pin_file"),
+                    "pin_file and pin_env both set: keep one".into(),
+                )
+            })?;
             let management_key = match s.management_key {
                 None => ManagementKey::Default,
                 Some(ManagementKeySetting::Named(n)) if n == "default" => ManagementKey::Default,
@@ -351,6 +341,16 @@ impl Config {
             pkcs11,
             yubikeys,
         })
+    }
+}
+
+/// Where a device's PIN comes from; `None` when both a file and a variable are given.
+fn pin_source(file: Option<PathBuf>, env: Option<String>) -> Option<PinSource> {
+    match (file, env) {
+        (Some(_), Some(_)) => None,
+        (Some(f), None) => Some(PinSource::File(f)),
+        (None, Some(v)) => Some(PinSource::Env(v)),
+        (None, None) => Some(PinSource::Unlock),
     }
 }
 

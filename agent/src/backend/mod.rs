@@ -155,6 +155,30 @@ pub struct Attestation {
     pub intermediate: Vec<u8>,
 }
 
+impl DeviceStatus {
+    /// The status of a device whose key listing gave `keys`.
+    pub fn from_keys(keys: Result<&[KeyInfo], &AgentError>, locked: bool) -> Self {
+        match keys {
+            Ok(keys) => Self {
+                present: true,
+                locked,
+                detail: if locked {
+                    "locked: `tufa agent unlock` gives it a PIN".into()
+                } else {
+                    String::new()
+                },
+                key_count: keys.len(),
+            },
+            Err(e) => Self {
+                present: false,
+                locked,
+                detail: e.to_string(),
+                key_count: 0,
+            },
+        }
+    }
+}
+
 /// One device holding keys. Every method may block on hardware.
 pub trait Backend: Send + Sync {
     /// The kind of device.

@@ -554,24 +554,7 @@ impl Backend for Pkcs11Backend {
     fn status(&self) -> DeviceStatus {
         let keys = self.keys();
         let locked = !Self::unlocked(&mut self.lock_state());
-        match keys {
-            Ok(keys) => DeviceStatus {
-                present: true,
-                locked,
-                detail: if locked {
-                    "locked: `tufa agent unlock` gives it a PIN".into()
-                } else {
-                    String::new()
-                },
-                key_count: keys.len(),
-            },
-            Err(e) => DeviceStatus {
-                present: false,
-                locked,
-                detail: e.to_string(),
-                key_count: 0,
-            },
-        }
+        DeviceStatus::from_keys(keys.as_deref(), locked)
     }
 
     fn keys(&self) -> Result<Vec<KeyInfo>, AgentError> {
