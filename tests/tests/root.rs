@@ -62,6 +62,35 @@ fn server_root_version(stack: &Stack, gun: &str) -> u64 {
     })
 }
 
+/// An ordinary repository made online (root key in the online agent) with tag v1; notary has
+/// cached its root v1.
+fn repository_with_v1(online: &Agent, stack: &Stack, cwd: &Path, gun: &str) {
+    notary(online, stack, cwd, &["init", gun, "-p"]);
+    let digest = "ab".repeat(32);
+    notary(
+        online,
+        stack,
+        cwd,
+        &["addhash", gun, "v1", "3", "--sha256", &digest, "-p"],
+    );
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+}
+
+/// `rotate GUN --key CERT... --threshold K --out REQ`.
+fn rotate_args<'a>(
+    gun: &'a str,
+    certs: &'a [String],
+    threshold: &'a str,
+    out: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec!["rotate", gun];
+    for c in certs {
+        args.extend(["--key", c.as_str()]);
+    }
+    args.extend(["--threshold", threshold, "--out", out]);
+    args
+}
+
 fn cards() -> [Card; 3] {
     [Card::new("card1"), Card::new("card2"), Card::new("card3")]
 }
@@ -76,34 +105,14 @@ fn a_two_of_three_root_signed_one_card_at_a_time_is_read_by_notary() {
     let gun = "example.com/ceremony/rotated";
 
     // An ordinary repository, its root key in the online agent; notary caches root v1.
-    notary(&online, &stack, cwd, &["init", gun, "-p"]);
-    notary(
-        &online,
-        &stack,
-        cwd,
-        &[
-            "addhash",
-            gun,
-            "v1",
-            "3",
-            "--sha256",
-            &"ab".repeat(32),
-            "-p",
-        ],
-    );
-    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+    repository_with_v1(&online, &stack, cwd, gun);
 
     // Each card certifies its key offline; the online machine prepares the 2-of-3 root.
     let cards = cards();
     let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
     let req = cwd.join("req.json");
     let reqs = req.display().to_string();
-    let mut args = vec!["rotate", gun];
-    for c in &certs {
-        args.extend(["--key", c.as_str()]);
-    }
-    args.extend(["--threshold", "2", "--out", &reqs]);
-    root_ok(&online, &stack, cwd, &args);
+    root_ok(&online, &stack, cwd, &rotate_args(gun, &certs, "2", &reqs));
     assert!(!std::fs::read_to_string(&req).unwrap().contains("PRIVATE"));
 
     let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
@@ -440,22 +449,7 @@ fn a_two_of_three_root_on_yubikeys_plugged_in_one_at_a_time() {
     let cwd = tempfile::tempdir().unwrap();
     let cwd = cwd.path();
     let gun = "example.com/ceremony/yubikeys";
-    notary(&online, &stack, cwd, &["init", gun, "-p"]);
-    notary(
-        &online,
-        &stack,
-        cwd,
-        &[
-            "addhash",
-            gun,
-            "v1",
-            "3",
-            "--sha256",
-            &"ab".repeat(32),
-            "-p",
-        ],
-    );
-    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+    repository_with_v1(&online, &stack, cwd, gun);
 
     let firmware = [Firmware::V5_4_3, Firmware::V5_7_1, Firmware::V5_4_3];
     let mut cards = SimYubiKey::with(
@@ -485,12 +479,7 @@ fn a_two_of_three_root_on_yubikeys_plugged_in_one_at_a_time() {
 
     let req = cwd.join("req.json");
     let reqs = req.display().to_string();
-    let mut args = vec!["rotate", gun];
-    for c in &certs {
-        args.extend(["--key", c.as_str()]);
-    }
-    args.extend(["--threshold", "2", "--out", &reqs]);
-    root_ok(&online, &stack, cwd, &args);
+    root_ok(&online, &stack, cwd, &rotate_args(gun, &certs, "2", &reqs));
     root_ok(&online, &stack, cwd, &["sign", &reqs]);
 
     // Only card 0 in the offline machine: `root sign` uses what is there.
