@@ -695,6 +695,25 @@ async fn key_named(agent: &AgentClient, name: &str) -> Result<v1::Key, RepoError
         .await?)
 }
 
+/// A free agent key name for a new `role` key of `gun`: `<repo>-<role>-2`, `-3`, ...
+pub async fn next_key_name(
+    agent: &AgentClient,
+    gun: &Gun,
+    role: &str,
+) -> Result<String, RepoError> {
+    let base = format!("{}-{role}", key_name_for(gun));
+    let taken: BTreeSet<String> = agent
+        .list_keys()
+        .await?
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    Ok((2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|name| !taken.contains(name))
+        .expect("an unbounded range has a free name"))
+}
+
 /// A key name for a repository's keys: the GUN with separators replaced, shortened with a hash.
 fn key_name_for(gun: &Gun) -> String {
     let clean: String = gun

@@ -506,3 +506,105 @@ fn delete_remote_removes_the_repository_everywhere() {
         .unwrap();
     assert!(!fresh.status.success(), "{fresh:?}");
 }
+
+/// The root role's key IDs as the server serves them.
+fn root_role_keyids(stack: &Stack, gun: &str, role: &str) -> Vec<String> {
+    let root: serde_json::Value =
+        serde_json::from_slice(&stack.trust_file(gun, "root").expect("served root")).unwrap();
+    root["signed"]["roles"][role]["keyids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn key_rotate_as_notary_does_and_notary_follows() {
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("key-rotate", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd = cwd.path();
+    let gun = "example.com/tufa/rotated";
+    let digest = "ab".repeat(32);
+    tufa_notary(&agent, &stack, cwd, &["init", gun, "-p"]);
+    tufa_notary(
+        &agent,
+        &stack,
+        cwd,
+        &["addhash", gun, "v1", "3", "--sha256", &digest, "-p"],
+    );
+    // notary caches root v1 now, and must follow every rotation below.
+    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+
+    for role in ["targets", "root"] {
+        let before = root_role_keyids(&stack, gun, role);
+        let out = tufa_notary(&agent, &stack, cwd, &["key", "rotate", gun, role]);
+        assert!(out.contains(&format!("-{role}-2")), "{out}");
+        let after = root_role_keyids(&stack, gun, role);
+        assert_ne!(before, after, "{role}");
+        assert!(stack.notary_ok(&["list", gun]).contains("v1"), "{role}");
+    }
+    for role in ["snapshot", "timestamp"] {
+        let before = root_role_keyids(&stack, gun, role);
+        tufa_notary(&agent, &stack, cwd, &["key", "rotate", gun, role, "-r"]);
+        assert_ne!(before, root_role_keyids(&stack, gun, role), "{role}");
+    }
+    // The server now makes snapshots; publishing and notary's reading go on.
+    tufa_notary(
+        &agent,
+        &stack,
+        cwd,
+        &["addhash", gun, "v2", "3", "--sha256", &digest, "-p"],
+    );
+    let listed = stack.notary_ok(&["list", gun]);
+    assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
+
+    // What notary refuses, tufa refuses, and nothing changes.
+    let root_before = stack.trust_file(gun, "root");
+    for (args, want) in [
+        (vec!["targets", "-r"], "the server may hold only"),
+        (vec!["timestamp"], "rotate it with -r"),
+        (vec!["targets/releases"], "delegation"),
+    ] {
+        let mut full = vec!["key", "rotate", gun];
+        full.extend(args.iter());
+        let out = agent.tufa(
+            cwd,
+            &notary_args(
+                &stack.notary_url(),
+                &stack.ca_file(),
+                &cwd.join("tufa-trust"),
+                &full,
+            ),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(stack.trust_file(gun, "root"), root_before);
+
+    // A rotation that cannot be published leaves no new key behind: the notary CLI holds this
+    // repository's root key, not the agent.
+    let theirs = "example.com/notary/theirs";
+    stack.notary_ok(&["init", theirs, "-p"]);
+    let out = agent.tufa(
+        cwd,
+        &notary_args(
+            &stack.notary_url(),
+            &stack.ca_file(),
+            &cwd.join("tufa-trust"),
+            &["key", "rotate", theirs, "targets"],
+        ),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("holds none of the root keys") && err.contains("--out REQ.json"),
+        "{err}"
+    );
+    let keys = agent.tufa_ok(cwd, &["key", "list"]);
+    assert!(!keys.contains("theirs-targets"), "{keys}");
+}

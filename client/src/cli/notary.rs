@@ -157,6 +157,24 @@ pub enum NotaryCommand {
 pub enum NotaryKeyCommand {
     /// List keys as `notary key list` does: role, GUN, key ID, location.
     List,
+    /// Rotate a role's key as `notary key rotate` does, and publish (root keys must be in
+    /// this agent; for offline root keys use `tufa root rotate --out`).
+    Rotate(KeyRotateArgs),
+}
+
+/// Arguments of `key rotate`.
+#[derive(Debug, Args)]
+pub struct KeyRotateArgs {
+    /// The repository.
+    pub gun: String,
+    /// root, targets, snapshot or timestamp.
+    pub role: String,
+    /// Let the server hold the new key (snapshot, timestamp).
+    #[arg(long = "server-managed", short = 'r')]
+    pub server_managed: bool,
+    /// The new key: an agent key [default: a new agent key named after the repository and role].
+    #[arg(long)]
+    pub key: Option<String>,
 }
 
 /// `--roles` and `-p`, shared by the staging verbs.
@@ -455,6 +473,7 @@ impl NotaryArgs {
                 delegation_list(&ctx, &a.gun).await
             }
             NotaryCommand::Key(NotaryKeyCommand::List) => key_list(&ctx).await,
+            NotaryCommand::Key(NotaryKeyCommand::Rotate(a)) => a.run(&ctx).await,
             NotaryCommand::Status(a) => a.run(&ctx).await,
             NotaryCommand::Resign(a) => a.run(&ctx).await,
             NotaryCommand::Incident(a) => a.run(&ctx).await,
@@ -993,4 +1012,91 @@ async fn key_list(ctx: &Context) -> Result<(), CliError> {
     print!("{}", table::render(&table_rows));
     println!();
     Ok(())
+}
+
+impl KeyRotateArgs {
+    /// Maps notary's verb onto a root rotation signed by this agent and published at once.
+    async fn run(self, ctx: &Context) -> Result<(), CliError> {
+        let gun = parse_gun(&self.gun)?;
+        let role: RoleName = self
+            .role
+            .parse()
+            .map_err(|e| CliError::Usage(format!("{e}")))?;
+        let base = [
+            RoleName::ROOT,
+            RoleName::TARGETS,
+            RoleName::SNAPSHOT,
+            RoleName::TIMESTAMP,
+        ];
+        if !base.contains(&role) {
+            return Err(CliError::Usage(format!(
+                "cannot rotate the key of {role}: give root, targets, snapshot or timestamp (a delegation's keys change with `tufa notary delegation add/remove`)"
+            )));
+        }
+        if self.server_managed && self.key.is_some() {
+            return Err(CliError::Usage(
+                "give either --key or -r (--server-managed), not both".into(),
+            ));
+        }
+        let server_ok = role == RoleName::SNAPSHOT || role == RoleName::TIMESTAMP;
+        if self.server_managed && !server_ok {
+            return Err(CliError::Usage(format!(
+                "the server may hold only the snapshot and timestamp keys, not the {role} key: drop -r"
+            )));
+        }
+        if role == RoleName::TIMESTAMP && !self.server_managed {
+            return Err(CliError::Usage(
+                "the timestamp key is always the server's: rotate it with -r".into(),
+            ));
+        }
+        let mut args = super::root::RotateArgs {
+            gun: self.gun.clone(),
+            keys: Vec::new(),
+            threshold: None,
+            targets_key: None,
+            snapshot_key: None,
+            server_managed_snapshot: self.server_managed && role == RoleName::SNAPSHOT,
+            new_timestamp_key: role == RoleName::TIMESTAMP,
+            renew: false,
+            out: None,
+        };
+        // A key made here is removed again if the rotation fails: nothing is left behind.
+        let mut made = None;
+        if !self.server_managed {
+            let name = match &self.key {
+                Some(k) => k.clone(),
+                None => {
+                    let agent = ctx.agent.get().await?;
+                    let name = repo::next_key_name(agent, &gun, role.as_str()).await?;
+                    agent
+                        .generate(tufa_proto::v1::GenerateKeyRequest {
+                            name: name.clone(),
+                            ..Default::default()
+                        })
+                        .await?;
+                    made = Some(name.clone());
+                    name
+                }
+            };
+            match role.as_str() {
+                "root" => {
+                    args.keys = vec![name];
+                    args.threshold = Some(1);
+                }
+                "targets" => args.targets_key = Some(name),
+                _ => args.snapshot_key = Some(name),
+            }
+        }
+        let result = super::root::rotate(ctx, args, OffsetDateTime::now_utc()).await;
+        if let (Err(_), Some(name)) = (&result, &made) {
+            if let Ok(agent) = ctx.agent.get().await {
+                let _ = agent.delete(name).await;
+            }
+        }
+        result?;
+        if let Some(name) = made {
+            println!("The new {role} key of {gun} is the agent key {name}");
+        }
+        Ok(())
+    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
-use super::notary::{server_of, LazyAgent, ServerArgs};
+use super::notary::{server_of, Context, LazyAgent, ServerArgs};
 use super::CliError;
 use crate::agent::AgentClient;
 use crate::ceremony::{self, RootPlan, RootRequest};
@@ -194,90 +194,7 @@ impl RootArgs {
                 );
                 Ok(())
             }
-            RootCommand::Rotate(a) => {
-                let gun = parse_gun(&a.gun)?;
-                let client = server()?;
-                let remote = client.repo(&gun);
-                let cache = TrustCache::new(&trust_dir);
-                let options = ctx.options.clone();
-                let load = || repo::load_state(&remote, &cache, &gun, &options);
-                let state = load().await?.ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "{gun} does not exist on the server: prepare its first root with `tufa root init`"
-                    ))
-                })?;
-                let previous_bytes = cache
-                    .load(&gun, &RoleName::ROOT)
-                    .map_err(|e| CliError::Usage(e.to_string()))?
-                    .ok_or_else(|| {
-                        CliError::Usage(format!(
-                            "the cached root of {gun} vanished: run the command again"
-                        ))
-                    })?;
-                let mut plan = RootPlan::default();
-                if !a.keys.is_empty() {
-                    let agent = agent.get().await?;
-                    let keys = root_keys(agent, &gun, &a.keys, now).await?;
-                    let threshold = threshold(a.threshold, keys.len())?;
-                    plan.root_keys = Some((keys, threshold));
-                }
-                if let Some(r) = &a.targets_key {
-                    let k = agent.get().await?.key(r).await?;
-                    plan.targets_key = Some(PublicKey::ecdsa(k.public_key_spki));
-                }
-                if let Some(r) = &a.snapshot_key {
-                    let k = agent.get().await?.key(r).await?;
-                    plan.snapshot_key = Some(PublicKey::ecdsa(k.public_key_spki));
-                }
-                if plan.is_empty() && !a.server_managed_snapshot && !a.new_timestamp_key && !a.renew
-                {
-                    return Err(CliError::Usage(
-                        "nothing to rotate: give --key (with --threshold), --targets-key, --snapshot-key, --server-managed-snapshot, --new-timestamp-key, or --renew".into(),
-                    ));
-                }
-                // Server keys last: each POST makes a key that stays unused if we stop here.
-                if a.server_managed_snapshot {
-                    plan.snapshot_key = Some(server_key(&remote, &RoleName::SNAPSHOT, true).await?);
-                }
-                if a.new_timestamp_key {
-                    plan.timestamp_key =
-                        Some(server_key(&remote, &RoleName::TIMESTAMP, true).await?);
-                }
-                let mut request =
-                    RootRequest::rotation(&gun, previous_bytes, state.root.clone(), &plan, now)?;
-                if let Some(out) = &a.out {
-                    request.save(out).map_err(ceremony_err)?;
-                    println!(
-                        "Wrote the request for root version {} of {gun} to {}: sign it with the previous and the new root keys (`tufa root sign`), then `tufa root publish`",
-                        request.root.signed.version,
-                        out.display()
-                    );
-                    return Ok(());
-                }
-                let agent = agent.get().await?;
-                request.sign(agent, None).await.map_err(|e| match e {
-                    ceremony::CeremonyError::NoKeyHere { .. } => CliError::Usage(format!(
-                        "this agent holds none of the root keys of {gun}: write a request with --out REQ.json and sign it where the root keys are"
-                    )),
-                    other => ceremony_err(other),
-                })?;
-                if !request.complete() {
-                    return Err(CliError::Usage(format!(
-                        "this agent holds too few of the root keys of {gun} to sign the new root ({}): write a request with --out REQ.json and sign it where the other root keys are; nothing was published",
-                        summary(&request)
-                    )));
-                }
-                let roles = ceremony::publish(agent, &remote, &request, load, now)
-                    .await
-                    .map_err(ceremony_err)?;
-                refresh(&remote, &cache, &gun, &ctx.options).await;
-                println!(
-                    "Published root version {} of {gun} ({})",
-                    request.root.signed.version,
-                    names(&roles)
-                );
-                Ok(())
-            }
+            RootCommand::Rotate(a) => rotate(&ctx, a, now).await,
             RootCommand::Show(a) => {
                 let request = RootRequest::load(&a.request).map_err(ceremony_err)?;
                 let current = match server().ok() {
@@ -336,6 +253,96 @@ impl RootArgs {
             }
         }
     }
+}
+
+/// `tufa root rotate`, and `tufa notary key rotate` through it.
+pub(crate) async fn rotate(
+    ctx: &Context,
+    a: RotateArgs,
+    now: OffsetDateTime,
+) -> Result<(), CliError> {
+    let agent = &ctx.agent;
+    let trust_dir = ctx.trust_dir.clone();
+    let server = || server_of(ctx);
+    let gun = parse_gun(&a.gun)?;
+    let client = server()?;
+    let remote = client.repo(&gun);
+    let cache = TrustCache::new(&trust_dir);
+    let options = ctx.options.clone();
+    let load = || repo::load_state(&remote, &cache, &gun, &options);
+    let state = load().await?.ok_or_else(|| {
+        CliError::Usage(format!(
+            "{gun} does not exist on the server: prepare its first root with `tufa root init`"
+        ))
+    })?;
+    let previous_bytes = cache
+        .load(&gun, &RoleName::ROOT)
+        .map_err(|e| CliError::Usage(e.to_string()))?
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "the cached root of {gun} vanished: run the command again"
+            ))
+        })?;
+    let mut plan = RootPlan::default();
+    if !a.keys.is_empty() {
+        let agent = agent.get().await?;
+        let keys = root_keys(agent, &gun, &a.keys, now).await?;
+        let threshold = threshold(a.threshold, keys.len())?;
+        plan.root_keys = Some((keys, threshold));
+    }
+    if let Some(r) = &a.targets_key {
+        let k = agent.get().await?.key(r).await?;
+        plan.targets_key = Some(PublicKey::ecdsa(k.public_key_spki));
+    }
+    if let Some(r) = &a.snapshot_key {
+        let k = agent.get().await?.key(r).await?;
+        plan.snapshot_key = Some(PublicKey::ecdsa(k.public_key_spki));
+    }
+    if plan.is_empty() && !a.server_managed_snapshot && !a.new_timestamp_key && !a.renew {
+        return Err(CliError::Usage(
+                "nothing to rotate: give --key (with --threshold), --targets-key, --snapshot-key, --server-managed-snapshot, --new-timestamp-key, or --renew".into(),
+            ));
+    }
+    // Server keys last: each POST makes a key that stays unused if we stop here.
+    if a.server_managed_snapshot {
+        plan.snapshot_key = Some(server_key(&remote, &RoleName::SNAPSHOT, true).await?);
+    }
+    if a.new_timestamp_key {
+        plan.timestamp_key = Some(server_key(&remote, &RoleName::TIMESTAMP, true).await?);
+    }
+    let mut request = RootRequest::rotation(&gun, previous_bytes, state.root.clone(), &plan, now)?;
+    if let Some(out) = &a.out {
+        request.save(out).map_err(ceremony_err)?;
+        println!(
+                "Wrote the request for root version {} of {gun} to {}: sign it with the previous and the new root keys (`tufa root sign`), then `tufa root publish`",
+                request.root.signed.version,
+                out.display()
+            );
+        return Ok(());
+    }
+    let agent = agent.get().await?;
+    request.sign(agent, None).await.map_err(|e| match e {
+            ceremony::CeremonyError::NoKeyHere { .. } => CliError::Usage(format!(
+                "this agent holds none of the root keys of {gun}: write a request (`tufa root rotate {gun} ... --out REQ.json`) and sign it where the root keys are"
+            )),
+            other => ceremony_err(other),
+        })?;
+    if !request.complete() {
+        return Err(CliError::Usage(format!(
+                "this agent holds too few of the root keys of {gun} to sign the new root ({}): write a request (`tufa root rotate {gun} ... --out REQ.json`) and sign it where the other root keys are; nothing was published",
+                summary(&request)
+            )));
+    }
+    let roles = ceremony::publish(agent, &remote, &request, load, now)
+        .await
+        .map_err(ceremony_err)?;
+    refresh(&remote, &cache, &gun, &ctx.options).await;
+    println!(
+        "Published root version {} of {gun} ({})",
+        request.root.signed.version,
+        names(&roles)
+    );
+    Ok(())
 }
 
 fn ceremony_err(e: ceremony::CeremonyError) -> CliError {
