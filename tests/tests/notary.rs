@@ -602,9 +602,102 @@ fn key_rotate_as_notary_does_and_notary_follows() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("holds none of the root keys") && err.contains("--out REQ.json"),
+        !out.status.success()
+            && err.contains("holds none of the root keys")
+            && err.contains("--out REQ.json"),
         "{err}"
     );
     let keys = agent.tufa_ok(cwd, &["key", "list"]);
     assert!(!keys.contains("theirs-targets"), "{keys}");
+}
+
+/// A publish computed from a state another publisher has since replaced: the real server
+/// refuses it as a version conflict, and tufa reads the repository again, re-applies its change
+/// and publishes, losing neither publisher's target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_race_is_read_again_and_published_without_losing_anything() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tufa_client::notary::{NotaryClient, NotaryConfig};
+    use tufa_client::repo::{self, AgentKeys, Change};
+    use tufa_client::tuf::{Gun, TrustCache, UpdateOptions};
+
+    let stack = Stack::start();
+    let hsm = SoftHsm::new("notary-race", "pin-Qx7wz");
+    let agent = Agent::start(&hsm);
+    let cwd = tempfile::tempdir().unwrap();
+    let gun_text = "example.com/tufa/race";
+    tufa_notary(&agent, &stack, cwd.path(), &["init", gun_text, "-p"]);
+
+    let gun: Gun = gun_text.parse().unwrap();
+    let client = NotaryClient::new(NotaryConfig {
+        server: stack.notary_url().parse().unwrap(),
+        ca_file: Some(stack.ca_file()),
+        client_cert: None,
+        credentials: None,
+    })
+    .unwrap();
+    let remote = client.repo(&gun);
+    let cache = TrustCache::new(cwd.path().join("tufa-trust"));
+    let options = UpdateOptions::default();
+    let stale = repo::load_state(&remote, &cache, &gun, &options)
+        .await
+        .unwrap()
+        .expect("initialised");
+
+    // The other publisher wins the race.
+    let digest = "ab".repeat(32);
+    tufa_notary(
+        &agent,
+        &stack,
+        cwd.path(),
+        &[
+            "addhash", gun_text, "theirs", "3", "--sha256", &digest, "-p",
+        ],
+    );
+
+    // Ours was computed from the state before theirs: the first load hands back that state.
+    let loads = AtomicUsize::new(0);
+    let load = || {
+        let first = loads.fetch_add(1, Ordering::SeqCst) == 0;
+        let stale = stale.clone();
+        let (remote, cache, gun, options) = (&remote, &cache, &gun, &options);
+        async move {
+            if first {
+                Ok(Some(stale))
+            } else {
+                repo::load_state(remote, cache, gun, options).await
+            }
+        }
+    };
+    let agent_client = agent.client().await;
+    let held = AgentKeys::load(&agent_client).await.unwrap();
+    let ours = Change::AddTarget {
+        role: "targets".into(),
+        name: "ours".into(),
+        length: 3,
+        sha256: "cd".repeat(32),
+        sha512: None,
+        custom: None,
+    };
+    repo::publish_changes(
+        &agent_client,
+        &held,
+        &remote,
+        &gun,
+        &[ours],
+        load,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        2,
+        "the conflict made it read again"
+    );
+    let listed = stack.notary_ok(&["list", gun_text]);
+    assert!(
+        listed.contains("theirs") && listed.contains("ours"),
+        "{listed}"
+    );
 }
