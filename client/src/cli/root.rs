@@ -234,22 +234,7 @@ impl RootArgs {
             RootCommand::Publish(a) => {
                 let request = RootRequest::load(&a.request).map_err(ceremony_err)?;
                 request.check_complete().map_err(ceremony_err)?;
-                let client = server()?;
-                let remote = client.repo(&request.gun);
-                let cache = TrustCache::new(&trust_dir);
-                let options = ctx.options.clone();
-                let gun = request.gun.clone();
-                let load = || repo::load_state(&remote, &cache, &gun, &options);
-                let roles = ceremony::publish(agent.get().await?, &remote, &request, load, now)
-                    .await
-                    .map_err(ceremony_err)?;
-                refresh(&remote, &cache, &gun, &ctx.options).await;
-                println!(
-                    "Published root version {} of {gun} ({})",
-                    request.root.signed.version,
-                    names(&roles)
-                );
-                Ok(())
+                publish_request(&ctx, agent.get().await?, &request, now).await
             }
         }
     }
@@ -333,10 +318,24 @@ pub(crate) async fn rotate(
                 summary(&request)
             )));
     }
-    let roles = ceremony::publish(agent, &remote, &request, load, now)
+    publish_request(ctx, agent, &request, now).await
+}
+
+/// Publishes a complete request, refreshes the cache, and says what was published.
+async fn publish_request(
+    ctx: &Context,
+    agent: &AgentClient,
+    request: &RootRequest,
+    now: OffsetDateTime,
+) -> Result<(), CliError> {
+    let remote = server_of(ctx)?.repo(&request.gun);
+    let cache = TrustCache::new(&ctx.trust_dir);
+    let gun = &request.gun;
+    let load = || repo::load_state(&remote, &cache, gun, &ctx.options);
+    let roles = ceremony::publish(agent, &remote, request, load, now)
         .await
         .map_err(ceremony_err)?;
-    refresh(&remote, &cache, &gun, &ctx.options).await;
+    refresh(&remote, &cache, gun, &ctx.options).await;
     println!(
         "Published root version {} of {gun} ({})",
         request.root.signed.version,
