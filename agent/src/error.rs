@@ -207,6 +207,12 @@ impl AgentError {
     }
 }
 
+impl From<tufa_proto::DigestLengthError> for AgentError {
+    fn from(e: tufa_proto::DigestLengthError) -> Self {
+        Self::InvalidDigest { len: e.len }
+    }
+}
+
 impl From<AgentError> for Status {
     fn from(e: AgentError) -> Self {
         Status::new(e.code(), e.to_string())

@@ -4,7 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
-use sha2::{Digest, Sha256};
 use tufa_proto::KeyId;
 
 use crate::backend::{Backend, BackendKind, KeyInfo};
@@ -106,39 +105,7 @@ impl fmt::Display for KeyRef {
 }
 
 /// A SHA-256 digest: the only thing a device ever signs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Sha256Digest([u8; 32]);
-
-impl Sha256Digest {
-    /// Hashes `data`.
-    pub fn of(data: &[u8]) -> Self {
-        Self(Sha256::digest(data).into())
-    }
-
-    /// Takes a digest computed elsewhere; it must be exactly 32 bytes.
-    pub fn from_slice(digest: &[u8]) -> Result<Self, AgentError> {
-        <[u8; 32]>::try_from(digest)
-            .map(Self)
-            .map_err(|_| AgentError::InvalidDigest { len: digest.len() })
-    }
-
-    /// The 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha256Digest({self})")
-    }
-}
+pub use tufa_proto::Sha256Digest;
 
 /// A P-256 ECDSA signature as raw r||s, the encoding Notary's `ecdsa` method uses.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -306,9 +273,9 @@ mod tests {
 
     #[test]
     fn digests_must_be_32_bytes() {
-        assert!(Sha256Digest::from_slice(&[0; 32]).is_ok());
+        assert!(Sha256Digest::try_from(&[0u8; 32][..]).is_ok());
         assert!(matches!(
-            Sha256Digest::from_slice(&[0; 20]),
+            Sha256Digest::try_from(&[0u8; 20][..]).map_err(AgentError::from),
             Err(AgentError::InvalidDigest { len: 20 })
         ));
         assert_eq!(

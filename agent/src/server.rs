@@ -463,7 +463,9 @@ impl AgentApi for Agent {
                 .into())
             }
             Some(v1::sign_request::Payload::Data(d)) => Sha256Digest::of(&d),
-            Some(v1::sign_request::Payload::Sha256Digest(d)) => Sha256Digest::from_slice(&d)?,
+            Some(v1::sign_request::Payload::Sha256Digest(d)) => {
+                Sha256Digest::try_from(d.as_slice()).map_err(AgentError::from)?
+            }
             None => {
                 return Err(AgentError::InvalidArgument(
                     "nothing to sign: send data or a sha256_digest".into(),

@@ -1110,19 +1110,20 @@ fn prune_unused_keys(t: &mut Targets) {
 }
 
 fn parse_sha256(hex_digest: &str) -> Result<Sha256Digest, RepoError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_digest, &mut out).map_err(|_| RepoError::BadDigest {
-        digest: hex_digest.to_owned(),
-    })?;
-    Ok(Sha256Digest::from_bytes(out))
+    parse_hex(hex_digest).map(Sha256Digest::from_bytes)
 }
 
 fn parse_sha512(hex_digest: &str) -> Result<crate::tuf::Sha512Digest, RepoError> {
-    let mut out = [0u8; 64];
+    parse_hex(hex_digest).map(crate::tuf::Sha512Digest::from_bytes)
+}
+
+/// Exactly `N` bytes in hex (no `sha256:` prefix: the changelist records bare digests).
+fn parse_hex<const N: usize>(hex_digest: &str) -> Result<[u8; N], RepoError> {
+    let mut out = [0u8; N];
     hex::decode_to_slice(hex_digest, &mut out).map_err(|_| RepoError::BadDigest {
         digest: hex_digest.to_owned(),
     })?;
-    Ok(crate::tuf::Sha512Digest::from_bytes(out))
+    Ok(out)
 }
 
 fn expires_in(now: OffsetDateTime, lifetime: Duration) -> Result<Expires, RepoError> {

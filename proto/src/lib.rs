@@ -3,10 +3,13 @@
 //! Layout:
 //! - [`v1`]: the generated gRPC messages, client and server for `tufa.agent.v1`.
 //! - [`key_id`]: the TUF key ID both sides use to name a key.
+//! - [`digest`]: the SHA-256 digest both sides pass around.
 #![forbid(unsafe_code)]
 
+pub mod digest;
 pub mod key_id;
 
+pub use digest::{DigestLengthError, Sha256Digest};
 pub use key_id::{KeyId, ParseKeyIdError};
 
 /// Generated code for the `tufa.agent.v1` package.

@@ -2,58 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha512};
 
 use crate::tuf::error::TufError;
 use crate::tuf::role::RoleName;
 use crate::tuf::wire::{self, Fields};
 
-/// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sha256Digest([u8; 32]);
-
-impl Sha256Digest {
-    /// The SHA-256 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self(Sha256::digest(bytes).into())
-    }
-
-    /// Wraps 32 raw digest bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// The 32 raw bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha256Digest({self})")
-    }
-}
-
-impl FromStr for Sha256Digest {
-    type Err = hex::FromHexError;
-
-    /// Parses 64 hex digits, optionally prefixed `sha256:` as in OCI digests.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s.strip_prefix("sha256:").unwrap_or(s), &mut out)?;
-        Ok(Self(out))
-    }
-}
+pub use tufa_proto::Sha256Digest;
 
 /// A SHA-512 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,7 +90,7 @@ impl Hashes {
                     let digest = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
                         members.error(alg, format!("must be 32 bytes, found {}", bytes.len()))
                     })?;
-                    hashes.sha256 = Some(Sha256Digest(digest));
+                    hashes.sha256 = Some(Sha256Digest::from_bytes(digest));
                 }
                 "sha512" => {
                     let digest = <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| {
