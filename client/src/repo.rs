@@ -479,6 +479,23 @@ where
     Ok(published)
 }
 
+/// A `load` for [`publish_changes`] that hands back `current` (the state the changes were
+/// computed from) the first time, so it is not read twice, and calls `load` after a conflict.
+pub fn starting_with<L, F>(
+    current: Option<RepoState>,
+    load: L,
+) -> impl Fn() -> futures_util::future::Either<std::future::Ready<Result<Option<RepoState>, RepoError>>, F>
+where
+    L: Fn() -> F,
+    F: Future<Output = Result<Option<RepoState>, RepoError>>,
+{
+    let first = std::sync::Mutex::new(Some(current));
+    move || match first.lock().ok().and_then(|mut f| f.take()) {
+        Some(state) => futures_util::future::Either::Left(std::future::ready(Ok(state))),
+        None => futures_util::future::Either::Right(load()),
+    }
+}
+
 /// Publishes `changes` (not staged anywhere): what docker's verbs do, which publish at once.
 pub async fn publish_changes<P, L, F>(
     agent: &AgentClient,

@@ -59,8 +59,15 @@ fn window(days: u64) -> Duration {
     Duration::from_secs(days * 24 * 3600)
 }
 
-/// The statuses of `gun`'s roles, with the agent's keys when an agent answers.
-async fn statuses(ctx: &Context, gun: &Gun) -> Result<Vec<status::RoleStatus>, CliError> {
+/// What `status` and `resign` read: the verified repository, the agent's keys when an agent
+/// answers, and the statuses of the repository's roles.
+struct Reading {
+    state: RepoState,
+    held: Option<AgentKeys>,
+    statuses: Vec<status::RoleStatus>,
+}
+
+async fn statuses(ctx: &Context, gun: &Gun) -> Result<Reading, CliError> {
     let verified = verified_repo(ctx, gun).await?;
     let held = match ctx.agent.get().await {
         Ok(agent) => AgentKeys::load(agent).await.ok(),
@@ -71,11 +78,12 @@ async fn statuses(ctx: &Context, gun: &Gun) -> Result<Vec<status::RoleStatus>, C
         .server_key(&RoleName::SNAPSHOT)
         .await
         .ok();
-    Ok(status::report(
-        &verified,
-        held.as_ref(),
-        server_snapshot.as_ref(),
-    ))
+    let statuses = status::report(&verified, held.as_ref(), server_snapshot.as_ref());
+    Ok(Reading {
+        state: RepoState::from(verified),
+        held,
+        statuses,
+    })
 }
 
 impl StatusArgs {
@@ -107,7 +115,7 @@ impl StatusArgs {
             .map(String::from)
             .to_vec(),
         ];
-        for s in statuses(ctx, &gun).await? {
+        for s in statuses(ctx, &gun).await?.statuses {
             let keys: Vec<String> = s.keys.iter().map(|k| k.short()).collect();
             rows.push(vec![
                 s.role.to_string(),
@@ -133,8 +141,9 @@ impl ResignArgs {
     pub(crate) async fn run(self, ctx: &Context) -> Result<(), CliError> {
         let gun = parse_gun(&self.gun)?;
         let now = OffsetDateTime::now_utc();
-        let due: Vec<status::RoleStatus> = statuses(ctx, &gun)
-            .await?
+        let reading = statuses(ctx, &gun).await?;
+        let due: Vec<status::RoleStatus> = reading
+            .statuses
             .into_iter()
             .filter(|s| status::is_due(s, now, window(self.within)))
             .collect();
@@ -171,9 +180,14 @@ impl ResignArgs {
         }
         let remote = server_of(ctx)?.repo(&gun);
         let cache = TrustCache::new(&ctx.trust_dir);
-        let load = || repo::load_state(&remote, &cache, &gun, &ctx.options);
+        let load = repo::starting_with(Some(reading.state), || {
+            repo::load_state(&remote, &cache, &gun, &ctx.options)
+        });
         let agent = ctx.agent.get().await?;
-        let held = AgentKeys::load(agent).await?;
+        let held = match reading.held {
+            Some(held) => held,
+            None => AgentKeys::load(agent).await?,
+        };
         let published =
             repo::publish_changes(agent, &held, &remote, &gun, &changes, load, now).await?;
         refresh(ctx, &remote, &cache, &gun).await;
@@ -221,7 +235,9 @@ impl IncidentArgs {
         }
         let remote = server_of(ctx)?.repo(&gun);
         let cache = TrustCache::new(&ctx.trust_dir);
-        let load = || repo::load_state(&remote, &cache, &gun, &ctx.options);
+        let load = repo::starting_with(Some(state), || {
+            repo::load_state(&remote, &cache, &gun, &ctx.options)
+        });
         let agent = ctx.agent.get().await?;
         repo::publish_changes(
             agent,

@@ -184,27 +184,18 @@ impl Repo {
             None => AgentKeys::load(agent).await?,
         };
         let pending = tokio::sync::Mutex::new(pending);
-        let first = std::sync::Mutex::new(Some(current));
-        let load = || {
-            let reuse = first.lock().map(|mut f| f.take()).unwrap_or(None);
-            let pending = &pending;
-            async move {
-                match reuse {
-                    Some(state) => Ok(state),
-                    None => {
-                        // After a conflict: the earlier read's files go in first.
-                        self.finish(pending.lock().await.take()).await;
-                        repo::load_state(
-                            &self.remote,
-                            &self.cache,
-                            &self.gun,
-                            &UpdateOptions::default(),
-                        )
-                        .await
-                    }
-                }
-            }
+        let reload = || async {
+            // After a conflict: the earlier read's files go in first.
+            self.finish(pending.lock().await.take()).await;
+            repo::load_state(
+                &self.remote,
+                &self.cache,
+                &self.gun,
+                &UpdateOptions::default(),
+            )
+            .await
         };
+        let load = repo::starting_with(current, reload);
         let published = repo::publish_changes(
             agent,
             &held,
