@@ -73,11 +73,25 @@ async fn statuses(ctx: &Context, gun: &Gun) -> Result<Reading, CliError> {
         Ok(agent) => AgentKeys::load(agent).await.ok(),
         Err(_) => None,
     };
-    let server_snapshot = server_of(ctx)?
-        .repo(gun)
-        .server_key(&RoleName::SNAPSHOT)
-        .await
-        .ok();
+    // Asking the server makes it create a snapshot key it lacks: only when the agent has none.
+    let root = &verified.root().signed;
+    let agent_snapshot = held.as_ref().is_some_and(|h| {
+        root.roles
+            .snapshot
+            .keyids
+            .iter()
+            .filter_map(|id| root.keys.get(id))
+            .any(|k| h.for_key(k).is_some())
+    });
+    let server_snapshot = if agent_snapshot {
+        None
+    } else {
+        server_of(ctx)?
+            .repo(gun)
+            .server_key(&RoleName::SNAPSHOT)
+            .await
+            .ok()
+    };
     let statuses = status::report(&verified, held.as_ref(), server_snapshot.as_ref());
     Ok(Reading {
         state: RepoState::from(verified),
