@@ -176,9 +176,24 @@ impl Config {
                     path: p.to_owned(),
                     error,
                 })?;
+                // The parser's own text quotes the offending line, which may hold a PIN or a
+                // key written in the wrong place: give its position and complaint only.
                 toml::from_str::<ConfigFile>(&text).map_err(|e| ConfigError::Parse {
                     path: p.to_owned(),
-                    message: e.to_string().trim_end().to_owned(),
+                    message: match e.span() {
+                        Some(span) => {
+                            let line = text[..span.start].matches('\n').count() + 1;
+                            // The key's name, never its value.
+                            let key = text
+                                .lines()
+                                .nth(line - 1)
+                                .and_then(|l| l.split_once('='))
+                                .map(|(k, _)| format!(" (`{}`)", k.trim()))
+                                .unwrap_or_default();
+                            format!("line {line}{key}: {}", e.message())
+                        }
+                        None => e.message().to_owned(),
+                    },
                 })?
             }
             None => ConfigFile::default(),
@@ -261,11 +276,12 @@ impl Config {
                 Some(ManagementKeySetting::Named(n)) if n == "protected" => {
                     ManagementKey::Protected
                 }
-                Some(ManagementKeySetting::Named(n)) => {
+                Some(ManagementKeySetting::Named(_)) => {
                     return Err(invalid(
                         &key("management_key"),
-                        format!("'{n}': use \"default\", \"protected\" or {{ file = \"PATH\" }}"),
-                    ))
+                        // Not echoed: a key written here by mistake must not reach the log.
+                        "use \"default\", \"protected\" or { file = \"PATH\" } (a key itself does not belong in the config)".into(),
+                    ));
                 }
                 Some(ManagementKeySetting::File { file }) => ManagementKey::File(file),
             };

@@ -33,11 +33,13 @@ impl ImportedKey {
     ) -> Result<Self, ImportError> {
         let text = std::str::from_utf8(pem_text).map_err(|_| ImportError::NotPem)?;
         let block = pem::parse(text).map_err(|_| ImportError::NotPem)?;
-        // The DER of a private key is secret too.
-        let der = Zeroizing::new(block.contents().to_vec());
-        let secret = match block.tag() {
+        let tag = block.tag().to_owned();
+        let legacy_encrypted = block.headers().get("DEK-Info").is_some();
+        // The DER of a private key is secret too: taken out of the block, so no copy is left.
+        let der = Zeroizing::new(block.into_contents());
+        let secret = match tag.as_str() {
             "EC PRIVATE KEY" => {
-                if block.headers().get("DEK-Info").is_some() {
+                if legacy_encrypted {
                     return Err(ImportError::LegacyEncryption);
                 }
                 p256::SecretKey::from_sec1_der(&der).map_err(|_| ImportError::Malformed {
@@ -70,8 +72,9 @@ impl ImportedKey {
 
     /// The 32-byte private scalar, for the device's import call.
     pub fn scalar(&self) -> Zeroizing<[u8; 32]> {
+        let bytes = Zeroizing::new(self.secret.to_bytes());
         let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&self.secret.to_bytes());
+        out.copy_from_slice(&bytes);
         out
     }
 

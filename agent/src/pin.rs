@@ -44,8 +44,9 @@ pub enum NoPin {
     Refused(String),
 }
 
-/// A device's PIN state.
-#[derive(Debug, Default)]
+/// A device's PIN state. No `Debug`: the refused PIN's fingerprint is an unsalted hash of a
+/// short PIN, as good as the PIN itself.
+#[derive(Default)]
 pub struct PinState {
     source: PinSource,
     cached: Option<(SecretString, Instant)>,
@@ -78,6 +79,7 @@ impl PinState {
         let pin = match &self.source {
             PinSource::Unlock => return Err(NoPin::Locked),
             PinSource::File(path) => std::fs::read_to_string(path)
+                .map(zeroize::Zeroizing::new)
                 .map(|s| SecretString::from(s.lines().next().unwrap_or_default().to_owned()))
                 .map_err(|e| NoPin::Unreadable(format!("cannot read {}: {e}", path.display())))?,
             PinSource::Env(var) => std::env::var(var)

@@ -565,6 +565,17 @@ fn start_up_errors_name_the_module_token_and_config() {
         err.contains("bad.toml") && err.contains("line 4") && err.contains("module"),
         "{err}"
     );
+    // A PIN written where it does not belong is refused without being echoed.
+    std::fs::write(
+        &conf,
+        "[[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"t\"\npin = \"secret-pin-771\"\n",
+    )
+    .unwrap();
+    let err = run(&["--config", conf.to_str().unwrap()]);
+    assert!(
+        err.contains("line 4") && err.contains("pin") && !err.contains("secret-pin-771"),
+        "{err}"
+    );
     let err = run(&[]);
     assert!(err.contains("no device configured"), "{err}");
 }

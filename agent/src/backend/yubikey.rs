@@ -356,9 +356,8 @@ impl YubiKeyBackend {
             st.pin.refused(pin, origin);
             return Err(AgentError::WrongPin {
                 device: format!(
-                    "{} (a PIV PIN has 6 to 8 characters, this one has {}; no try was used)",
-                    self.describe(),
-                    pin.expose_secret().chars().count()
+                    "{} (a PIV PIN has 6 to 8 characters, this one has not; no try was used)",
+                    self.describe()
                 ),
                 retries: Retries::Unknown,
             });
