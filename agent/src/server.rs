@@ -323,6 +323,12 @@ impl AgentApi for Agent {
         }))
     }
 
+    async fn get_key(&self, req: Request<v1::GetKeyRequest>) -> Result<Response<v1::Key>, Status> {
+        let key: KeyRef = req.into_inner().key.parse()?;
+        let (_, info) = self.blocking(move |k| k.resolve(&key)).await?;
+        Ok(Response::new(key_to_proto(info)))
+    }
+
     async fn generate_key(
         &self,
         req: Request<v1::GenerateKeyRequest>,

@@ -123,31 +123,19 @@ impl AgentClient {
             .keys)
     }
 
-    /// Finds one key by name or ID.
+    /// One key by ID, unique ID prefix or name, resolved by the agent (one rule for every caller).
     pub async fn key(&self, key: &str) -> Result<v1::Key, AgentClientError> {
-        let keys = self.list_keys().await?;
-        let found: Vec<_> = keys
-            .iter()
-            .filter(|k| k.name == key || k.key_id == key)
-            .collect();
-        match found.as_slice() {
-            [one] => Ok((*one).clone()),
-            _ => {
-                let by_prefix: Vec<_> = keys
-                    .iter()
-                    .filter(|k| key.len() >= 7 && k.key_id.starts_with(key))
-                    .collect();
-                match by_prefix.as_slice() {
-                    [one] => Ok((*one).clone()),
-                    _ => Err(AgentClientError::Agent {
-                        code: Code::NotFound,
-                        message: format!(
-                            "no key '{key}' in the agent: `tufa key list` shows the keys it holds"
-                        ),
-                    }),
-                }
-            }
-        }
+        Ok(self
+            .inner
+            .clone()
+            .get_key(timed(
+                v1::GetKeyRequest {
+                    key: key.to_owned(),
+                },
+                CALL_TIMEOUT,
+            ))
+            .await?
+            .into_inner())
     }
 
     /// Generates a key on a device.
