@@ -3,10 +3,12 @@
 //! Layout:
 //! - [`agent`]: the gRPC client for tufad.
 //! - [`tuf`]: TUF data model, canonical JSON and signature verification, as Notary writes them.
-//! - [`notary`]: the notary-server HTTP client (reads, publish, server keys, auth, TLS).
+//! - [`notary`]: the notary-server client: metadata reads, publish, server keys, its error codes.
 //! - [`reference`]: image references as docker parses them; GUNs, registries, notary servers.
-//! - [`registry`]: the Distribution API client: what a tag or digest points to.
-//! - `http`: the auth challenge, token service, TLS and error JSON both HTTP clients share.
+//! - [`registry`]: the Distribution API client: what a tag or digest points to, on the scheme
+//!   that answers.
+//! - [`http`]: the one authenticated HTTP client both use: credentials, the 401 challenge and
+//!   token service, TLS, transport errors ([`http::HttpError`]), error JSON.
 //! - [`docker_config`]: credentials and TLS files from `$DOCKER_CONFIG`, as docker keeps them.
 //! - [`repo`]: writing a repository: staged changes, signing through the agent, publishing.
 //! - [`trust`]: the `docker trust` verbs.
@@ -20,7 +22,7 @@ pub mod agent;
 pub mod ceremony;
 pub mod cli;
 pub mod docker_config;
-mod http;
+pub mod http;
 pub mod incident;
 pub mod notary;
 pub mod reference;

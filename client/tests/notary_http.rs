@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tufa_client::http::HttpError;
 use tufa_client::notary::{NotaryClient, NotaryConfig, NotaryError};
 use tufa_client::tuf::{Gun, KeyType, RemoteStore, RoleName, Sha256Digest};
 
@@ -325,7 +326,10 @@ async fn tls_and_connection_failures_say_what_to_fix() {
         .server_key(&RoleName::TIMESTAMP)
         .await
         .unwrap_err();
-    assert!(matches!(e, NotaryError::Tls { .. }), "{e:?}");
+    assert!(
+        matches!(e, NotaryError::Http(HttpError::Tls { .. })),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(text.contains(&other.display().to_string()), "{text}");
     assert!(text.contains("tls/127.0.0.1:"), "{text}");
@@ -351,7 +355,10 @@ async fn tls_and_connection_failures_say_what_to_fix() {
     })
     .unwrap();
     let e = client.repo(&g).delete().await.unwrap_err();
-    assert!(matches!(e, NotaryError::Unreachable { .. }), "{e:?}");
+    assert!(
+        matches!(e, NotaryError::Http(HttpError::Unreachable { .. })),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(
         text.contains(url.as_str().trim_end_matches('/'))

@@ -1,14 +1,20 @@
-//! What the notary-server and registry clients share: docker's auth challenge and token service,
-//! TLS with rustls, and docker/distribution's error JSON.
+//! What the notary-server and registry clients share: one authenticated client (docker's auth
+//! challenge and token service), TLS with rustls, its errors, and docker/distribution's error
+//! JSON.
 //!
 //! Layout:
-//! - `auth`: the `Www-Authenticate` challenge, docker's token service, cached tokens.
+//! - `client`: the authenticated client: the 401 loop, transport errors, capped reads.
+//! - `auth`: [`Credentials`], the `Www-Authenticate` challenge, docker's token service, cached
+//!   tokens.
+//! - `error`: [`HttpError`], what fails before the notary or registry protocol starts.
 //! - `tls`: rustls with ring, platform roots plus CA files, client certificates, or no
 //!   verification for docker's insecure registries.
 //! - `errcode`: the `{"errors":[{"code","message","detail"}]}` bodies.
 
 pub(crate) mod auth;
+pub(crate) mod client;
 pub(crate) mod errcode;
+mod error;
 pub(crate) mod tls;
 
 #[cfg(test)]
@@ -16,11 +22,13 @@ pub(crate) mod test_server;
 
 use std::error::Error as StdError;
 
-use reqwest::Response;
 use url::Url;
 
+pub use auth::Credentials;
+pub(crate) use client::{error_body, Access, AuthClient, Request, Settings};
 pub(crate) use errcode::ErrCode;
-pub(crate) use tls::{TlsFileError, Verify};
+pub use error::{HttpError, Peer, Unreached};
+pub use tls::TlsFileError;
 
 /// The last error in a chain: the one that says what actually happened.
 pub(crate) fn innermost(err: &(dyn StdError + 'static)) -> String {
@@ -38,17 +46,4 @@ pub(crate) fn host_port(url: &Url) -> String {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     }
-}
-
-/// Reads at most `cap` bytes of a body; the rest is dropped with the connection.
-pub(crate) async fn read_truncated(mut response: Response, cap: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = cap - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == cap {
-            break;
-        }
-    }
-    body
 }
