@@ -16,6 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use super::BodyError;
+
 /// Registry credentials, as `docker login` stores them.
 #[derive(Clone, Debug)]
 pub enum Credentials {
@@ -45,7 +47,7 @@ impl Credentials {
 const CLIENT_ID: &str = "tufa";
 
 /// Token responses are small JWTs; a cap keeps a broken realm from filling memory.
-const TOKEN_MAX_LEN: usize = 1 << 20;
+const TOKEN_MAX_LEN: u64 = 1 << 20;
 
 /// One authentication scheme offered by a `Www-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +261,7 @@ pub(crate) async fn fetch_token(
             }
         }
     };
-    let mut response = request
+    let response = request
         .send()
         .await
         .map_err(|e| TokenFailure::Failed(super::innermost(&e)))?;
@@ -267,19 +269,14 @@ pub(crate) async fn fetch_token(
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(TokenFailure::Refused);
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let body = super::read_at_most(response, TOKEN_MAX_LEN)
         .await
-        .map_err(|e| TokenFailure::Failed(super::innermost(&e)))?
-    {
-        if body.len() + chunk.len() > TOKEN_MAX_LEN {
-            return Err(TokenFailure::Failed(format!(
-                "its answer is larger than {TOKEN_MAX_LEN} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
+        .map_err(|e| match e {
+            BodyError::TooLarge => {
+                TokenFailure::Failed(format!("its answer is larger than {TOKEN_MAX_LEN} bytes"))
+            }
+            BodyError::Broken(e) => TokenFailure::Failed(super::innermost(&e)),
+        })?;
     if !status.is_success() {
         let e = super::ErrCode::parse(&body);
         return Err(TokenFailure::Failed(format!(

@@ -12,7 +12,7 @@ use url::Url;
 use super::auth::{self, Challenge, Credentials, TokenCache, TokenFailure};
 use super::error::{HttpError, Peer, Unreached};
 use super::tls::{self, Verify};
-use super::{host_port, innermost, ErrCode};
+use super::{host_port, innermost, read_at_most, BodyError, ErrCode};
 
 /// Error bodies beyond this are cut off, not refused: only their start is shown.
 const ERROR_BODY_MAX: usize = 64 * 1024;
@@ -241,25 +241,14 @@ impl AuthClient {
     pub(crate) async fn read_capped<E: From<HttpError>>(
         &self,
         request: &Request<'_>,
-        mut response: Response,
+        response: Response,
         max_len: u64,
         too_large: impl FnOnce() -> E,
     ) -> Result<Vec<u8>, E> {
-        if response.content_length().is_some_and(|n| n > max_len) {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(request, &e))?
-        {
-            if (body.len() + chunk.len()) as u64 > max_len {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_at_most(response, max_len).await.map_err(|e| match e {
+            BodyError::TooLarge => too_large(),
+            BodyError::Broken(e) => self.transport_error(request, &e).into(),
+        })
     }
 
     /// The error for a status the protocol above has no meaning for.

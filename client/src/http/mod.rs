@@ -22,6 +22,7 @@ pub(crate) mod test_server;
 
 use std::error::Error as StdError;
 
+use reqwest::Response;
 use url::Url;
 
 pub use auth::Credentials;
@@ -46,4 +47,30 @@ pub(crate) fn host_port(url: &Url) -> String {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     }
+}
+
+/// Why a body was not read whole.
+pub(crate) enum BodyError {
+    /// It is (or says it is) longer than the cap.
+    TooLarge,
+    /// The connection broke.
+    Broken(reqwest::Error),
+}
+
+/// Reads a body, refusing it as soon as it is known to exceed `max_len` bytes.
+pub(crate) async fn read_at_most(
+    mut response: Response,
+    max_len: u64,
+) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max_len) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Broken)? {
+        if (body.len() + chunk.len()) as u64 > max_len {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
