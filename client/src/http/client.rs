@@ -129,7 +129,7 @@ impl AuthClient {
         })
     }
 
-    /// The server this client talks to.
+    /// Which kind of server this client talks to.
     pub(crate) fn peer(&self) -> Peer {
         self.peer
     }
