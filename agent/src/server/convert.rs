@@ -55,37 +55,28 @@ impl TryFrom<NewKeyFields<'_>> for NewKey {
     }
 }
 
-impl TryFrom<&v1::GenerateKeyRequest> for NewKey {
-    type Error = AgentError;
+/// Generate and import requests carry the same new-key fields.
+macro_rules! new_key_from {
+    ($($request:ty),*) => {$(
+        impl TryFrom<&$request> for NewKey {
+            type Error = AgentError;
 
-    fn try_from(r: &v1::GenerateKeyRequest) -> Result<Self, AgentError> {
-        NewKeyFields {
-            name: &r.name,
-            backend: r.backend,
-            device: &r.device,
-            slot: &r.slot,
-            pin_policy: r.pin_policy,
-            touch_policy: r.touch_policy,
+            fn try_from(r: &$request) -> Result<Self, AgentError> {
+                NewKeyFields {
+                    name: &r.name,
+                    backend: r.backend,
+                    device: &r.device,
+                    slot: &r.slot,
+                    pin_policy: r.pin_policy,
+                    touch_policy: r.touch_policy,
+                }
+                .try_into()
+            }
         }
-        .try_into()
-    }
+    )*};
 }
 
-impl TryFrom<&v1::ImportKeyRequest> for NewKey {
-    type Error = AgentError;
-
-    fn try_from(r: &v1::ImportKeyRequest) -> Result<Self, AgentError> {
-        NewKeyFields {
-            name: &r.name,
-            backend: r.backend,
-            device: &r.device,
-            slot: &r.slot,
-            pin_policy: r.pin_policy,
-            touch_policy: r.touch_policy,
-        }
-        .try_into()
-    }
-}
+new_key_from!(v1::GenerateKeyRequest, v1::ImportKeyRequest);
 
 /// The digest a sign request asks for: of the data sent, or sent as is.
 pub fn digest_from_proto(

@@ -11,11 +11,12 @@ use tufa_proto::v1::agent_server::Agent as AgentApi;
 
 use super::convert::{device_to_proto, digest_from_proto};
 use super::socket::peer;
-use crate::audit::{AuditLog, Operation, Record};
+use crate::audit::{AuditLog, Operation, Peer, Record};
+use crate::backend::KeyInfo;
 use crate::error::AgentError;
 use crate::import::ImportedKey;
 use crate::keyring::{Found, Keyring, NewKey};
-use crate::keys::KeyRef;
+use crate::keys::{KeyName, KeyRef};
 
 /// The agent's service: devices, audit log and settings shared by every call.
 pub struct Agent {
@@ -46,6 +47,23 @@ impl Agent {
         tokio::task::spawn_blocking(move || f(&keyring))
             .await
             .map_err(|e| AgentError::Internal(format!("a device worker failed: {e}")))?
+    }
+
+    /// Writes the audit line of a generate or import (with the name asked for, whether or not
+    /// the key was made) and answers with the new key.
+    fn new_key_reply(
+        &self,
+        op: Operation,
+        peer: Peer,
+        name: &KeyName,
+        result: Result<KeyInfo, AgentError>,
+    ) -> Result<Response<v1::Key>, Status> {
+        self.audit.write(
+            &Record::for_key(op, peer, result.as_ref().ok())
+                .named(name)
+                .result(&result),
+        );
+        Ok(Response::new(result?.into()))
     }
 }
 
@@ -92,12 +110,7 @@ impl AgentApi for Agent {
         let new = NewKey::try_from(req.get_ref())?;
         let name = new.spec.name.clone();
         let result = self.blocking(move |k| k.generate(&new)).await;
-        self.audit.write(
-            &Record::for_key(Operation::Generate, peer, result.as_ref().ok())
-                .named(&name)
-                .result(&result),
-        );
-        Ok(Response::new(result?.into()))
+        self.new_key_reply(Operation::Generate, peer, &name, result)
     }
 
     async fn import_key(
@@ -119,12 +132,7 @@ impl AgentApi for Agent {
                 k.import(&new, &key)
             })
             .await;
-        self.audit.write(
-            &Record::for_key(Operation::Import, peer, result.as_ref().ok())
-                .named(&name)
-                .result(&result),
-        );
-        Ok(Response::new(result?.into()))
+        self.new_key_reply(Operation::Import, peer, &name, result)
     }
 
     async fn delete_key(

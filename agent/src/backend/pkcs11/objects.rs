@@ -76,20 +76,18 @@ fn key_info(
         tracing::warn!(token = %location.token_label, "skipping a public key whose EC point does not parse");
         return Ok(None);
     };
-    let certificate = session
-        .find_objects(&[
+    let certificate = first_attribute(
+        session,
+        &[
             Attribute::Class(ObjectClass::CERTIFICATE),
             Attribute::Id(cka_id),
-        ])?
-        .first()
-        .map(|&h| session.get_attributes(h, &[AttributeType::Value]))
-        .transpose()?
-        .and_then(|attrs| {
-            attrs.into_iter().find_map(|a| match a {
-                Attribute::Value(v) => Some(v),
-                _ => None,
-            })
-        });
+        ],
+        AttributeType::Value,
+        |a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        },
+    )?;
     Ok(Some(KeyInfo {
         id: KeyId::for_ecdsa_spki(&spki),
         name: KeyLabel::from_device(String::from_utf8_lossy(&label).into_owned()),
@@ -152,21 +150,35 @@ pub fn private_handle(
 
 /// The label of the public key object stored under `cka_id` (empty if there is none).
 pub fn label(session: &Session, cka_id: &[u8]) -> Result<Vec<u8>, CkError> {
-    Ok(session
-        .find_objects(&[
+    let label = first_attribute(
+        session,
+        &[
             Attribute::Class(ObjectClass::PUBLIC_KEY),
             Attribute::Id(cka_id.to_vec()),
-        ])?
-        .first()
-        .map(|&h| session.get_attributes(h, &[AttributeType::Label]))
-        .transpose()?
-        .and_then(|a| {
-            a.into_iter().find_map(|a| match a {
-                Attribute::Label(v) => Some(v),
-                _ => None,
-            })
-        })
-        .unwrap_or_default())
+        ],
+        AttributeType::Label,
+        |a| match a {
+            Attribute::Label(v) => Some(v),
+            _ => None,
+        },
+    )?;
+    Ok(label.unwrap_or_default())
+}
+
+/// One attribute of the first object matching `template`, if there is such an object.
+fn first_attribute<T>(
+    session: &Session,
+    template: &[Attribute],
+    wanted: AttributeType,
+    pick: impl Fn(Attribute) -> Option<T>,
+) -> Result<Option<T>, CkError> {
+    let Some(&object) = session.find_objects(template)?.first() else {
+        return Ok(None);
+    };
+    Ok(session
+        .get_attributes(object, &[wanted])?
+        .into_iter()
+        .find_map(pick))
 }
 
 /// The certificate objects stored under `cka_id`.
