@@ -160,11 +160,13 @@ pub enum AgentError {
 /// Why no PIN can be had for a device right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoPin {
-    /// Nothing configured and nothing cached (or the cache expired), or the device lost its login.
+    /// Nothing configured and nothing cached (or the cache expired), or the device lost its
+    /// login.
     NotGiven,
     /// The configured source cannot be read; says why.
     Unreadable(String),
-    /// The configured PIN was refused by the device before and has not changed; names the source.
+    /// The configured PIN was refused by the device before and has not changed; names the
+    /// source.
     Refused(String),
 }
 
@@ -172,9 +174,17 @@ impl NoPin {
     fn advice(&self, name: &str) -> String {
         let unlock = format!("run `tufa agent unlock --device {name}`");
         match self {
-            Self::NotGiven => format!("{unlock}, or give the agent a PIN file (pin_file in the config, --pkcs11-pin-file)"),
-            Self::Unreadable(why) => format!("its PIN cannot be read ({why}): fix that, or {unlock}"),
-            Self::Refused(source) => format!("the PIN from {source} was refused and has not changed since: correct it, or {unlock}"),
+            Self::NotGiven => format!(
+                "{unlock}, or give the agent a PIN file \
+                 (pin_file in the config, --pkcs11-pin-file)"
+            ),
+            Self::Unreadable(why) => {
+                format!("its PIN cannot be read ({why}): fix that, or {unlock}")
+            }
+            Self::Refused(source) => format!(
+                "the PIN from {source} was refused and has not changed since: \
+                 correct it, or {unlock}"
+            ),
         }
     }
 }
@@ -218,12 +228,33 @@ pub enum Unavailable {
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotConnected => f.write_str("it is not connected (or pcscd does not see it): plug it in; the agent reconnects by itself"),
-            Self::Busy => f.write_str("another program holds it exclusively (ykman, gpg's scdaemon, a PKCS#11 module...): close that program, then try again"),
-            Self::NoService { operation, error } => write!(f, "{operation} failed: pcscd is not running ({error}): start it (`systemctl start pcscd.socket` or `pcscd`)"),
-            Self::Reset { operation } => write!(f, "{operation} failed: the card was reset by another program"),
-            Self::Gone { operation, error } => write!(f, "{operation} failed ({error}): it was unplugged or stopped answering; plug it in again, the agent reconnects by itself"),
-            Self::TokenGone { operation, error } => write!(f, "{operation} failed ({error}); check the token is present, the agent reconnects by itself"),
+            Self::NotConnected => f.write_str(
+                "it is not connected (or pcscd does not see it): plug it in; \
+                 the agent reconnects by itself",
+            ),
+            Self::Busy => f.write_str(
+                "another program holds it exclusively (ykman, gpg's scdaemon, a PKCS#11 \
+                 module...): close that program, then try again",
+            ),
+            Self::NoService { operation, error } => write!(
+                f,
+                "{operation} failed: pcscd is not running ({error}): \
+                 start it (`systemctl start pcscd.socket` or `pcscd`)"
+            ),
+            Self::Reset { operation } => write!(
+                f,
+                "{operation} failed: the card was reset by another program"
+            ),
+            Self::Gone { operation, error } => write!(
+                f,
+                "{operation} failed ({error}): it was unplugged or stopped answering; \
+                 plug it in again, the agent reconnects by itself"
+            ),
+            Self::TokenGone { operation, error } => write!(
+                f,
+                "{operation} failed ({error}); check the token is present, \
+                 the agent reconnects by itself"
+            ),
         }
     }
 }

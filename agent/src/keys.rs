@@ -79,7 +79,7 @@ impl fmt::Debug for KeyName {
 ///
 /// Keys made by other tools (`pkcs11-tool --label "my key"`) are listed and usable under their
 /// label as it is; only tufa's own keys are guaranteed a [`KeyName`].
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum KeyLabel {
     /// A valid tufa name.
     Name(KeyName),

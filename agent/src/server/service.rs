@@ -89,7 +89,7 @@ impl AgentApi for Agent {
         _req: Request<v1::ListKeysRequest>,
     ) -> Result<Response<v1::ListKeysReply>, Status> {
         let mut keys = self.blocking(|k| Ok(k.refresh())).await?;
-        keys.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        keys.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()).then(a.id.cmp(&b.id)));
         Ok(Response::new(v1::ListKeysReply {
             keys: keys.into_iter().map(v1::Key::from).collect(),
         }))

@@ -220,7 +220,7 @@ impl Backend for Pkcs11Backend {
                 };
                 let label = objects::label(s, &cka_id)?;
                 let old = objects::certificates(s, &cka_id)?;
-                // The new certificate is stored before the old one goes, so a failure loses nothing.
+                // The new certificate is stored before the old one goes: a failure loses nothing.
                 s.create_object(&objects::certificate_object(der, names, cka_id, label))?;
                 for h in old {
                     s.destroy_object(h)?;
