@@ -149,9 +149,9 @@ fn location(l: &Location) -> String {
 /// Who called, from the socket's peer credentials.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Peer {
-    /// uid.
+    /// The caller's uid, when the socket gives it.
     pub uid: Option<u32>,
-    /// pid.
+    /// The caller's pid, when the socket gives it.
     pub pid: Option<i32>,
 }
 
