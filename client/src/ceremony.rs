@@ -438,7 +438,7 @@ impl RootRequest {
         let signed: BTreeSet<KeyId> = self.root.signatures.iter().map(|s| s.key_id).collect();
         let wanted = self.all_keys();
         let only_id = match only {
-            Some(r) => Some(agent.key(r).await?.key_id),
+            Some(r) => Some(agent.key(r).await?.id),
             None => None,
         };
         let mut todo = Vec::new();
@@ -446,7 +446,7 @@ impl RootRequest {
             let Some(agent_key) = held.for_key(key) else {
                 continue;
             };
-            if only_id.as_ref().is_some_and(|o| *o != agent_key.key_id) {
+            if only_id.is_some_and(|o| o != agent_key.id) {
                 continue;
             }
             todo.push((*id, key.clone(), agent_key.clone()));
@@ -468,17 +468,14 @@ impl RootRequest {
             });
         }
         let bytes = self.root.signed_bytes()?;
-        let context = SignContext {
-            gun: self.gun.to_string(),
-            role: RoleName::ROOT.to_string(),
-        };
+        let context = SignContext::new(&self.gun, &RoleName::ROOT);
         let mut added = Vec::new();
         let mut absent = Vec::new();
         for (id, key, agent_key) in todo {
             if signed.contains(&id) {
                 if only.is_some() {
                     return Err(CeremonyError::AlreadySigned {
-                        key: agent_key.key_id.clone(),
+                        key: agent_key.id.to_string(),
                     });
                 }
                 continue;
@@ -495,7 +492,7 @@ impl RootRequest {
                 }
                 Err(e) => return Err(e.into()),
             };
-            crate::tuf::verify_signature(&key, &SignatureMethod::Ecdsa, &bytes, &sig)?;
+            crate::tuf::verify_signature(&key, &SignatureMethod::Ecdsa, &bytes, sig.as_bytes())?;
             self.root.signatures.push(Signature {
                 key_id: id,
                 method: SignatureMethod::Ecdsa,

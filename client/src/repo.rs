@@ -18,9 +18,8 @@ use std::time::Duration;
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tufa_proto::v1;
 
-use crate::agent::{AgentClient, AgentClientError, SignContext};
+use crate::agent::{AgentClient, AgentClientError, AgentKey, SignContext};
 use crate::tuf::{
     Delegation, Expires, FileMeta, Gun, KeyId, Metadata, PublicKey, RemoteError, RoleKeys,
     RoleName, Root, RootRole, RootRoles, Sha256Digest, Signature, SignatureMethod, Signed,
@@ -99,26 +98,6 @@ impl From<crate::tuf::VerifiedRepo> for RepoState {
             snapshot: Some(v.snapshot().clone()),
             targets,
         }
-    }
-}
-
-/// Reads a public key file as `notary delegation add` and `docker trust signer add` accept it:
-/// PEM `PUBLIC KEY` (docker's NAME.pub, with or without a `role:` header) or `CERTIFICATE`.
-pub fn public_key_from_pem(text: &[u8]) -> Result<PublicKey, String> {
-    let text = std::str::from_utf8(text).map_err(|_| "the key file is not PEM text".to_owned())?;
-    let block = pem::parse(text).map_err(|e| format!("the key file is not PEM ({e})"))?;
-    match block.tag() {
-        "PUBLIC KEY" => {
-            use p256::pkcs8::DecodePublicKey as _;
-            p256::PublicKey::from_public_key_der(block.contents()).map_err(|_| {
-                "the public key is not ECDSA P-256: tufa's delegations use P-256 keys".to_owned()
-            })?;
-            Ok(PublicKey::ecdsa(block.contents().to_vec()))
-        }
-        "CERTIFICATE" => Ok(crate::tuf::x509_public_key(block.contents())),
-        other => Err(format!(
-            "the key file holds a '{other}' block: expected PUBLIC KEY or CERTIFICATE"
-        )),
     }
 }
 
@@ -369,27 +348,24 @@ fn io_err(path: &Path, e: std::io::Error) -> RepoError {
 
 /// The agent's keys by their canonical key ID (what a role's keys map to).
 pub struct AgentKeys {
-    by_id: HashMap<KeyId, v1::Key>,
+    by_id: HashMap<KeyId, AgentKey>,
 }
 
 impl AgentKeys {
     /// Reads the agent's key list once.
     pub async fn load(agent: &AgentClient) -> Result<Self, RepoError> {
         let keys = agent.list_keys().await?;
-        let by_id = keys
-            .into_iter()
-            .filter_map(|k| k.key_id.parse::<KeyId>().ok().map(|id| (id, k)))
-            .collect();
+        let by_id = keys.into_iter().map(|k| (k.id, k)).collect();
         Ok(Self { by_id })
     }
 
     /// The agent key behind a TUF key, if the agent holds it.
-    pub fn for_key(&self, key: &PublicKey) -> Option<&v1::Key> {
+    pub fn for_key(&self, key: &PublicKey) -> Option<&AgentKey> {
         key.canonical_id().ok().and_then(|id| self.by_id.get(&id))
     }
 
     /// An agent key by ID.
-    pub fn by_id(&self, id: &str) -> Option<&v1::Key> {
+    pub fn by_id(&self, id: &str) -> Option<&AgentKey> {
         id.parse::<KeyId>().ok().and_then(|id| self.by_id.get(&id))
     }
 }
@@ -407,10 +383,7 @@ pub async fn sign_role<T: Metadata>(
 ) -> Result<Signed<T>, RepoError> {
     let mut signed = Signed::new(body);
     let bytes = signed.signed_bytes()?;
-    let context = SignContext {
-        gun: gun.to_string(),
-        role: role.to_string(),
-    };
+    let context = SignContext::new(gun, role);
     for key in keys {
         let Some(agent_key) = held.for_key(key) else {
             continue;
@@ -671,7 +644,7 @@ pub async fn init_change(
         Some(k) => (agent.key(k).await?, None),
         None => match agent.key("root").await {
             Ok(k) => {
-                let id = k.key_id.clone();
+                let id = k.id.to_string();
                 (k, Some(id))
             }
             Err(_) => (key_named(agent, "root").await?, None),
@@ -684,15 +657,18 @@ pub async fn init_change(
     };
     let snapshot = match snapshot {
         SnapshotChoice::Server => SnapshotKey::Server,
-        SnapshotChoice::Key(k) => SnapshotKey::Agent(agent.key(&k).await?.key_id),
-        SnapshotChoice::NewKey => {
-            SnapshotKey::Agent(key_named(agent, &format!("{base}-snapshot")).await?.key_id)
-        }
+        SnapshotChoice::Key(k) => SnapshotKey::Agent(agent.key(&k).await?.id.to_string()),
+        SnapshotChoice::NewKey => SnapshotKey::Agent(
+            key_named(agent, &format!("{base}-snapshot"))
+                .await?
+                .id
+                .to_string(),
+        ),
     };
     Ok((
         Change::Init {
-            root_key: root.key_id,
-            targets_key: targets.key_id,
+            root_key: root.id.to_string(),
+            targets_key: targets.id.to_string(),
             snapshot,
         },
         reused,
@@ -700,16 +676,11 @@ pub async fn init_change(
 }
 
 /// The agent key called `name`, generated if there is none.
-async fn key_named(agent: &AgentClient, name: &str) -> Result<v1::Key, RepoError> {
+async fn key_named(agent: &AgentClient, name: &str) -> Result<AgentKey, RepoError> {
     if let Ok(k) = agent.key(name).await {
         return Ok(k);
     }
-    Ok(agent
-        .generate(v1::GenerateKeyRequest {
-            name: name.to_owned(),
-            ..Default::default()
-        })
-        .await?)
+    Ok(agent.generate_named(name).await?)
 }
 
 /// A free agent key name for a new `role` key of `gun`: `<repo>-<role>-2`, `-3`, ...
@@ -798,20 +769,20 @@ pub async fn new_repository<P: Publisher>(
     let targets_agent_key = held.by_id(targets_id).ok_or_else(|| RepoError::KeyGone {
         key: targets_id.to_owned(),
     })?;
-    let cert = crate::tuf::root_certificate(agent, root_agent_key, gun, now).await?;
+    let signer = agent.signer(root_agent_key, SignContext::new(gun, &RoleName::ROOT));
+    let cert = crate::tuf::root_certificate(&signer, gun, now).await?;
     let root_key = crate::tuf::x509_public_key(&cert);
-    let targets_key = PublicKey::ecdsa(targets_agent_key.public_key_spki.clone());
+    let targets_key = targets_agent_key.public.clone();
     let snapshot_key = match snapshot {
         SnapshotKey::Server => server
             .server_key(&RoleName::SNAPSHOT)
             .await
             .map_err(RepoError::Server)?,
-        SnapshotKey::Agent(id) => PublicKey::ecdsa(
-            held.by_id(id)
-                .ok_or_else(|| RepoError::KeyGone { key: id.clone() })?
-                .public_key_spki
-                .clone(),
-        ),
+        SnapshotKey::Agent(id) => held
+            .by_id(id)
+            .ok_or_else(|| RepoError::KeyGone { key: id.clone() })?
+            .public
+            .clone(),
     };
     let timestamp_key = server
         .server_key(&RoleName::TIMESTAMP)

@@ -13,13 +13,12 @@ use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::EncodePublicKey as _;
 use serde_json::Value;
 use time::OffsetDateTime;
-use tufa_client::agent::{AgentClient, SignContext};
+use tufa_client::agent::{AgentClient, AgentKey, SignContext};
 use tufa_client::tuf::{
     self, canonical, Delegation, Expires, FileMeta, Gun, KeyId, Metadata, PublicKey, RoleName,
     Root, RootRole, RootRoles, Sha256Digest, Signature, SignatureMethod, Signed, Snapshot, Targets,
     Timestamp,
 };
-use tufa_proto::v1;
 
 /// Each role's file bytes.
 pub type Files = BTreeMap<RoleName, Vec<u8>>;
@@ -94,7 +93,7 @@ pub fn sign_value(signed: &Value, keys: &[&SoftKey]) -> Vec<u8> {
 
 /// A root key in the agent with Notary's self-signed certificate for one GUN.
 pub struct AgentRootKey {
-    key: v1::Key,
+    key: AgentKey,
     public: PublicKey,
     gun: Gun,
 }
@@ -103,13 +102,11 @@ impl AgentRootKey {
     /// Generates agent key `name` and its root certificate for `gun`.
     pub async fn generate(agent: &AgentClient, name: &str, gun: &Gun) -> Self {
         let key = agent
-            .generate(v1::GenerateKeyRequest {
-                name: name.to_owned(),
-                ..Default::default()
-            })
+            .generate_named(name)
             .await
             .expect("generate a root key in the agent");
-        let der = tuf::root_certificate(agent, &key, gun, OffsetDateTime::now_utc())
+        let signer = agent.signer(&key, SignContext::new(gun, &RoleName::ROOT));
+        let der = tuf::root_certificate(&signer, gun, OffsetDateTime::now_utc())
             .await
             .expect("root certificate");
         Self {
@@ -128,10 +125,7 @@ impl AgentRootKey {
     pub async fn sign_root(&self, agent: &AgentClient, root: Root) -> Vec<u8> {
         let mut file = Signed::new(root);
         let msg = file.signed_bytes().expect("canonical root");
-        let context = SignContext {
-            gun: self.gun.to_string(),
-            role: RoleName::ROOT.to_string(),
-        };
+        let context = SignContext::new(&self.gun, &RoleName::ROOT);
         let sig = agent
             .sign(&self.key, &msg, &context)
             .await

@@ -217,12 +217,7 @@ impl IncidentArgs {
         let gun = parse_gun(&self.gun)?;
         let state = RepoState::from(verified_repo(ctx, &gun).await?);
         let resign_with = match &self.resign_with {
-            Some(r) => {
-                let key = ctx.agent.get().await?.key(r).await?;
-                Some(key.key_id.parse::<tuf::KeyId>().map_err(|e| {
-                    CliError::Usage(format!("the agent's key {r} has a bad ID: {e}"))
-                })?)
-            }
+            Some(r) => Some(ctx.agent.get().await?.key(r).await?.id),
             None => None,
         };
         let choices = Choices {

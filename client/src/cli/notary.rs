@@ -360,7 +360,7 @@ impl LazyAgent {
         let socket = self.socket.as_deref().ok_or(CliError::NoSocket)?;
         Ok(self
             .client
-            .get_or_try_init(|| AgentClient::connect(socket))
+            .get_or_try_init(|| super::connect_agent(socket))
             .await?)
     }
 }
@@ -945,7 +945,6 @@ async fn key_list(ctx: &Context) -> Result<(), CliError> {
         let location = k
             .location
             .as_ref()
-            .and_then(|l| l.location.as_ref())
             .map(|l| match l {
                 tufa_proto::v1::key_location::Location::Pkcs11(p) => {
                     format!("pkcs11:token={}", p.token_label)
@@ -955,15 +954,12 @@ async fn key_list(ctx: &Context) -> Result<(), CliError> {
                 }
             })
             .unwrap_or_default();
-        let uses: Vec<_> = roles
-            .iter()
-            .filter(|(id, _, _)| id.to_string() == k.key_id)
-            .collect();
+        let uses: Vec<_> = roles.iter().filter(|(id, _, _)| *id == k.id).collect();
         if uses.is_empty() {
             rows.push((
                 k.name.clone(),
                 String::new(),
-                k.key_id.clone(),
+                k.id.to_string(),
                 location.clone(),
             ));
         }
@@ -971,7 +967,7 @@ async fn key_list(ctx: &Context) -> Result<(), CliError> {
             let row = (
                 role.clone(),
                 gun.clone(),
-                k.key_id.clone(),
+                k.id.to_string(),
                 location.clone(),
             );
             if !rows.contains(&row) {

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::notary::{server_of, Context, LazyAgent, ServerArgs};
 use super::CliError;
-use crate::agent::AgentClient;
+use crate::agent::{AgentClient, SignContext};
 use crate::ceremony::{self, RootPlan, RootRequest};
 use crate::notary::NotaryRepo;
 use crate::repo::{self, RepoState, SnapshotKey};
@@ -143,13 +143,14 @@ impl RootArgs {
                 let gun = parse_gun(&a.gun)?;
                 let agent = agent.get().await?;
                 let key = agent.key(&a.key).await?;
-                let der = tuf::root_certificate(agent, &key, &gun, now)
+                let signer = agent.signer(&key, SignContext::new(&gun, &RoleName::ROOT));
+                let der = tuf::root_certificate(&signer, &gun, now)
                     .await
                     .map_err(crate::ceremony::CeremonyError::from)?;
                 write_file(&a.out, tuf::certificate_pem(&der).as_bytes())?;
                 println!(
                     "Wrote the root certificate of key {} for {gun} to {}",
-                    key.key_id,
+                    key.id,
                     a.out.display()
                 );
                 Ok(())
@@ -160,16 +161,13 @@ impl RootArgs {
                 let keys = root_keys(agent, &gun, &a.keys, now).await?;
                 let threshold = threshold(a.threshold, keys.len())?;
                 let targets = agent.key(&a.targets_key).await?;
-                let targets_key = PublicKey::ecdsa(targets.public_key_spki.clone());
+                let targets_key = targets.public.clone();
                 let client = server()?;
                 let remote = client.repo(&gun);
                 let snapshot = match &a.snapshot_key {
                     Some(r) => {
                         let k = agent.key(r).await?;
-                        (
-                            PublicKey::ecdsa(k.public_key_spki.clone()),
-                            SnapshotKey::Agent(k.key_id),
-                        )
+                        (k.public, SnapshotKey::Agent(k.id.to_string()))
                     }
                     None => (
                         server_key(&remote, &RoleName::SNAPSHOT, false).await?,
@@ -181,7 +179,7 @@ impl RootArgs {
                     &gun,
                     &keys,
                     threshold,
-                    (&targets_key, targets.key_id.clone()),
+                    (&targets_key, targets.id.to_string()),
                     snapshot,
                     &timestamp,
                     now,
@@ -277,11 +275,11 @@ pub(crate) async fn rotate(
     }
     if let Some(r) = &a.targets_key {
         let k = agent.get().await?.key(r).await?;
-        plan.targets_key = Some(PublicKey::ecdsa(k.public_key_spki));
+        plan.targets_key = Some(k.public);
     }
     if let Some(r) = &a.snapshot_key {
         let k = agent.get().await?.key(r).await?;
-        plan.snapshot_key = Some(PublicKey::ecdsa(k.public_key_spki));
+        plan.snapshot_key = Some(k.public);
     }
     if plan.is_empty() && !a.server_managed_snapshot && !a.new_timestamp_key && !a.renew {
         return Err(CliError::Usage(
@@ -406,7 +404,8 @@ async fn root_keys(
                     "--key {r}: no such certificate file, and the agent says: {e}"
                 ))
             })?;
-            let der = tuf::root_certificate(agent, &agent_key, gun, now)
+            let signer = agent.signer(&agent_key, SignContext::new(gun, &RoleName::ROOT));
+            let der = tuf::root_certificate(&signer, gun, now)
                 .await
                 .map_err(ceremony::CeremonyError::from)?;
             tuf::x509_public_key(&der)
