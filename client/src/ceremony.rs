@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 
 use crate::agent::{AgentClient, SignContext};
 use crate::repo::{
-    self, AgentKeys, PublishRejected, Publisher, RepoError, RepoState, SnapshotKey, ROLE_LIFETIME,
-    ROOT_LIFETIME,
+    self, AgentKeys, Prepared, Publisher, RepoError, RepoState, SnapshotKey, StateSource,
+    ROLE_LIFETIME, ROOT_LIFETIME,
 };
 use crate::tuf::{
     Envelope, Expires, Gun, KeyId, PublicKey, RoleName, Root, RootRole, RootRoles, Signature,
@@ -48,8 +48,9 @@ pub struct RootRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitPlan {
-    /// The agent key (ID) that signs `targets`.
-    pub targets_key: String,
+    /// The agent key that signs `targets`.
+    #[serde(with = "crate::repo::serde_text")]
+    pub targets_key: KeyId,
     /// Who signs snapshots.
     pub snapshot: SnapshotKey,
 }
@@ -167,7 +168,7 @@ impl RootRequest {
         gun: &Gun,
         root_keys: &[PublicKey],
         threshold: u32,
-        targets_key: (&PublicKey, String),
+        targets_key: (&PublicKey, KeyId),
         snapshot: (PublicKey, SnapshotKey),
         timestamp_key: &PublicKey,
         now: OffsetDateTime,
@@ -340,11 +341,11 @@ impl RootRequest {
                     ));
                 };
                 // The plan is not signed: it may only name the keys the signed root lists.
-                let lists = |role: &RootRole, id: &str| {
+                let lists = |role: &RootRole, id: &KeyId| {
                     role.keyids.iter().any(|k| {
                         self.root.signed.keys[k]
                             .canonical_id()
-                            .is_ok_and(|c| c.to_string() == id)
+                            .is_ok_and(|c| c == *id)
                     })
                 };
                 let roles = &self.root.signed.roles;
@@ -560,26 +561,55 @@ impl RootRequest {
 /// Publishes a complete request: the new root, plus what it implies (targets re-signed with a
 /// new targets key, a snapshot when the agent holds the snapshot key; for a new repository,
 /// its first targets). Refuses if the server's root is no longer the one the request replaces.
-pub async fn publish<P, L, F>(
+pub async fn publish<P: Publisher>(
     agent: &AgentClient,
     server: &P,
     request: &RootRequest,
-    load: L,
+    mut source: impl StateSource,
     now: OffsetDateTime,
-) -> Result<Vec<RoleName>, CeremonyError>
-where
-    P: Publisher,
-    L: Fn() -> F,
-    F: std::future::Future<Output = Result<Option<RepoState>, RepoError>>,
-{
+) -> Result<Vec<RoleName>, CeremonyError> {
     request.check_complete()?;
     let gun = &request.gun;
     let held = AgentKeys::load(agent).await?;
-    for attempt in 1..=repo::PUBLISH_ATTEMPTS {
-        let current = load().await?;
-        let (mut state, dirty) = match (&request.previous, current) {
+    // A snapshot key the request changed came from the agent or a POST to the server.
+    let snapshot_unchanged = request
+        .previous
+        .as_ref()
+        .is_some_and(|(_, p)| p.signed.roles.snapshot == request.root.signed.roles.snapshot);
+    let prepared = repo::publish_with_retry(server, &held, gun, &mut source, async |current| {
+        let (mut state, dirty) = request.apply_to(current, &held, now)?;
+        if snapshot_unchanged {
+            repo::check_snapshot_signer(&held, server, gun, &state)
+                .await
+                .map_err(|e| match e {
+                    RepoError::NoSnapshotSigner { .. } => CeremonyError::NoSnapshotSigner,
+                    e => e.into(),
+                })?;
+        }
+        let files = repo::sign_changes(agent, &held, gun, &mut state, &dirty, true, now).await?;
+        Ok::<_, CeremonyError>(Prepared {
+            files,
+            state,
+            created: request.previous.is_none(),
+        })
+    })
+    .await?;
+    Ok(prepared.files.into_iter().map(|(r, _)| r).collect())
+}
+
+impl RootRequest {
+    /// The repository with this request's root in place of `current`'s, and the roles that
+    /// must be signed with it; refuses a `current` this request does not replace.
+    fn apply_to(
+        &self,
+        current: Option<RepoState>,
+        held: &AgentKeys,
+        now: OffsetDateTime,
+    ) -> Result<(RepoState, BTreeSet<RoleName>), CeremonyError> {
+        let gun = &self.gun;
+        match (&self.previous, current) {
             (None, None) => {
-                let plan = request.init.as_ref().ok_or(CeremonyError::Invalid {
+                let plan = self.init.as_ref().ok_or(CeremonyError::Invalid {
                     detail: "a first root without its init plan".into(),
                 })?;
                 let agent_snapshot = match &plan.snapshot {
@@ -588,19 +618,19 @@ where
                 };
                 for id in std::iter::once(&plan.targets_key).chain(agent_snapshot) {
                     if held.by_id(id).is_none() {
-                        return Err(RepoError::KeyGone { key: id.clone() }.into());
+                        return Err(RepoError::KeyGone { key: *id }.into());
                     }
                 }
                 let targets = Signed::new(Targets::new(0, Expires::new(now + ROLE_LIFETIME)?));
                 let state = RepoState {
-                    root: request.root.clone(),
+                    root: self.root.clone(),
                     snapshot: None,
                     targets: BTreeMap::from([(RoleName::TARGETS, targets)]),
                 };
-                (state, BTreeSet::from([RoleName::TARGETS]))
+                Ok((state, BTreeSet::from([RoleName::TARGETS])))
             }
-            (None, Some(_)) => return Err(CeremonyError::Exists { gun: gun.clone() }),
-            (Some(_), None) => return Err(RepoError::NotInitialised { gun: gun.clone() }.into()),
+            (None, Some(_)) => Err(CeremonyError::Exists { gun: gun.clone() }),
+            (Some(_), None) => Err(RepoError::NotInitialised { gun: gun.clone() }.into()),
             (Some((_, prev)), Some(mut state)) => {
                 if state.root.signatures != prev.signatures || state.root.signed != prev.signed {
                     return Err(CeremonyError::Stale {
@@ -611,41 +641,14 @@ where
                 }
                 let mut dirty = BTreeSet::new();
                 // A new targets key must sign targets at once: the old signature no longer counts.
-                if state.root.signed.roles.targets != request.root.signed.roles.targets {
+                if state.root.signed.roles.targets != self.root.signed.roles.targets {
                     dirty.insert(RoleName::TARGETS);
                 }
-                state.root = request.root.clone();
-                (state, dirty)
+                state.root = self.root.clone();
+                Ok((state, dirty))
             }
-        };
-        // A snapshot key the request changed came from the agent or a POST to the server.
-        let unchanged = request
-            .previous
-            .as_ref()
-            .is_some_and(|(_, p)| p.signed.roles.snapshot == request.root.signed.roles.snapshot);
-        if unchanged {
-            repo::check_snapshot_signer(&held, server, gun, &state)
-                .await
-                .map_err(|e| match e {
-                    RepoError::NoSnapshotSigner { .. } => CeremonyError::NoSnapshotSigner,
-                    e => e.into(),
-                })?;
-        }
-        let prepared = repo::sign_changes(agent, &held, gun, &mut state, &dirty, true, now).await?;
-        match server.publish(&prepared.files).await {
-            Ok(()) => return Ok(prepared.files.into_iter().map(|(r, _)| r).collect()),
-            Err(PublishRejected::VersionConflict(e)) => {
-                tracing::info!(gun = %gun, attempt, error = %e, "version conflict; refetching");
-                repo::conflict_pause(attempt).await;
-            }
-            Err(PublishRejected::Other(e)) => return Err(RepoError::Server(e).into()),
         }
     }
-    Err(RepoError::Conflict {
-        gun: gun.clone(),
-        attempts: repo::PUBLISH_ATTEMPTS,
-    }
-    .into())
 }
 
 fn check_threshold(keys: usize, threshold: u32) -> Result<(), CeremonyError> {

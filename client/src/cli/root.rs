@@ -15,7 +15,7 @@ use super::CliError;
 use crate::agent::{AgentClient, SignContext};
 use crate::ceremony::{self, RootPlan, RootRequest};
 use crate::notary::NotaryRepo;
-use crate::repo::{self, RepoState, SnapshotKey};
+use crate::repo::{self, FromServer, RepoState, SnapshotKey};
 use crate::tuf::{self, Gun, PublicKey, RoleName, Root, TrustCache, UpdateOptions};
 
 /// `tufa root`: where the server and trust data are, and what to do.
@@ -167,7 +167,7 @@ impl RootArgs {
                 let snapshot = match &a.snapshot_key {
                     Some(r) => {
                         let k = agent.key(r).await?;
-                        (k.public, SnapshotKey::Agent(k.id.to_string()))
+                        (k.public, SnapshotKey::Agent(k.id))
                     }
                     None => (
                         server_key(&remote, &RoleName::SNAPSHOT, false).await?,
@@ -179,7 +179,7 @@ impl RootArgs {
                     &gun,
                     &keys,
                     threshold,
-                    (&targets_key, targets.id.to_string()),
+                    (&targets_key, targets.id),
                     snapshot,
                     &timestamp,
                     now,
@@ -329,8 +329,8 @@ async fn publish_request(
     let remote = server_of(ctx)?.repo(&request.gun);
     let cache = TrustCache::new(&ctx.trust_dir);
     let gun = &request.gun;
-    let load = || repo::load_state(&remote, &cache, gun, &ctx.options);
-    let roles = ceremony::publish(agent, &remote, request, load, now)
+    let source = FromServer::new(&remote, &cache, gun, &ctx.options);
+    let roles = ceremony::publish(agent, &remote, request, source, now)
         .await
         .map_err(ceremony_err)?;
     refresh(&remote, &cache, gun, &ctx.options).await;
