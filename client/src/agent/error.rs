@@ -10,6 +10,9 @@ use crate::tuf::KeyId;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentClientError {
+    /// No socket is configured.
+    #[error("no agent socket: pass --agent SOCKET or set TUFA_AGENT_SOCK (or XDG_RUNTIME_DIR)")]
+    NoSocket,
     /// Nothing answers on the socket.
     #[error("cannot reach the tufa agent at {socket} ({detail}): start it with `tufad --config FILE` or point --agent / TUFA_AGENT_SOCK at its socket")]
     NoAgent {

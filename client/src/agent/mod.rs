@@ -65,6 +65,43 @@ pub struct AgentClient {
     message: Option<Message>,
 }
 
+/// The agent at a socket, connected when first needed: reading trust data and staging changes
+/// need no agent, so those commands skip the handshake (and work while it is down).
+pub struct LazyAgent {
+    socket: Option<PathBuf>,
+    message: Option<Message>,
+    client: tokio::sync::OnceCell<AgentClient>,
+}
+
+impl LazyAgent {
+    /// The agent at `socket` (`None`: none configured, an error when a key is needed).
+    pub fn new(socket: Option<PathBuf>) -> Self {
+        Self {
+            socket,
+            message: None,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// As [`AgentClient::with_messages`], for the client once connected.
+    pub fn with_messages(mut self, message: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.message = Some(Arc::new(message));
+        self
+    }
+
+    /// The connected client.
+    pub async fn get(&self) -> Result<&AgentClient, AgentClientError> {
+        let socket = self.socket.as_deref().ok_or(AgentClientError::NoSocket)?;
+        self.client
+            .get_or_try_init(|| async {
+                let mut client = AgentClient::connect(socket).await?;
+                client.message = self.message.clone();
+                Ok(client)
+            })
+            .await
+    }
+}
+
 /// What the client asks a key for.
 #[derive(Clone, Debug, Default)]
 pub struct SignContext {

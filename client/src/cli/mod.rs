@@ -11,7 +11,7 @@ use serde::Serialize;
 use tufa_proto::v1;
 use tufa_proto::v1::key_location::Location;
 
-use crate::agent::{default_socket, AgentClient, AgentClientError, AgentKey};
+use crate::agent::{default_socket, AgentClient, AgentClientError, AgentKey, LazyAgent};
 
 pub mod maintain;
 pub mod notary;
@@ -305,12 +305,12 @@ impl Cli {
                 );
                 return Ok(());
             }
-            Command::Notary(a) => return a.run(notary::LazyAgent::new(socket)).await,
-            Command::Root(a) => return a.run(notary::LazyAgent::new(socket)).await,
+            Command::Notary(a) => return a.run(LazyAgent::new(socket).with_messages(say)).await,
+            Command::Root(a) => return a.run(LazyAgent::new(socket).with_messages(say)).await,
             other => other,
         };
         let socket = socket.ok_or(CliError::NoSocket)?;
-        let agent = connect_agent(&socket).await?;
+        let agent = AgentClient::connect(&socket).await?.with_messages(say);
         match command {
             Command::Inspect(_)
             | Command::Verify(_)
@@ -368,11 +368,9 @@ impl Cli {
     }
 }
 
-/// The agent at `socket`, telling the user on stderr when a YubiKey waits for a touch.
-pub(crate) async fn connect_agent(socket: &Path) -> Result<AgentClient, AgentClientError> {
-    Ok(AgentClient::connect(socket)
-        .await?
-        .with_messages(|message| eprintln!("{message}")))
+/// What the agent client tells the user (a YubiKey waiting for a touch): a line on stderr.
+fn say(message: &str) {
+    eprintln!("{message}");
 }
 
 impl StatusArgs {

@@ -8,10 +8,10 @@ use std::sync::OnceLock;
 
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
-use tokio::sync::OnceCell;
 
 use super::{table, CliError};
-use crate::agent::AgentClient;
+use crate::agent::LazyAgent;
+use crate::ceremony::Rotation;
 use crate::notary::{NotaryClient, NotaryConfig};
 use crate::repo::{self, Change, Changelist, FromServer, RepoState};
 use crate::tuf::{
@@ -339,31 +339,6 @@ pub(crate) struct Context {
     pub(crate) trust_dir: PathBuf,
     // Trust pinning from the config, for every verified read.
     pub(crate) options: UpdateOptions,
-}
-
-/// The agent's socket, connected on first use.
-pub struct LazyAgent {
-    socket: Option<PathBuf>,
-    client: OnceCell<AgentClient>,
-}
-
-impl LazyAgent {
-    /// The agent at `socket` (`None`: none configured, an error when a key is needed).
-    pub fn new(socket: Option<PathBuf>) -> Self {
-        Self {
-            socket,
-            client: OnceCell::new(),
-        }
-    }
-
-    /// The connected client.
-    pub(crate) async fn get(&self) -> Result<&AgentClient, CliError> {
-        let socket = self.socket.as_deref().ok_or(CliError::NoSocket)?;
-        Ok(self
-            .client
-            .get_or_try_init(|| super::connect_agent(socket))
-            .await?)
-    }
 }
 
 impl ServerArgs {
@@ -1058,16 +1033,10 @@ impl KeyRotateArgs {
                 "the timestamp key is always the server's: rotate it with -r".into(),
             ));
         }
-        let mut args = super::root::RotateArgs {
-            gun: self.gun.clone(),
-            keys: Vec::new(),
-            threshold: None,
-            targets_key: None,
-            snapshot_key: None,
-            server_managed_snapshot: self.server_managed && role == RoleName::SNAPSHOT,
-            new_timestamp_key: role == RoleName::TIMESTAMP,
-            renew: false,
-            out: None,
+        let mut rotation = Rotation {
+            server_snapshot: self.server_managed && role == RoleName::SNAPSHOT,
+            server_timestamp: role == RoleName::TIMESTAMP,
+            ..Rotation::default()
         };
         // A key made here is removed again if the rotation fails: nothing is left behind.
         let mut made = None;
@@ -1077,26 +1046,21 @@ impl KeyRotateArgs {
                 None => {
                     let agent = ctx.agent.get().await?;
                     let name = repo::next_key_name(agent, &gun, &role).await?;
-                    agent
-                        .generate(tufa_proto::v1::GenerateKeyRequest {
-                            name: name.clone(),
-                            ..Default::default()
-                        })
-                        .await?;
+                    agent.generate_named(&name).await?;
                     made = Some(name.clone());
                     name
                 }
             };
             match role.as_str() {
                 "root" => {
-                    args.keys = vec![name];
-                    args.threshold = Some(1);
+                    rotation.root_keys = vec![name];
+                    rotation.threshold = Some(1);
                 }
-                "targets" => args.targets_key = Some(name),
-                _ => args.snapshot_key = Some(name),
+                "targets" => rotation.targets_key = Some(name),
+                _ => rotation.snapshot_key = Some(name),
             }
         }
-        let result = super::root::rotate(ctx, args, OffsetDateTime::now_utc()).await;
+        let result = super::root::rotate_now(ctx, &gun, &rotation, OffsetDateTime::now_utc()).await;
         if let (Err(_), Some(name)) = (&result, &made) {
             if let Ok(agent) = ctx.agent.get().await {
                 let _ = agent.delete(name).await;
