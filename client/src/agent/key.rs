@@ -1,12 +1,12 @@
 //! The agent's keys as the client uses them: [`AgentKey`], converted once from the wire's
-//! `v1::Key`, and [`KeySigner`], an agent key signing for [`crate::tuf::root_certificate`].
+//! `v1::Key`; what a signature is for ([`SignContext`]) and what the user is told meanwhile
+//! ([`touch_prompt`]).
 
 use tufa_proto::v1;
 use tufa_proto::v1::key_location::Location;
 
-use crate::agent::{AgentClient, AgentClientError, SignContext};
-use crate::tuf::{DigestSigner, EcdsaSignature, KeyId, PublicKey, SignError};
-use tufa_proto::Sha256Digest;
+use crate::agent::error::AgentClientError;
+use crate::tuf::{Gun, KeyId, PublicKey, RoleName};
 
 /// A key the agent holds: its typed ID and public key, where it lives, and its policies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +87,25 @@ impl TryFrom<v1::Key> for AgentKey {
     }
 }
 
+/// What the client asks a key for.
+#[derive(Clone, Debug, Default)]
+pub struct SignContext {
+    /// The repository (GUN) the signature is for.
+    pub gun: String,
+    /// The TUF role.
+    pub role: String,
+}
+
+impl SignContext {
+    /// A signature for `role` of `gun`.
+    pub fn new(gun: &Gun, role: &RoleName) -> Self {
+        Self {
+            gun: gun.to_string(),
+            role: role.to_string(),
+        }
+    }
+}
+
 /// What to tell the user before a signature that needs a touch: `Touch the YubiKey (serial N)
 /// to sign ROLE for GUN`, or nothing for keys that need none.
 ///
@@ -107,42 +126,6 @@ pub fn touch_prompt(key: &AgentKey, context: &SignContext) -> Option<String> {
             context.gun
         )
     })
-}
-
-/// An agent key signing digests in one context (a GUN and role): the agent edge's
-/// [`DigestSigner`].
-pub struct KeySigner<'a> {
-    agent: &'a AgentClient,
-    key: &'a AgentKey,
-    context: SignContext,
-}
-
-impl<'a> KeySigner<'a> {
-    /// `key`, signing through `agent` in `context`.
-    pub fn new(agent: &'a AgentClient, key: &'a AgentKey, context: SignContext) -> Self {
-        Self {
-            agent,
-            key,
-            context,
-        }
-    }
-}
-
-impl DigestSigner for KeySigner<'_> {
-    fn public_spki(&self) -> &[u8] {
-        self.key.spki()
-    }
-
-    fn label(&self) -> String {
-        self.key.label()
-    }
-
-    async fn sign(&self, digest: Sha256Digest) -> Result<EcdsaSignature, SignError> {
-        Ok(self
-            .agent
-            .sign_digest(self.key, digest, &self.context)
-            .await?)
-    }
 }
 
 #[cfg(test)]

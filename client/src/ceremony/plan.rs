@@ -12,7 +12,8 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 use crate::agent::{AgentClient, LazyAgent, SignContext};
-use crate::ceremony::{CeremonyError, InitPlan, RootRequest};
+use crate::ceremony::error::CeremonyError;
+use crate::ceremony::request::{InitPlan, RootRequest};
 use crate::notary::NotaryRepo;
 use crate::repo::{self, SnapshotKey, ROOT_LIFETIME};
 use crate::tuf::{

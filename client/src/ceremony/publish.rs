@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
 use crate::agent::AgentClient;
-use crate::ceremony::{CeremonyError, RootRequest};
+use crate::ceremony::error::CeremonyError;
+use crate::ceremony::request::RootRequest;
 use crate::repo::{
     self, AgentKeys, Prepared, Publisher, RepoError, RepoState, SnapshotKey, StateSource,
     ROLE_LIFETIME,

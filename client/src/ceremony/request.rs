@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use crate::ceremony::CeremonyError;
+use crate::ceremony::error::CeremonyError;
 use crate::repo::SnapshotKey;
 use crate::tuf::{Envelope, Gun, KeyId, PublicKey, RoleName, Root, RootRole, Signed, TufError};
 

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use crate::agent::{AgentClient, SignContext};
-use crate::ceremony::{CeremonyError, RootRequest};
+use crate::ceremony::error::CeremonyError;
+use crate::ceremony::request::RootRequest;
 use crate::repo::AgentKeys;
 use crate::tuf::{KeyId, RoleName, Signature, SignatureMethod};
 

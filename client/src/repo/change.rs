@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::repo::{RepoError, RepoState};
+use crate::repo::error::RepoError;
+use crate::repo::state::RepoState;
 use crate::tuf::{
     Delegation, FileMeta, KeyId, PublicKey, RoleName, Sha256Digest, Sha512Digest, Signed, Targets,
 };

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 
-use crate::repo::{Change, RepoError};
+use crate::repo::change::Change;
+use crate::repo::error::RepoError;
 use crate::tuf::Gun;
 
 /// The staged changes of one GUN: one JSON line per change, appended to
@@ -180,7 +181,7 @@ fn io_err(path: &Path, e: std::io::Error) -> RepoError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::SnapshotKey;
+    use crate::repo::change::SnapshotKey;
     use crate::tuf::{KeyId, PublicKey, RoleName, Sha256Digest, Sha512Digest};
 
     fn target(name: &str) -> Change {

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
 use crate::agent::{AgentClient, AgentKey, SignContext};
-use crate::repo::{
-    expires_in, sign_role, AgentKeys, Change, Publisher, RepoError, RepoState, SnapshotKey,
-    ROLE_LIFETIME, ROOT_LIFETIME,
-};
+use crate::repo::change::{Change, SnapshotKey};
+use crate::repo::error::RepoError;
+use crate::repo::publish::Publisher;
+use crate::repo::sign::{expires_in, sign_role, AgentKeys, ROLE_LIFETIME, ROOT_LIFETIME};
+use crate::repo::state::RepoState;
 use crate::tuf::{Gun, KeyId, PublicKey, RoleName, Root, RootRole, RootRoles, Signed, Targets};
 
 /// Where a new repository's snapshot key comes from.

@@ -8,11 +8,14 @@
 //! any other failure leaves the server and the cache as they were, and the changelist staged.
 //!
 //! Layout:
+//! - this file: [`publish`] and [`publish_changes`], a publish of staged or given changes as
+//!   the pieces below make it.
+//! - `state`: [`RepoState`], the verified state a publish starts from ([`load_state`]).
 //! - `change`: the typed staged-change model ([`Change`], [`SnapshotKey`]) and [`apply`].
 //! - `changelist`: the [`Changelist`] file (JSON lines under `flock`; the older one-array file).
-//! - `sign`: [`AgentKeys`], [`sign_role`], [`sign_changes`].
-//! - `publish`: [`Publisher`], [`StateSource`], [`publish`] / [`publish_changes`] and the one
-//!   publish-with-retry loop (also the root ceremony's).
+//! - `sign`: [`AgentKeys`], [`sign_role`], [`sign_changes`], role lifetimes.
+//! - `publish`: [`Publisher`], [`StateSource`] and the one publish-with-retry loop (also the
+//!   root ceremony's).
 //! - `init`: [`init_change`], [`new_repository`], agent key naming ([`next_key_name`]).
 //! - `error`: [`RepoError`].
 
@@ -22,92 +25,120 @@ mod error;
 mod init;
 mod publish;
 mod sign;
-
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod state;
 
 use time::OffsetDateTime;
 
-use crate::tuf::{Expires, Gun, RoleName, Root, Signed, Snapshot, Targets};
+use crate::agent::AgentClient;
+use crate::tuf::{Gun, RoleName};
 
 pub use change::{apply, Change, SnapshotKey};
 pub use changelist::Changelist;
 pub use error::RepoError;
 pub use init::{init_change, new_repository, next_key_name, SnapshotChoice};
 pub use publish::{
-    publish, publish_changes, FromServer, Prepared, PublishRejected, Published, Publisher,
-    StartingWith, StateSource,
+    FromServer, Prepared, PublishRejected, Publisher, StartingWith, StateSource, PUBLISH_ATTEMPTS,
 };
-pub use sign::{sign_changes, sign_role, AgentKeys};
+pub use sign::{sign_changes, sign_role, AgentKeys, ROLE_LIFETIME, ROOT_LIFETIME, ROOT_RENEWAL};
+pub use state::{load_state, load_state_deferred, RepoState};
 
 pub(crate) use change::text as serde_text;
 pub(crate) use publish::{check_snapshot_signer, publish_with_retry};
-pub(crate) use sign::{key_list, renew, root_needs_renewal};
 
-/// Lifetime of a root Notary signs: 10 years.
-pub const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// Lifetime of targets, delegations and a client-signed snapshot: 3 years.
-pub const ROLE_LIFETIME: Duration = Duration::from_secs(3 * 365 * 24 * 3600);
-/// How long before its expiry a root is re-signed: six months, as Notary.
-pub const ROOT_RENEWAL: Duration = Duration::from_secs(182 * 24 * 3600);
-/// How many times a publish retries after a version conflict.
-pub const PUBLISH_ATTEMPTS: usize = 5;
+use sign::{renew, root_needs_renewal};
 
-/// The verified state of a repository the changes apply to.
-#[derive(Clone, Debug)]
-pub struct RepoState {
-    /// The current root.
-    pub root: Signed<Root>,
-    /// The current snapshot, if the server has one.
-    pub snapshot: Option<Signed<Snapshot>>,
-    /// `targets` and every delegated targets role, by name.
-    pub targets: BTreeMap<RoleName, Signed<Targets>>,
+/// What a publish sent.
+#[derive(Debug)]
+pub struct Published {
+    /// The roles posted, in order.
+    pub roles: Vec<RoleName>,
+    /// Whether the repository was created by this publish.
+    pub created: bool,
+    /// The targets and delegation files as posted: what the server now serves for those roles.
+    pub targets_files: Vec<(RoleName, Vec<u8>)>,
 }
 
-impl From<crate::tuf::VerifiedRepo> for RepoState {
-    fn from(v: crate::tuf::VerifiedRepo) -> Self {
-        let mut targets = BTreeMap::from([(RoleName::TARGETS, v.targets_role().clone())]);
-        for d in v.delegations() {
-            targets.insert(d.name.clone(), d.file.clone());
-        }
-        Self {
-            root: v.root().clone(),
-            snapshot: Some(v.snapshot().clone()),
-            targets,
-        }
-    }
-}
-
-/// Reads the repository's verified state from the server (`None` if it has none yet), updating
-/// the cache.
-pub async fn load_state<S: crate::tuf::RemoteStore>(
-    remote: &S,
-    cache: &crate::tuf::TrustCache,
+/// Publishes the staged changes of `gun`, and drops them once published.
+pub async fn publish<P: Publisher>(
+    agent: &AgentClient,
+    server: &P,
     gun: &Gun,
-    options: &crate::tuf::UpdateOptions,
-) -> Result<Option<RepoState>, RepoError> {
-    match crate::tuf::update(remote, cache, gun, options).await {
-        Ok(verified) => Ok(Some(RepoState::from(verified))),
-        Err(crate::tuf::UpdateError::RepositoryNotFound { .. }) => Ok(None),
-        Err(e) => Err(RepoError::Update(Box::new(e))),
-    }
+    changelist: &Changelist,
+    source: impl StateSource,
+    now: OffsetDateTime,
+) -> Result<Published, RepoError> {
+    let changes = changelist.list()?;
+    let held = AgentKeys::load(agent).await?;
+    let published = publish_changes(agent, &held, server, gun, &changes, source, now).await?;
+    changelist.clear()?;
+    Ok(published)
 }
 
-/// As [`load_state`], with the cache written while the caller goes on (see
-/// [`crate::tuf::update_deferred`]); `None` when there was nothing to read.
-pub async fn load_state_deferred<S: crate::tuf::RemoteStore>(
-    remote: &S,
-    cache: &crate::tuf::TrustCache,
+/// Publishes `changes` (not staged anywhere): what docker's verbs do, which publish at once.
+///
+/// The changes are applied afresh to each state `source` gives; with none, the repository is
+/// created from the changes' [`Change::Init`]. A root within six months of expiry is re-signed
+/// along, as Notary does.
+pub async fn publish_changes<P: Publisher>(
+    agent: &AgentClient,
+    held: &AgentKeys,
+    server: &P,
     gun: &Gun,
-    options: &crate::tuf::UpdateOptions,
-) -> Result<(Option<RepoState>, Option<crate::tuf::PendingCommit>), RepoError> {
-    match crate::tuf::update_deferred(remote, cache, gun, options).await {
-        Ok((verified, pending)) => Ok((Some(RepoState::from(verified)), Some(pending))),
-        Err(crate::tuf::UpdateError::RepositoryNotFound { .. }) => Ok((None, None)),
-        Err(e) => Err(RepoError::Update(Box::new(e))),
-    }
-}
-
-fn expires_in(now: OffsetDateTime, lifetime: Duration) -> Result<Expires, RepoError> {
-    Ok(Expires::new(now + lifetime)?)
+    changes: &[Change],
+    mut source: impl StateSource,
+    now: OffsetDateTime,
+) -> Result<Published, RepoError> {
+    let prepared = publish_with_retry(server, held, gun, &mut source, async |current| {
+        let (mut state, created) = match current {
+            Some(state) => (state, false),
+            None => {
+                let Some(Change::Init {
+                    root_key,
+                    targets_key,
+                    snapshot,
+                }) = changes.iter().find(|c| matches!(c, Change::Init { .. }))
+                else {
+                    return Err(RepoError::NotInitialised { gun: gun.clone() });
+                };
+                let init = (root_key, targets_key, snapshot);
+                let state = new_repository(agent, held, server, gun, init, now).await?;
+                (state, true)
+            }
+        };
+        let mut dirty = apply(&mut state, changes)?;
+        if created {
+            dirty.insert(RoleName::TARGETS);
+        }
+        let renew_root = !created && root_needs_renewal(&state, now);
+        if renew_root {
+            renew(agent, held, gun, &mut state, now).await?;
+        }
+        let files = sign_changes(
+            agent,
+            held,
+            gun,
+            &mut state,
+            &dirty,
+            created || renew_root,
+            now,
+        )
+        .await?;
+        Ok(Prepared {
+            files,
+            state,
+            created,
+        })
+    })
+    .await?;
+    let roles = prepared.files.iter().map(|(r, _)| r.clone()).collect();
+    let targets_files = prepared
+        .files
+        .into_iter()
+        .filter(|(r, _)| r.is_targets())
+        .collect();
+    Ok(Published {
+        roles,
+        created: prepared.created,
+        targets_files,
+    })
 }

@@ -1,6 +1,6 @@
 //! Publishing: what a server must do ([`Publisher`]), where a publish reads the repository
-//! ([`StateSource`]), and the one publish-with-retry loop that staged changes and root
-//! ceremonies both go through.
+//! ([`StateSource`]), and the one publish-with-retry loop that staged changes
+//! ([`crate::repo::publish_changes`]) and root ceremonies both go through.
 //!
 //! A publish reads the verified state, makes and signs its files from it, and posts them in one
 //! update. When the server reports a version conflict (someone published meanwhile), it pauses
@@ -10,13 +10,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
-use crate::agent::AgentClient;
-use crate::repo::{
-    apply, key_list, load_state, new_repository, renew, root_needs_renewal, sign_changes,
-    AgentKeys, Change, Changelist, RepoError, RepoState, PUBLISH_ATTEMPTS,
-};
+use crate::repo::error::RepoError;
+use crate::repo::sign::{key_list, AgentKeys};
+use crate::repo::state::{load_state, RepoState};
 use crate::tuf::{Gun, PublicKey, RemoteError, RemoteStore, RoleName, TrustCache, UpdateOptions};
 
 /// What publishing needs from the server, besides verified reads.
@@ -112,6 +108,9 @@ impl<S: StateSource> StateSource for StartingWith<S> {
     }
 }
 
+/// How many times a publish retries after a version conflict.
+pub const PUBLISH_ATTEMPTS: usize = 5;
+
 /// One attempt's files, and what they make.
 pub struct Prepared {
     /// Files to post, in the order they were signed.
@@ -120,102 +119,6 @@ pub struct Prepared {
     pub state: RepoState,
     /// Whether these files create the repository.
     pub created: bool,
-}
-
-/// What a publish sent.
-#[derive(Debug)]
-pub struct Published {
-    /// The roles posted, in order.
-    pub roles: Vec<RoleName>,
-    /// Whether the repository was created by this publish.
-    pub created: bool,
-    /// The targets and delegation files as posted: what the server now serves for those roles.
-    pub targets_files: Vec<(RoleName, Vec<u8>)>,
-}
-
-/// Publishes the staged changes of `gun`, and drops them once published.
-pub async fn publish<P: Publisher>(
-    agent: &AgentClient,
-    server: &P,
-    gun: &Gun,
-    changelist: &Changelist,
-    source: impl StateSource,
-    now: OffsetDateTime,
-) -> Result<Published, RepoError> {
-    let changes = changelist.list()?;
-    let held = AgentKeys::load(agent).await?;
-    let published = publish_changes(agent, &held, server, gun, &changes, source, now).await?;
-    changelist.clear()?;
-    Ok(published)
-}
-
-/// Publishes `changes` (not staged anywhere): what docker's verbs do, which publish at once.
-///
-/// The changes are applied afresh to each state `source` gives; with none, the repository is
-/// created from the changes' [`Change::Init`]. A root within six months of expiry is re-signed
-/// along, as Notary does.
-pub async fn publish_changes<P: Publisher>(
-    agent: &AgentClient,
-    held: &AgentKeys,
-    server: &P,
-    gun: &Gun,
-    changes: &[Change],
-    mut source: impl StateSource,
-    now: OffsetDateTime,
-) -> Result<Published, RepoError> {
-    let prepared = publish_with_retry(server, held, gun, &mut source, async |current| {
-        let (mut state, created) = match current {
-            Some(state) => (state, false),
-            None => {
-                let Some(Change::Init {
-                    root_key,
-                    targets_key,
-                    snapshot,
-                }) = changes.iter().find(|c| matches!(c, Change::Init { .. }))
-                else {
-                    return Err(RepoError::NotInitialised { gun: gun.clone() });
-                };
-                let init = (root_key, targets_key, snapshot);
-                let state = new_repository(agent, held, server, gun, init, now).await?;
-                (state, true)
-            }
-        };
-        let mut dirty = apply(&mut state, changes)?;
-        if created {
-            dirty.insert(RoleName::TARGETS);
-        }
-        let renew_root = !created && root_needs_renewal(&state, now);
-        if renew_root {
-            renew(agent, held, gun, &mut state, now).await?;
-        }
-        let files = sign_changes(
-            agent,
-            held,
-            gun,
-            &mut state,
-            &dirty,
-            created || renew_root,
-            now,
-        )
-        .await?;
-        Ok(Prepared {
-            files,
-            state,
-            created,
-        })
-    })
-    .await?;
-    let roles = prepared.files.iter().map(|(r, _)| r.clone()).collect();
-    let targets_files = prepared
-        .files
-        .into_iter()
-        .filter(|(r, _)| r.is_targets())
-        .collect();
-    Ok(Published {
-        roles,
-        created: prepared.created,
-        targets_files,
-    })
 }
 
 /// The publish-with-retry loop: reads the state from `source`, has `prepare` make and sign the

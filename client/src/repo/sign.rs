@@ -2,15 +2,25 @@
 //! and checked ([`sign_role`]), and every role a publish changes ([`sign_changes`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::agent::{AgentClient, AgentKey, SignContext};
-use crate::repo::{expires_in, RepoError, RepoState, ROLE_LIFETIME, ROOT_LIFETIME, ROOT_RENEWAL};
+use crate::repo::change::delegation_parent;
+use crate::repo::error::RepoError;
+use crate::repo::state::RepoState;
 use crate::tuf::{
-    FileMeta, Gun, KeyId, Metadata, PublicKey, RoleKeys, RoleName, Root, RootRole, Signature,
-    SignatureMethod, Signed, Snapshot,
+    Expires, FileMeta, Gun, KeyId, Metadata, PublicKey, RoleKeys, RoleName, Root, RootRole,
+    Signature, SignatureMethod, Signed, Snapshot,
 };
+
+/// Lifetime of a root Notary signs: 10 years.
+pub const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Lifetime of targets, delegations and a client-signed snapshot: 3 years.
+pub const ROLE_LIFETIME: Duration = Duration::from_secs(3 * 365 * 24 * 3600);
+/// How long before its expiry a root is re-signed: six months, as Notary.
+pub const ROOT_RENEWAL: Duration = Duration::from_secs(182 * 24 * 3600);
 
 /// The agent's keys by their canonical key ID (what a role's keys map to).
 pub struct AgentKeys {
@@ -191,7 +201,7 @@ fn signing_keys(state: &RepoState, role: &RoleName) -> Result<(Vec<PublicKey>, u
         let r = &state.root.signed;
         return Ok((key_list(r, &r.roles.targets), r.roles.targets.threshold));
     }
-    let parent = super::change::delegation_parent(role)?;
+    let parent = delegation_parent(role)?;
     let parent_role = state
         .targets
         .get(&parent)
@@ -215,4 +225,9 @@ pub(crate) fn key_list(root: &Root, role: &RootRole) -> Vec<PublicKey> {
         .iter()
         .filter_map(|id| root.keys.get(id).cloned())
         .collect()
+}
+
+/// `now` + `lifetime`, as metadata writes it.
+pub(crate) fn expires_in(now: OffsetDateTime, lifetime: Duration) -> Result<Expires, RepoError> {
+    Ok(Expires::new(now + lifetime)?)
 }

@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`canonical`]: docker/go canonical JSON (what is signed) and Go's escaping of the file.
 //! - `envelope`: the file `{"signed":…,"signatures":[…]}` ([`Envelope`] as received,
-//!   [`Signed`] typed), [`Signature`], and the [`Metadata`] trait of role bodies.
+//!   [`Signed`] typed) and the [`Metadata`] trait of role bodies.
+//! - `signature`: one entry of `signatures` ([`Signature`], [`SignatureMethod`]).
 //! - `root`, `targets`, `snapshot`: the role bodies ([`Root`], [`Targets`] with
 //!   [`Delegations`], [`Snapshot`], [`Timestamp`]).
 //! - `file_meta`: [`FileMeta`] lengths and [`Hashes`], [`Sha256Digest`].
@@ -45,6 +46,7 @@ mod remote;
 mod role;
 mod root;
 mod root_validation;
+mod signature;
 mod signer;
 mod snapshot;
 mod targets;
@@ -54,7 +56,7 @@ mod wire;
 
 pub use cache::{CacheError, TrustCache};
 pub use certificate::{root_certificate, CertificateError, ROOT_CERTIFICATE_VALIDITY_DAYS};
-pub use envelope::{Envelope, Metadata, Signature, SignatureMethod, Signed};
+pub use envelope::{Envelope, Metadata, Signed};
 pub use error::{TufError, UpdateError, UpdateWarning};
 pub use expires::Expires;
 pub use file_meta::{FileMeta, Hashes, Sha256Digest, Sha512Digest};
@@ -65,6 +67,7 @@ pub use remote::{OverLimit, RemoteError, RemoteStore};
 pub use role::RoleName;
 pub use root::{Root, RootRole, RootRoles};
 pub use root_validation::{check_root_key, cn_matches_gun, validate_root, TrustPinning};
+pub use signature::{Signature, SignatureMethod};
 pub use signer::{DigestSigner, EcdsaSignature, SignError, SignatureLengthError};
 pub use snapshot::{Snapshot, Timestamp};
 pub use targets::{Delegation, Delegations, Targets};
