@@ -133,7 +133,7 @@ impl AgentRootKey {
         file.signatures.push(Signature {
             key_id: self.public.id(),
             method: SignatureMethod::Ecdsa,
-            sig: sig.to_vec(),
+            sig: sig.as_bytes().to_vec(),
         });
         file.to_bytes().expect("root file bytes")
     }

@@ -332,11 +332,9 @@ impl AgentClient {
             ))
             .await?
             .into_inner();
-        EcdsaSignature::try_from(reply.signature.as_slice()).map_err(|e| {
-            AgentClientError::BadSignature {
-                key_id: key.id,
-                detail: e.to_string(),
-            }
+        EcdsaSignature::from_raw(&reply.signature).map_err(|e| AgentClientError::BadSignature {
+            key_id: key.id,
+            detail: format!("{} bytes where 64 (r||s) were expected", e.len),
         })
     }
 

@@ -79,7 +79,7 @@ impl RootRequest {
             self.root.signatures.push(Signature {
                 key_id: id,
                 method: SignatureMethod::Ecdsa,
-                sig: sig.to_vec(),
+                sig: sig.as_bytes().to_vec(),
             });
             added.push(id);
         }

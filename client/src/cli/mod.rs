@@ -547,7 +547,7 @@ impl SignArgs {
         let context = crate::agent::SignContext::default();
         let raw = agent.sign(&key, &data, &context).await?;
         let bytes = match self.format {
-            SignatureFormat::Raw => raw.to_vec(),
+            SignatureFormat::Raw => raw.as_bytes().to_vec(),
             SignatureFormat::Der => p256::ecdsa::Signature::from_slice(raw.as_bytes())
                 .map_err(|e| CliError::Usage(format!("bad signature from the agent: {e}")))?
                 .to_der()

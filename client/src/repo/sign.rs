@@ -69,7 +69,7 @@ pub async fn sign_role<T: Metadata>(
         signed.signatures.push(Signature {
             key_id: key.id(),
             method: SignatureMethod::Ecdsa,
-            sig: sig.to_vec(),
+            sig: sig.as_bytes().to_vec(),
         });
     }
     let have = signed.signatures.len();

@@ -13,8 +13,8 @@
 //!   [`x509_public_key`]).
 //! - `certificate`: Notary's self-signed root certificate ([`root_certificate`], signed by a
 //!   [`DigestSigner`]).
-//! - `signer`: [`DigestSigner`], a key that signs SHA-256 digests elsewhere (the agent), and its
-//!   raw [`EcdsaSignature`].
+//! - `signer`: [`DigestSigner`], a key that signs SHA-256 digests elsewhere (the agent) into a
+//!   raw [`EcdsaSignature`] (the protocol's type, as are [`KeyId`] and [`Sha256Digest`]).
 //! - `role`: [`RoleName`] with Notary's delegation name rules.
 //! - `expires`: [`Expires`], Go's RFC 3339 nanosecond time format.
 //! - `verify`: [`RoleKeys`] and threshold checks of ecdsa, eddsa and RSA signatures;
@@ -68,10 +68,10 @@ pub use role::RoleName;
 pub use root::{Root, RootRole, RootRoles};
 pub use root_validation::{check_root_key, cn_matches_gun, validate_root, TrustPinning};
 pub use signature::{Signature, SignatureMethod};
-pub use signer::{DigestSigner, EcdsaSignature, SignError, SignatureLengthError};
+pub use signer::{DigestSigner, SignError};
 pub use snapshot::{Snapshot, Timestamp};
 pub use targets::{Delegation, Delegations, Targets};
-pub use tufa_proto::KeyId;
+pub use tufa_proto::{EcdsaSignature, KeyId, SignatureLengthError};
 pub use update::{
     update, update_deferred, DelegatedRole, PendingCommit, TargetEntry, UpdateOptions, VerifiedRepo,
 };

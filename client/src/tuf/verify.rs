@@ -7,13 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use p256::pkcs8::DecodePublicKey as _;
-use tufa_proto::{KeyId, Sha256Digest};
+use tufa_proto::{EcdsaSignature, KeyId, Sha256Digest};
 
 use crate::tuf::error::TufError;
 use crate::tuf::key::{KeyType, PublicKey};
 use crate::tuf::role::RoleName;
 use crate::tuf::signature::{Signature, SignatureMethod};
-use crate::tuf::signer::EcdsaSignature;
 
 /// The keys and threshold that sign one role, resolved from root or the delegating role.
 #[derive(Clone, Debug)]
