@@ -13,7 +13,7 @@ use tufa_proto::v1;
 use tufa_proto::ParseKeyIdError;
 
 use crate::repo::SnapshotChoice;
-use crate::tuf::{KeyId, RoleName, Sha256Digest, Sha512Digest, TufError};
+use crate::tuf::{InvalidRoleName, KeyId, RoleName, Sha256Digest, Sha512Digest};
 
 /// A key of the agent: its name, key ID, or a key ID prefix of 7+ digits (the agent resolves it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub fn delegation_key_id(s: &str) -> Result<KeyId, String> {
 
 /// A role that holds targets: `targets` or a delegation (`--roles` of the staging verbs).
 pub fn targets_role(s: &str) -> Result<RoleName, String> {
-    let role: RoleName = s.parse().map_err(|e: TufError| e.to_string())?;
+    let role: RoleName = s.parse().map_err(|e: InvalidRoleName| e.to_string())?;
     if role != RoleName::TARGETS && !role.is_delegation() {
         return Err(format!(
             "targets cannot be added to {role}: use targets or a delegation (targets/<name>)"
