@@ -2,7 +2,7 @@
 //! certificate read back with x509-cert, p256 and the openssl CLI.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
@@ -15,7 +15,8 @@ use tufa_client::tuf::{
     KeyType,
 };
 use tufa_proto::v1;
-use tufa_tests::{require, Agent, SoftHsm};
+use tufa_testkit::pki::openssl;
+use tufa_tests::{require, Person};
 use x509_cert::der::asn1::BitString;
 use x509_cert::der::oid::db::{rfc4519, rfc5280, rfc5912};
 use x509_cert::der::{Any, Decode as _, Encode as _};
@@ -31,27 +32,19 @@ fn gun() -> Gun {
 }
 
 /// A fresh token and agent with one generated key, `root`.
-async fn agent_with_root_key(label: &str) -> (SoftHsm, Agent, AgentClient, v1::Key) {
-    let hsm = SoftHsm::new(label, "pin-Cw9rt");
-    let agent = Agent::start(&hsm);
+async fn agent_with_root_key(label: &str) -> (Person, AgentClient, v1::Key) {
+    let person = Person::new(label);
     let cwd = tempfile::tempdir().expect("tempdir");
-    agent.tufa_ok(cwd.path(), &["key", "generate", "root"]);
-    let client = agent.client().await;
+    person
+        .agent
+        .tufa_ok(cwd.path(), &["key", "generate", "root"]);
+    let client = person.agent.client().await;
     let key = client.key("root").await.expect("the generated key");
-    (hsm, agent, client, key)
+    (person, client, key)
 }
 
 fn unix_seconds(t: &Time) -> i64 {
     t.to_unix_duration().as_secs() as i64
-}
-
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) -> Output {
-    Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl")
 }
 
 /// The check that really verifies a self-signed leaf's own signature: without `-check_ss_sig`
@@ -76,7 +69,7 @@ fn text(out: &[u8]) -> String {
 
 #[tokio::test]
 async fn root_certificate_has_every_field_notary_writes() {
-    let (_hsm, agent, client, key) = agent_with_root_key("cert-fields").await;
+    let (me, client, key) = agent_with_root_key("cert-fields").await;
     let now = OffsetDateTime::now_utc();
     let der = root_certificate(&client, &key, &gun(), now).await.unwrap();
 
@@ -148,7 +141,8 @@ async fn root_certificate_has_every_field_notary_writes() {
     assert_eq!(basic.path_len_constraint, None);
 
     // The agent signed in the context of the root role of this GUN.
-    let signs: Vec<_> = agent
+    let signs: Vec<_> = me
+        .agent
         .audit_lines()
         .into_iter()
         .filter(|l| l["op"] == "sign")
@@ -166,7 +160,7 @@ async fn root_certificate_has_every_field_notary_writes() {
 
 #[tokio::test]
 async fn validity_past_2049_is_generalized_time() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-2050").await;
+    let (_me, client, key) = agent_with_root_key("cert-2050").await;
     // 2045-06-01T12:00:00.5Z: NotBefore stays UTCTime, NotAfter (2055) must be GeneralizedTime.
     let now = OffsetDateTime::from_unix_timestamp(2_379_931_200).unwrap()
         + time::Duration::milliseconds(500);
@@ -184,7 +178,7 @@ async fn validity_past_2049_is_generalized_time() {
 
 #[tokio::test]
 async fn signature_is_der_ecdsa_over_sha256_of_the_tbs() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-sig").await;
+    let (_me, client, key) = agent_with_root_key("cert-sig").await;
     let der = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -210,7 +204,7 @@ async fn signature_is_der_ecdsa_over_sha256_of_the_tbs() {
 #[tokio::test]
 async fn openssl_reads_it_and_checks_its_signature() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-openssl").await;
+    let (_me, client, key) = agent_with_root_key("cert-openssl").await;
     let der = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -292,7 +286,7 @@ async fn openssl_reads_it_and_checks_its_signature() {
 
 #[tokio::test]
 async fn x509_key_is_found_under_the_agent_key_id() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-keyid").await;
+    let (_me, client, key) = agent_with_root_key("cert-keyid").await;
     let der = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -326,7 +320,7 @@ async fn x509_key_is_found_under_the_agent_key_id() {
 
 #[tokio::test]
 async fn certificate_is_stored_with_the_key() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-store").await;
+    let (_me, client, key) = agent_with_root_key("cert-store").await;
     assert!(key.certificate_der.is_empty());
     let der = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
         .await
@@ -346,7 +340,7 @@ async fn certificate_is_stored_with_the_key() {
 #[tokio::test]
 async fn keys_that_are_not_p256_are_refused_before_signing() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, agent, client, _key) = agent_with_root_key("cert-bad").await;
+    let (me, client, _key) = agent_with_root_key("cert-bad").await;
     let dir = tempfile::tempdir().unwrap();
 
     let mut spkis = vec![
@@ -397,7 +391,7 @@ async fn keys_that_are_not_p256_are_refused_before_signing() {
         );
     }
     assert!(
-        !agent.audit_lines().iter().any(|l| l["op"] == "sign"),
+        !me.agent.audit_lines().iter().any(|l| l["op"] == "sign"),
         "nothing was sent to the agent"
     );
 }
@@ -405,7 +399,7 @@ async fn keys_that_are_not_p256_are_refused_before_signing() {
 #[tokio::test]
 async fn a_p256_key_the_agent_does_not_hold_fails_at_signing() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, _agent, client, _key) = agent_with_root_key("cert-missing").await;
+    let (_me, client, _key) = agent_with_root_key("cert-missing").await;
     let dir = tempfile::tempdir().unwrap();
     let args = [
         "genpkey",
