@@ -28,38 +28,43 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-/// `openssl req` with a minimal config, so the system openssl.cnf adds no extensions of its own.
-fn req(dir: &Path, args: &[&str]) {
+/// `openssl req -x509` making `<dir>/<name>.{crt,key}`: a new EC P-256 key (PKCS#8, no
+/// passphrase) and a certificate for it valid 30 days, with `args` (issuer, extensions) added.
+/// A minimal config, so the system openssl.cnf adds no extensions of its own.
+fn req_x509(dir: &Path, name: &str, args: &[&str]) {
     let conf = dir.join("openssl.cnf");
     if !conf.exists() {
         std::fs::write(&conf, "[req]\ndistinguished_name = dn\n[dn]\n").expect("openssl.cnf");
     }
     let conf = conf.display().to_string();
-    openssl_ok(dir, &[&["req", "-config", &conf], args].concat());
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    let new_key = [
+        "req",
+        "-config",
+        &conf,
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &crt,
+        "-days",
+        "30",
+    ];
+    openssl_ok(dir, &[&new_key[..], args].concat());
 }
 
 /// `<dir>/<name>.{crt,key}`: a self-signed EC P-256 CA with common name `cn`.
 pub fn make_ca(dir: &Path, name: &str, cn: &str) {
-    let (key, crt, subj) = (
-        format!("{name}.key"),
-        format!("{name}.crt"),
-        format!("/CN={cn}"),
-    );
-    req(
+    let subj = format!("/CN={cn}");
+    req_x509(
         dir,
+        name,
         &[
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &crt,
-            "-days",
-            "30",
             "-subj",
             &subj,
             "-addext",
@@ -76,29 +81,17 @@ pub fn make_ca(dir: &Path, name: &str, cn: &str) {
 /// loopback (`localhost`, `<name>`, 127.0.0.1, ::1), usable as TLS server and client
 /// (notary-server shows its server certificate to notary-signer as its client certificate).
 pub fn make_leaf(dir: &Path, ca: &str, name: &str) {
-    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
     let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
     let subj = format!("/CN={name}");
     let san = format!("subjectAltName=DNS:localhost,DNS:{name},IP:127.0.0.1,IP:::1");
-    req(
+    req_x509(
         dir,
+        name,
         &[
-            "-x509",
             "-CA",
             &ca_crt,
             "-CAkey",
             &ca_key,
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &crt,
-            "-days",
-            "30",
             "-subj",
             &subj,
             "-addext",

@@ -147,6 +147,27 @@ impl<'a> User<'a> {
         self.notary(args).ok()
     }
 
+    /// `tufa notary addhash GUN NAME LENGTH --sha256 SHA256 -p`: a target in `targets`,
+    /// published at once.
+    pub fn publish_target(&self, gun: &str, name: &str, length: u64, sha256: &str) -> String {
+        let length = length.to_string();
+        self.notary_ok(&["addhash", gun, name, &length, "--sha256", sha256, "-p"])
+    }
+
+    /// `tufa notary delegation add GUN ROLE KEY_FILE --all-paths -p`: a delegation to the key
+    /// in `key_file` (e.g. `releaser.pub`) that may sign any target, published at once.
+    pub fn delegate(&self, gun: &str, role: &str, key_file: &str) -> String {
+        self.notary_ok(&[
+            "delegation",
+            "add",
+            gun,
+            role,
+            key_file,
+            "--all-paths",
+            "-p",
+        ])
+    }
+
     /// The docker CLI: `docker ARGS` in the working directory.
     pub fn docker(&self, args: &[&str]) -> Run {
         self.stack.docker(self.cwd, args)

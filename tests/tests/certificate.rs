@@ -63,6 +63,23 @@ fn openssl_verify_self_signed(dir: &Path, pem_file: &str) -> Output {
     )
 }
 
+/// `openssl verify` of the self-signed `pem_file` fails on its signature (what openssl said is
+/// printed, labelled `what`).
+fn openssl_refuses_the_signature(dir: &Path, pem_file: &str, what: &str) {
+    let out = openssl_verify_self_signed(dir, pem_file);
+    eprintln!(
+        "openssl verify ({what}): {:?}\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("certificate signature failure"),
+        "{out:?}"
+    );
+}
+
 fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
@@ -244,18 +261,7 @@ async fn openssl_reads_it_and_checks_its_signature() {
     let mut bad = der.clone();
     *bad.last_mut().unwrap() ^= 1;
     std::fs::write(dir.path().join("bad.pem"), certificate_pem(&bad)).unwrap();
-    let out = openssl_verify_self_signed(dir.path(), "bad.pem");
-    eprintln!(
-        "openssl verify (corrupted): {:?}\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("certificate signature failure"),
-        "{out:?}"
-    );
+    openssl_refuses_the_signature(dir.path(), "bad.pem", "corrupted");
 
     // Notary's YubiKey bug (docker/cli#3303): a correct signature written as raw r||s.
     let mut parts = Vec::<Any>::from_der(&der).unwrap();
@@ -270,18 +276,7 @@ async fn openssl_reads_it_and_checks_its_signature() {
     parts[2] = Any::encode_from(&BitString::from_bytes(&signature.to_bytes()).unwrap()).unwrap();
     let raw = parts.to_der().unwrap();
     std::fs::write(dir.path().join("raw.pem"), certificate_pem(&raw)).unwrap();
-    let out = openssl_verify_self_signed(dir.path(), "raw.pem");
-    eprintln!(
-        "openssl verify (raw r||s): {:?}\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("certificate signature failure"),
-        "{out:?}"
-    );
+    openssl_refuses_the_signature(dir.path(), "raw.pem", "raw r||s");
 }
 
 #[tokio::test]

@@ -124,25 +124,18 @@ fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
     let (agent, cwd) = (&w.me.agent, w.cwd());
     let gun = "example.com/tufa/hostile";
     let proxy = HostileServer::proxy(&w.stack);
+    let me = w.user();
     let publish = |args: &[&str]| {
-        w.user().notary_ok(args);
+        me.notary_ok(args);
     };
     let sha = |c: &str| c.repeat(64);
 
     // Published straight to notary-server: root and targets, then a delegation to an agent key.
     publish(&["init", gun, "-p"]);
-    publish(&["addhash", gun, "v1", "10", "--sha256", &sha("a"), "-p"]);
+    me.publish_target(gun, "v1", 10, &sha("a"));
     let first = Recorded::now(&proxy, gun);
-    w.user().generate_key("releaser");
-    publish(&[
-        "delegation",
-        "add",
-        gun,
-        "targets/releases",
-        "releaser.pub",
-        "--all-paths",
-        "-p",
-    ]);
+    me.generate_key("releaser");
+    me.delegate(gun, "targets/releases", "releaser.pub");
     let rel = ["--roles", "targets/releases", "-p"];
     publish(
         &[
@@ -165,7 +158,7 @@ fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
     let root_v1 = proxy.fetch(gun, "root.json").unwrap();
 
     // The repository moves on, so the reader must fetch new snapshot, targets and releases.
-    publish(&["addhash", gun, "v3", "30", "--sha256", &sha("c"), "-p"]);
+    me.publish_target(gun, "v3", 30, &sha("c"));
     publish(
         &[
             &["addhash", gun, "v4", "40", "--sha256", &sha("d")][..],

@@ -31,15 +31,7 @@ fn tufa_publishes_targets_and_a_delegation_that_notary_lists() {
     let gun = "example.com/tufa/app";
     let w = world_with_repo("notary-e2e", gun);
     let (me, stack) = (w.user(), &w.stack);
-    let out = me.notary_ok(&[
-        "addhash",
-        gun,
-        "v1",
-        "423",
-        "--sha256",
-        &"ab".repeat(32),
-        "-p",
-    ]);
+    let out = me.publish_target(gun, "v1", 423, &"ab".repeat(32));
     assert!(
         out.contains("Successfully published changes for repository example.com/tufa/app"),
         "{out}"
@@ -47,15 +39,7 @@ fn tufa_publishes_targets_and_a_delegation_that_notary_lists() {
 
     // A delegation whose key lives in the agent, then a target signed into it.
     me.generate_key("releaser");
-    me.notary_ok(&[
-        "delegation",
-        "add",
-        gun,
-        "targets/releases",
-        "releaser.pub",
-        "--all-paths",
-        "-p",
-    ]);
+    me.delegate(gun, "targets/releases", "releaser.pub");
     std::fs::write(w.cwd().join("artifact"), b"hello release").unwrap();
     me.notary_ok(&[
         "add",
@@ -432,7 +416,7 @@ fn key_rotate_as_notary_does_and_notary_follows() {
     let w = world_with_repo("key-rotate", gun);
     let (me, stack) = (w.user(), &w.stack);
     let digest = "ab".repeat(32);
-    me.notary_ok(&["addhash", gun, "v1", "3", "--sha256", &digest, "-p"]);
+    me.publish_target(gun, "v1", 3, &digest);
     // notary caches root v1 now, and must follow every rotation below.
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
 
@@ -450,7 +434,7 @@ fn key_rotate_as_notary_does_and_notary_follows() {
         assert_ne!(before, stack.role_keyids(gun, role), "{role}");
     }
     // The server now makes snapshots; publishing and notary's reading go on.
-    me.notary_ok(&["addhash", gun, "v2", "3", "--sha256", &digest, "-p"]);
+    me.publish_target(gun, "v2", 3, &digest);
     let listed = stack.notary_ok(&["list", gun]);
     assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
 
@@ -510,9 +494,7 @@ async fn a_lost_race_is_read_again_and_published_without_losing_anything() {
 
     // The other publisher wins the race.
     let digest = "ab".repeat(32);
-    w.user().notary_ok(&[
-        "addhash", gun_text, "theirs", "3", "--sha256", &digest, "-p",
-    ]);
+    w.user().publish_target(gun_text, "theirs", 3, &digest);
 
     // Ours was computed from the state before theirs: the first load hands back that state.
     let loads = AtomicUsize::new(0);

@@ -40,7 +40,7 @@ fn root_fails(online: &User, args: &[&str]) -> String {
 fn repository_with_v1(online: &User, gun: &str) {
     online.notary_ok(&["init", gun, "-p"]);
     let digest = "ab".repeat(32);
-    online.notary_ok(&["addhash", gun, "v1", "3", "--sha256", &digest, "-p"]);
+    online.publish_target(gun, "v1", 3, &digest);
     assert!(online.stack.notary_ok(&["list", gun]).contains("v1"));
 }
 
@@ -113,15 +113,7 @@ fn a_two_of_three_root_signed_one_card_at_a_time_is_read_by_notary() {
 
     // notary, holding root v1, follows the rotation to the 2-of-3 root; tufa keeps publishing.
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
-    online.notary_ok(&[
-        "addhash",
-        gun,
-        "v2",
-        "3",
-        "--sha256",
-        &"cd".repeat(32),
-        "-p",
-    ]);
+    online.publish_target(gun, "v2", 3, &"cd".repeat(32));
     let listed = stack.notary_ok(&["list", gun]);
     assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
 
@@ -293,15 +285,7 @@ fn a_repository_whose_root_is_offline_from_the_start() {
     assert!(stack
         .notary_ok(&["list", gun])
         .contains("No targets present"));
-    online.notary_ok(&[
-        "addhash",
-        gun,
-        "v1",
-        "3",
-        "--sha256",
-        &"ab".repeat(32),
-        "-p",
-    ]);
+    online.publish_target(gun, "v1", 3, &"ab".repeat(32));
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
     // A key change needs the root keys: without them online, no publish, and the way out named.
     online.generate_key("app-targets-2");

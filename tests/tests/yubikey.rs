@@ -400,22 +400,13 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
     let agent = Agent::start(&dev);
     let cwd = tempfile::tempdir().unwrap();
     let me = User::new(&agent, &stack, cwd.path());
-    let notary = |args: &[&str]| me.notary_ok(args);
     let gun = "example.com/tufa/yubikey";
     // Root (with its certificate, CN = GUN), targets and snapshot keys go to the card too.
-    notary(&["init", gun, "-p"]);
-    agent.tufa_ok(cwd.path(), &["key", "generate", "releaser"]);
-    notary(&[
-        "delegation",
-        "add",
-        gun,
-        "targets/releases",
-        "releaser.pub",
-        "--all-paths",
-        "-p",
-    ]);
+    me.notary_ok(&["init", gun, "-p"]);
+    me.generate_key("releaser");
+    me.delegate(gun, "targets/releases", "releaser.pub");
     write(cwd.path(), "artifact", "signed on a YubiKey");
-    notary(&[
+    me.notary_ok(&[
         "add",
         gun,
         "v1",
@@ -486,15 +477,7 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
         let sig = client.sign(&root, b"root signs", &ctx()).await.unwrap();
         assert!(verify_with_p256(&root.public_key_spki, b"root signs", &sig));
     });
-    notary(&[
-        "addhash",
-        gun,
-        "v2",
-        "3",
-        "--sha256",
-        &"cd".repeat(32),
-        "-p",
-    ]);
+    me.publish_target(gun, "v2", 3, &"cd".repeat(32));
     assert!(stack.notary_ok(&["list", gun]).contains("v2"));
     assert_eq!(dev.name(), dev.serial(0).to_string());
 }

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
+use super::services::get;
 use super::Stack;
 
 /// The kind of manifest [`Stack::push_image`] writes.
@@ -125,18 +126,9 @@ impl Stack {
     /// unless the answer is 200.
     pub fn fetch_manifest(&self, repo: &str, reference: &str, accept: &str) -> Vec<u8> {
         let url = self.registry_url(&format!("/v2/{repo}/manifests/{reference}"));
-        let mut resp = self
-            .http
-            .get(&url)
-            .header("Accept", accept)
-            .call()
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        let body = resp
-            .body_mut()
-            .read_to_vec()
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let (status, body) = get(self.http.get(&url).header("Accept", accept), &url);
         assert_eq!(
-            resp.status(),
+            status,
             200,
             "GET {url} (Accept: {accept}): {}",
             String::from_utf8_lossy(&body)

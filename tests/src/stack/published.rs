@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::services::http_agent;
+use super::services::{get, http_agent};
 use super::Stack;
 
 impl Stack {
@@ -13,15 +13,8 @@ impl Stack {
     /// show it published nothing.
     pub fn trust_file(&self, gun: &str, role: &str) -> Option<Vec<u8>> {
         let url = format!("{}/v2/{gun}/_trust/tuf/{role}.json", self.notary_url());
-        let mut resp = http_agent(Some(&self.ca_file()))
-            .get(&url)
-            .call()
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        let body = resp
-            .body_mut()
-            .read_to_vec()
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        match resp.status().as_u16() {
+        let (status, body) = get(http_agent(Some(&self.ca_file())).get(&url), &url);
+        match status {
             200 => Some(body),
             404 => None,
             s => panic!("GET {url}: {s}: {}", String::from_utf8_lossy(&body)),

@@ -202,6 +202,19 @@ pub(super) fn http_agent(ca: Option<&Path>) -> ureq::Agent {
     config.build().new_agent()
 }
 
+/// Sends `request` (a GET of `url`) and reads the whole answer: its status and body.
+pub(super) fn get(
+    request: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    url: &str,
+) -> (u16, Vec<u8>) {
+    let mut resp = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let body = resp
+        .body_mut()
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (resp.status().as_u16(), body)
+}
+
 fn status_of(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Option<u16> {
     resp.ok().map(|r| r.status().as_u16())
 }
