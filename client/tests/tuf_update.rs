@@ -284,13 +284,26 @@ async fn cached(files: &Files, gun: &Gun) -> (tempfile::TempDir, TrustCache) {
     (dir, cache)
 }
 
+/// A client that trusts nothing yet is served `files`: the update must be refused with
+/// nothing cached; returns the error.
+async fn refused_first(files: &Files, gun: &Gun) -> UpdateError {
+    let (_dir, cache) = trust_dir();
+    refused(&MemStore::serving(files), &cache, gun).await
+}
+
+/// A client trusts `fx`'s repository; then the server serves it changed by `lie`. The update
+/// must be refused with the cache unchanged; returns the error.
+async fn refused_after(mut fx: Fixture, lie: impl FnOnce(&mut Fixture)) -> UpdateError {
+    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
+    lie(&mut fx);
+    refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await
+}
+
 #[tokio::test]
 async fn rolled_back_timestamp_is_refused() {
     let mut fx = Fixture::new();
     fx.timestamp_version = 5;
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.timestamp_version = 4;
-    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    let err = refused_after(fx, |fx| fx.timestamp_version = 4).await;
     assert!(
         matches!(&err, UpdateError::Rollback { role, found: 4, trusted: 5, .. } if *role == RoleName::TIMESTAMP)
     );
@@ -301,10 +314,11 @@ async fn rolled_back_timestamp_is_refused() {
 async fn rolled_back_snapshot_is_refused() {
     let mut fx = Fixture::new();
     fx.snapshot_version = 3;
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.snapshot_version = 2;
-    fx.timestamp_version = 2;
-    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    let err = refused_after(fx, |fx| {
+        fx.snapshot_version = 2;
+        fx.timestamp_version = 2;
+    })
+    .await;
     assert!(
         matches!(&err, UpdateError::Rollback { role, found: 2, trusted: 3, .. } if *role == RoleName::SNAPSHOT)
     );
@@ -315,13 +329,13 @@ async fn rolled_back_snapshot_is_refused() {
 async fn rolled_back_targets_is_refused() {
     let mut fx = Fixture::new();
     fx.targets.version = 7;
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.targets.version = 6;
-    fx.snapshot_version = 2;
-    fx.timestamp_version = 2;
-    let old = fx.build();
-    assert!(role_versions(&old).contains(&("targets".into(), 6)));
-    let err = refused(&MemStore::serving(&old), &cache, &fx.gun).await;
+    let err = refused_after(fx, |fx| {
+        fx.targets.version = 6;
+        fx.snapshot_version = 2;
+        fx.timestamp_version = 2;
+        assert!(role_versions(&fx.build()).contains(&("targets".into(), 6)));
+    })
+    .await;
     assert!(
         matches!(&err, UpdateError::Rollback { role, found: 6, trusted: 7, .. } if *role == RoleName::TARGETS)
     );
@@ -330,11 +344,11 @@ async fn rolled_back_targets_is_refused() {
 
 #[tokio::test]
 async fn expired_timestamp_is_refused() {
-    let mut fx = Fixture::new();
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.timestamp_version = 2;
-    fx.timestamp_expires = Expires::new(now() - time::Duration::hours(1)).unwrap();
-    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    let err = refused_after(Fixture::new(), |fx| {
+        fx.timestamp_version = 2;
+        fx.timestamp_expires = Expires::new(now() - time::Duration::hours(1)).unwrap();
+    })
+    .await;
     assert!(matches!(&err, UpdateError::Expired { role, .. } if *role == RoleName::TIMESTAMP));
     names(&err, "timestamp.json", "freeze attack");
 }
@@ -343,9 +357,7 @@ async fn expired_timestamp_is_refused() {
 async fn expired_targets_is_refused() {
     let mut fx = Fixture::new();
     fx.targets.expires = Expires::new(now() - time::Duration::hours(1)).unwrap();
-    let store = MemStore::serving(&fx.build());
-    let (_dir, cache) = trust_dir();
-    let err = refused(&store, &cache, &fx.gun).await;
+    let err = refused_first(&fx.build(), &fx.gun).await;
     assert!(matches!(&err, UpdateError::Expired { role, .. } if *role == RoleName::TARGETS));
 }
 
@@ -381,15 +393,11 @@ async fn snapshot_with_the_wrong_targets_hash_is_refused() {
 #[tokio::test]
 async fn signature_by_an_unknown_key_only_is_refused() {
     let fx = Fixture::new();
-    let mut files = fx.build();
-    files.insert(
+    let files = fx.build_replacing(
         RoleName::TARGETS,
         sign(fx.targets.clone(), &[&SoftKey::ecdsa(99)]),
     );
-    fx.resnapshot(&mut files, |_| {});
-    let store = MemStore::serving(&files);
-    let (_dir, cache) = trust_dir();
-    let err = refused(&store, &cache, &fx.gun).await;
+    let err = refused_first(&files, &fx.gun).await;
     assert!(matches!(
         &err,
         UpdateError::Tuf(TufError::ThresholdNotMet { role, valid: 0, .. }) if *role == RoleName::TARGETS
@@ -406,19 +414,11 @@ async fn threshold_two_with_one_signature_is_refused() {
         keyids: vec![fx.targets_keys[0].id(), second.id()],
         threshold: 2,
     };
-    let mut files = fx.build();
     // The same key twice is still one key.
-    files.insert(
-        RoleName::TARGETS,
-        sign(
-            fx.targets.clone(),
-            &[&fx.targets_keys[0], &fx.targets_keys[0]],
-        ),
-    );
-    fx.resnapshot(&mut files, |_| {});
-    let store = MemStore::serving(&files);
+    let key = &fx.targets_keys[0];
+    let files = fx.build_replacing(RoleName::TARGETS, sign(fx.targets.clone(), &[key, key]));
     let (_dir, cache) = trust_dir();
-    let err = refused(&store, &cache, &fx.gun).await;
+    let err = refused(&MemStore::serving(&files), &cache, &fx.gun).await;
     assert!(matches!(
         &err,
         UpdateError::Tuf(TufError::ThresholdNotMet { role, valid: 1, threshold: 2, .. })
@@ -426,11 +426,10 @@ async fn threshold_two_with_one_signature_is_refused() {
     ));
 
     // Both keys: accepted.
-    files.insert(
+    let files = fx.build_replacing(
         RoleName::TARGETS,
         sign(fx.targets.clone(), &[&fx.targets_keys[0], &second]),
     );
-    fx.resnapshot(&mut files, |_| {});
     run(&MemStore::serving(&files), &cache, &fx.gun)
         .await
         .unwrap();
@@ -438,12 +437,12 @@ async fn threshold_two_with_one_signature_is_refused() {
 
 #[tokio::test]
 async fn new_root_not_signed_by_the_old_root_is_refused() {
-    let mut fx = Fixture::new();
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.rotate_root(2, SoftKey::root(30, GUN));
-    fx.snapshot_version = 2;
-    fx.timestamp_version = 2;
-    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    let err = refused_after(Fixture::new(), |fx| {
+        fx.rotate_root(2, SoftKey::root(30, GUN));
+        fx.snapshot_version = 2;
+        fx.timestamp_version = 2;
+    })
+    .await;
     assert!(matches!(
         &err,
         UpdateError::RootRotation { from: 1, to: 2, .. }
@@ -530,12 +529,10 @@ async fn delegated_target_outside_its_paths_is_ignored_as_notary_does() {
 #[tokio::test]
 async fn delegation_without_enough_signatures_is_skipped_as_notary_does() {
     let fx = Fixture::new();
-    let mut files = fx.build();
-    files.insert(
+    let files = fx.build_replacing(
         RoleName::RELEASES,
         sign(fx.releases.clone(), &[&SoftKey::ecdsa(77)]),
     );
-    fx.resnapshot(&mut files, |_| {});
     let store = MemStore::serving(&files);
     let (_dir, cache) = trust_dir();
     let repo = run(&store, &cache, &fx.gun).await.unwrap();
@@ -552,14 +549,10 @@ async fn delegation_without_enough_signatures_is_skipped_as_notary_does() {
 #[tokio::test]
 async fn wrong_type_is_refused() {
     let fx = Fixture::new();
-    let mut files = fx.build();
     let mut body = fx.targets.to_value();
     body["_type"] = Value::String("Root".into());
-    files.insert(RoleName::TARGETS, sign_value(&body, &[&fx.targets_keys[0]]));
-    fx.resnapshot(&mut files, |_| {});
-    let store = MemStore::serving(&files);
-    let (_dir, cache) = trust_dir();
-    let err = refused(&store, &cache, &fx.gun).await;
+    let files = fx.build_replacing(RoleName::TARGETS, sign_value(&body, &[&fx.targets_keys[0]]));
+    let err = refused_first(&files, &fx.gun).await;
     assert!(matches!(
         &err,
         UpdateError::Tuf(TufError::WrongType { role, .. }) if *role == RoleName::TARGETS
@@ -622,15 +615,13 @@ async fn root_certificate_problems_are_refused() {
     ];
     for (check, spec) in cases {
         let fx = Fixture::new().with_root_key(SoftKey::with_cert(50, &spec));
-        let store = MemStore::serving(&fx.build());
-        let (_dir, cache) = trust_dir();
-        let err = refused(&store, &cache, &fx.gun).await;
+        let err = refused_first(&fx.build(), &fx.gun).await;
         names(&err, "no usable root certificate", check);
     }
 
     // A bare ecdsa root key is not a certificate.
     let fx = Fixture::new().with_root_key(SoftKey::ecdsa(51));
-    let err = refused(&MemStore::serving(&fx.build()), &trust_dir().1, &fx.gun).await;
+    let err = refused_first(&fx.build(), &fx.gun).await;
     names(
         &err,
         "no usable root certificate",

@@ -167,6 +167,15 @@ impl Fixture {
         self.build_with_root(sign(self.root.clone(), &[old, &self.root_key]))
     }
 
+    /// As [`Fixture::build`], with `role`'s file replaced by `file` (a lie, or a file signed
+    /// otherwise), snapshot and timestamp signed over it.
+    pub fn build_replacing(&self, role: RoleName, file: Vec<u8>) -> Files {
+        let mut files = self.build();
+        files.insert(role, file);
+        self.resnapshot(&mut files, |_| {});
+        files
+    }
+
     fn build_with_root(&self, root: Vec<u8>) -> Files {
         let mut files = Files::new();
         files.insert(RoleName::ROOT, root);

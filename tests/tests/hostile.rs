@@ -355,12 +355,10 @@ fn a_fake_server_holding_every_key_is_refused() {
     );
 
     let one_of_two = next(&|r| r.targets.version = 3);
-    let mut files = one_of_two.build();
-    files.insert(
+    let files = one_of_two.build_replacing(
         RoleName::TARGETS,
         sign(one_of_two.targets.clone(), &[&one_of_two.targets_keys[0]]),
     );
-    one_of_two.resnapshot(&mut files, |_| {});
     lie(
         "targets signed by one of its two keys (threshold 2)",
         files,
