@@ -14,6 +14,10 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::backend::{KeyInfo, Location};
+use crate::error::AgentError;
+use crate::keys::{KeyName, Sha256Digest};
+
 /// What was done.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -72,7 +76,7 @@ pub struct Record<'a> {
     pub result: String,
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
     /// A record stamped now.
     pub fn new(op: Operation, peer: Peer) -> Self {
         Record {
@@ -92,14 +96,62 @@ impl Record<'_> {
             result: String::new(),
         }
     }
+
+    /// A record of an operation on a key, naming the key (ID, name, place) when it was found.
+    pub fn for_key(op: Operation, peer: Peer, key: Option<&'a KeyInfo>) -> Self {
+        let mut rec = Self::new(op, peer);
+        if let Some(info) = key {
+            rec.key_id = Some(info.id.to_string());
+            rec.key_name = Some(info.name.as_str());
+            rec.location = Some(location(&info.location));
+        }
+        rec
+    }
+
+    /// The name a new key was asked for, whether or not it was made.
+    pub fn named(mut self, name: &'a KeyName) -> Self {
+        self.key_name = Some(name.as_str());
+        self
+    }
+
+    /// What a signature is for (GUN and role, when the client said) and the digest signed.
+    pub fn signing(mut self, gun: &'a str, role: &'a str, digest: &Sha256Digest) -> Self {
+        self.gun = Some(gun).filter(|g| !g.is_empty());
+        self.role = Some(role).filter(|r| !r.is_empty());
+        self.sha256 = Some(digest.to_string());
+        self
+    }
+
+    /// The device an operation was for.
+    pub fn device(mut self, device: Option<&'a str>) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// "ok", or the error's message.
+    pub fn result<T>(mut self, r: &Result<T, AgentError>) -> Self {
+        self.result = match r {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        };
+        self
+    }
+}
+
+/// A key's place for the audit log (no module path: the token label names it).
+fn location(l: &Location) -> String {
+    match l {
+        Location::Pkcs11(t) => format!("pkcs11:token={}", t.token_label),
+        Location::YubiKey { serial, slot } => format!("yubikey:{serial}/{slot}"),
+    }
 }
 
 /// Who called, from the socket's peer credentials.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Peer {
-    /// uid.
+    /// The caller's uid, when the socket gives it.
     pub uid: Option<u32>,
-    /// pid.
+    /// The caller's pid, when the socket gives it.
     pub pid: Option<i32>,
 }
 

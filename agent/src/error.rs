@@ -1,8 +1,12 @@
 //! The agent's errors, each naming the object and the fix, and their one mapping to gRPC codes.
 
+use std::fmt;
+
 use tonic::{Code, Status};
+use tufa_proto::{DigestLengthError, KeyId, SignatureLengthError};
 
 use crate::import::ImportError;
+use crate::keys::{InvalidName, KeyLabel, KeyName, NoKeyGiven};
 
 /// Everything that can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]
@@ -25,27 +29,22 @@ pub enum AgentError {
     /// A key with that name exists.
     #[error("a key named '{name}' already exists (key ID {key_id}): choose another name or delete it with `tufa key delete {name}`")]
     NameTaken {
-        /// The name.
-        name: String,
+        /// The name asked for.
+        name: KeyName,
         /// The existing key's ID.
-        key_id: String,
+        key_id: KeyId,
     },
     /// The same key is already on a device.
     #[error("this key is already in the agent as '{name}' (key ID {key_id})")]
     KeyExists {
-        /// Name of the existing key.
-        name: String,
-        /// Its ID.
-        key_id: String,
+        /// What the device calls the existing key.
+        name: KeyLabel,
+        /// The key's ID.
+        key_id: KeyId,
     },
     /// A name the agent will not store.
-    #[error("invalid key name '{name}': {reason}")]
-    InvalidName {
-        /// The name.
-        name: String,
-        /// What is wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
     /// A digest that is not 32 bytes.
     #[error("a SHA-256 digest is 32 bytes, this one has {len}: send the digest itself, or the data to sign")]
     InvalidDigest {
@@ -61,18 +60,20 @@ pub enum AgentError {
     /// A certificate that cannot be stored with a key.
     #[error("certificate for key {key_id} refused: {reason}")]
     Certificate {
-        /// The key.
-        key_id: String,
+        /// The key it was meant for.
+        key_id: KeyId,
         /// What is wrong.
         reason: String,
     },
     /// The device needs a PIN and has none.
-    #[error("{device} is locked: run `tufa agent unlock --device {name}`, or give the agent a PIN file (pin_file in the config, --pkcs11-pin-file)")]
+    #[error("{device} is locked: {}", why.advice(name))]
     Locked {
         /// The device, described.
         device: String,
         /// Its name for `--device`.
         name: String,
+        /// Why no PIN can be had.
+        why: NoPin,
     },
     /// The device refused the PIN.
     #[error("wrong PIN for {device}{}: the agent has dropped it and will not try it again; unlock with the right PIN", retries.describe())]
@@ -105,12 +106,12 @@ pub enum AgentError {
         device: String,
     },
     /// The device is not there right now.
-    #[error("{device} is not available: {detail}")]
+    #[error("{device} is not available: {cause}")]
     Unavailable {
         /// The device, described.
         device: String,
-        /// What happened and what to check.
-        detail: String,
+        /// What happened, in a form the agent acts on (a reset card is reopened).
+        cause: Unavailable,
     },
     /// The PKCS#11 module cannot be loaded.
     #[error("cannot load PKCS#11 module {module}: {detail}; install it (SoftHSM: `apt-get install softhsm2`, module /usr/lib/softhsm/libsofthsm2.so) or fix pkcs11.module / --pkcs11-module")]
@@ -156,6 +157,108 @@ pub enum AgentError {
     Internal(String),
 }
 
+/// Why no PIN can be had for a device right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoPin {
+    /// Nothing configured and nothing cached (or the cache expired), or the device lost its
+    /// login.
+    NotGiven,
+    /// The configured source cannot be read; says why.
+    Unreadable(String),
+    /// The configured PIN was refused by the device before and has not changed; names the
+    /// source.
+    Refused(String),
+}
+
+impl NoPin {
+    fn advice(&self, name: &str) -> String {
+        let unlock = format!("run `tufa agent unlock --device {name}`");
+        match self {
+            Self::NotGiven => format!(
+                "{unlock}, or give the agent a PIN file \
+                 (pin_file in the config, --pkcs11-pin-file)"
+            ),
+            Self::Unreadable(why) => {
+                format!("its PIN cannot be read ({why}): fix that, or {unlock}")
+            }
+            Self::Refused(source) => format!(
+                "the PIN from {source} was refused and has not changed since: \
+                 correct it, or {unlock}"
+            ),
+        }
+    }
+}
+
+/// Why a device is not there, each with what to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// No card with the serial is connected, or pcscd does not see it.
+    NotConnected,
+    /// Another program holds the card exclusively.
+    Busy,
+    /// The smart-card service (pcscd) is not running.
+    NoService {
+        /// What the agent was doing.
+        operation: String,
+        /// The PC/SC error.
+        error: String,
+    },
+    /// Another program reset the card: reopening it is enough.
+    Reset {
+        /// What the agent was doing.
+        operation: String,
+    },
+    /// The card was unplugged or stopped answering.
+    Gone {
+        /// What the agent was doing.
+        operation: String,
+        /// The PC/SC error.
+        error: String,
+    },
+    /// The PKCS#11 token is not present or stopped answering.
+    TokenGone {
+        /// What the agent was doing.
+        operation: String,
+        /// The PKCS#11 error.
+        error: String,
+    },
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotConnected => f.write_str(
+                "it is not connected (or pcscd does not see it): plug it in; \
+                 the agent reconnects by itself",
+            ),
+            Self::Busy => f.write_str(
+                "another program holds it exclusively (ykman, gpg's scdaemon, a PKCS#11 \
+                 module...): close that program, then try again",
+            ),
+            Self::NoService { operation, error } => write!(
+                f,
+                "{operation} failed: pcscd is not running ({error}): \
+                 start it (`systemctl start pcscd.socket` or `pcscd`)"
+            ),
+            Self::Reset { operation } => write!(
+                f,
+                "{operation} failed: the card was reset by another program"
+            ),
+            Self::Gone { operation, error } => write!(
+                f,
+                "{operation} failed ({error}): it was unplugged or stopped answering; \
+                 plug it in again, the agent reconnects by itself"
+            ),
+            Self::TokenGone { operation, error } => write!(
+                f,
+                "{operation} failed ({error}); check the token is present, \
+                 the agent reconnects by itself"
+            ),
+        }
+    }
+}
+
 /// What a device says about the PIN tries left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retries {
@@ -187,7 +290,7 @@ impl AgentError {
             Self::KeyNotFound { .. } => Code::NotFound,
             Self::NameTaken { .. } | Self::KeyExists { .. } => Code::AlreadyExists,
             Self::AmbiguousKey { .. }
-            | Self::InvalidName { .. }
+            | Self::InvalidName(_)
             | Self::InvalidDigest { .. }
             | Self::InvalidArgument(_)
             | Self::Import(_)
@@ -207,14 +310,75 @@ impl AgentError {
     }
 }
 
-impl From<tufa_proto::DigestLengthError> for AgentError {
-    fn from(e: tufa_proto::DigestLengthError) -> Self {
+impl From<DigestLengthError> for AgentError {
+    fn from(e: DigestLengthError) -> Self {
         Self::InvalidDigest { len: e.len }
+    }
+}
+
+impl From<NoKeyGiven> for AgentError {
+    fn from(e: NoKeyGiven) -> Self {
+        Self::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<SignatureLengthError> for AgentError {
+    /// A device that returns a signature of the wrong length is broken, not the caller.
+    fn from(e: SignatureLengthError) -> Self {
+        Self::Internal(format!(
+            "the device returned a {}-byte ECDSA signature where 64 bytes (r||s) were expected",
+            e.len
+        ))
     }
 }
 
 impl From<AgentError> for Status {
     fn from(e: AgentError) -> Self {
         Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Sha256Digest;
+
+    #[test]
+    fn digests_must_be_32_bytes() {
+        assert!(Sha256Digest::try_from(&[0u8; 32][..]).is_ok());
+        assert!(matches!(
+            Sha256Digest::try_from(&[0u8; 20][..]).map_err(AgentError::from),
+            Err(AgentError::InvalidDigest { len: 20 })
+        ));
+        assert_eq!(
+            Sha256Digest::of(b"abc").to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_locked_device_says_why_and_how_to_unlock() {
+        let locked = |why| AgentError::Locked {
+            device: "PKCS#11 token 'ci'".into(),
+            name: "ci".into(),
+            why,
+        };
+        let e = locked(NoPin::NotGiven);
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        assert!(
+            e.to_string()
+                .contains("run `tufa agent unlock --device ci`, or give the agent a PIN file"),
+            "{e}"
+        );
+        let e = locked(NoPin::Refused("PIN file /p".into())).to_string();
+        assert!(
+            e.contains("the PIN from PIN file /p was refused and has not changed since"),
+            "{e}"
+        );
+        let e = locked(NoPin::Unreadable("cannot read /p: gone".into())).to_string();
+        assert!(
+            e.contains("cannot read /p") && e.contains("tufa agent unlock --device ci"),
+            "{e}"
+        );
     }
 }

@@ -1,16 +1,16 @@
-//! Key names, references, digests and signatures, and the keyring that routes a key to its device.
+//! The values a key is named and used by: its name, how a request refers to it, what a device
+//! calls it, and (from `tufa-proto`) the digest it signs and the signature it makes.
+//!
+//! Nothing here talks to a device or imports another module of the agent: backends, keyring and
+//! server all speak these types.
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
 
-use tufa_proto::KeyId;
-
-use crate::backend::{Backend, BackendKind, KeyInfo};
-use crate::error::AgentError;
+pub use tufa_proto::{EcdsaSignature, KeyId, Sha256Digest};
 
 /// A key's human name (stored as the PKCS#11 `CKA_LABEL`): docker signer names and more.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyName(String);
 
 impl KeyName {
@@ -23,13 +23,23 @@ impl KeyName {
     }
 }
 
+/// A name the agent will not give a key, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid key name '{name}': {reason}")]
+pub struct InvalidName {
+    /// The name as given.
+    pub name: String,
+    /// The rule it breaks.
+    pub reason: &'static str,
+}
+
 impl FromStr for KeyName {
-    type Err = AgentError;
+    type Err = InvalidName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |reason: &str| AgentError::InvalidName {
+        let bad = |reason| InvalidName {
             name: s.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
         if s.is_empty() {
             return Err(bad("a key needs a name"));
@@ -65,28 +75,99 @@ impl fmt::Debug for KeyName {
     }
 }
 
+/// What a device calls a key: a tufa name, or a label another tool wrote that is not one.
+///
+/// Keys made by other tools (`pkcs11-tool --label "my key"`) are listed and usable under their
+/// label as it is; only tufa's own keys are guaranteed a [`KeyName`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum KeyLabel {
+    /// A valid tufa name.
+    Name(KeyName),
+    /// A label that is not a valid tufa name (spaces, other characters, empty...).
+    Foreign(String),
+}
+
+impl KeyLabel {
+    /// Reads a label stored on a device.
+    pub fn from_device(label: String) -> Self {
+        match label.parse() {
+            Ok(name) => Self::Name(name),
+            Err(_) => Self::Foreign(label),
+        }
+    }
+
+    /// The label as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Name(n) => n.as_str(),
+            Self::Foreign(s) => s,
+        }
+    }
+}
+
+impl From<KeyName> for KeyLabel {
+    fn from(name: KeyName) -> Self {
+        Self::Name(name)
+    }
+}
+
+impl PartialEq<KeyName> for KeyLabel {
+    fn eq(&self, other: &KeyName) -> bool {
+        matches!(self, Self::Name(n) if n == other)
+    }
+}
+
+impl fmt::Display for KeyLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for KeyLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(n) => write!(f, "{n:?}"),
+            Self::Foreign(s) => write!(f, "KeyLabel::Foreign({s:?})"),
+        }
+    }
+}
+
 /// How a request names a key: a full key ID, a key ID prefix, or a key name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRef {
     /// A full 64-digit key ID.
     Id(KeyId),
-    /// A name, or a key ID prefix of at least 7 hex digits; names win over prefixes.
+    /// A name (or another tool's label), or a key ID prefix of at least 7 hex digits; names win
+    /// over prefixes.
     NameOrPrefix(String),
 }
 
 impl KeyRef {
     /// The shortest key ID prefix accepted, as `docker trust` and `notary` print them.
     pub const MIN_PREFIX: usize = 7;
+
+    /// The key ID prefix this reference could be, in lowercase, if it is long enough to be one.
+    pub fn as_prefix(&self) -> Option<String> {
+        match self {
+            Self::Id(_) => None,
+            Self::NameOrPrefix(s) => Some(s.to_ascii_lowercase()).filter(|p| {
+                p.len() >= Self::MIN_PREFIX && p.bytes().all(|b| b.is_ascii_hexdigit())
+            }),
+        }
+    }
 }
 
+/// An empty key reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no key given: name a key by its name or key ID (see `tufa key list`)")]
+pub struct NoKeyGiven;
+
 impl FromStr for KeyRef {
-    type Err = AgentError;
+    type Err = NoKeyGiven;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() {
-            return Err(AgentError::InvalidArgument(
-                "no key given: name a key by its name or key ID (see `tufa key list`)".into(),
-            ));
+            return Err(NoKeyGiven);
         }
         Ok(match s.parse::<KeyId>() {
             Ok(id) => Self::Id(id),
@@ -100,149 +181,6 @@ impl fmt::Display for KeyRef {
         match self {
             Self::Id(id) => write!(f, "{id}"),
             Self::NameOrPrefix(s) => f.write_str(s),
-        }
-    }
-}
-
-/// A SHA-256 digest: the only thing a device ever signs.
-pub use tufa_proto::Sha256Digest;
-
-/// A P-256 ECDSA signature as raw r||s, the encoding Notary's `ecdsa` method uses.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct EcdsaSignature([u8; 64]);
-
-impl EcdsaSignature {
-    /// Takes a raw r||s signature; it must be exactly 64 bytes.
-    pub fn from_raw(raw: &[u8]) -> Result<Self, AgentError> {
-        <[u8; 64]>::try_from(raw).map(Self).map_err(|_| {
-            AgentError::Internal(format!(
-                "the device returned a {}-byte ECDSA signature where 64 bytes (r||s) were expected",
-                raw.len()
-            ))
-        })
-    }
-
-    /// The 64 bytes r||s.
-    pub fn as_bytes(&self) -> &[u8; 64] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for EcdsaSignature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EcdsaSignature({})", hex::encode(self.0))
-    }
-}
-
-/// A key and the device that holds it.
-pub type Found = (Arc<dyn Backend>, KeyInfo);
-
-/// Every configured device, and a cache of which device holds which key.
-///
-/// The devices are the source of truth: the cache is rebuilt from them on a miss, so keys made
-/// by other tools, or a token swapped while the agent runs, are found without a restart.
-pub struct Keyring {
-    backends: Vec<Arc<dyn Backend>>,
-    cache: RwLock<Vec<(usize, KeyInfo)>>,
-}
-
-impl Keyring {
-    /// A keyring over these devices; call [`Keyring::refresh`] to fill the cache.
-    pub fn new(backends: Vec<Arc<dyn Backend>>) -> Self {
-        Self {
-            backends,
-            cache: RwLock::new(Vec::new()),
-        }
-    }
-
-    /// The configured devices.
-    pub fn backends(&self) -> &[Arc<dyn Backend>] {
-        &self.backends
-    }
-
-    /// Re-reads the keys of every present device. Devices that fail are skipped and logged.
-    pub fn refresh(&self) -> Vec<KeyInfo> {
-        let mut all = Vec::new();
-        for (i, b) in self.backends.iter().enumerate() {
-            match b.keys() {
-                Ok(keys) => all.extend(keys.into_iter().map(|k| (i, k))),
-                Err(e) => tracing::warn!(device = b.name(), error = %e, "cannot list keys"),
-            }
-        }
-        let keys = all.iter().map(|(_, k)| k.clone()).collect();
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = all;
-        keys
-    }
-
-    /// Finds a key by ID, name or ID prefix; a miss re-reads the devices once.
-    pub fn resolve(&self, key: &KeyRef) -> Result<Found, AgentError> {
-        if let Some(found) = self.lookup(key)? {
-            return Ok(found);
-        }
-        self.refresh();
-        self.lookup(key)?.ok_or_else(|| AgentError::KeyNotFound {
-            key: key.to_string(),
-        })
-    }
-
-    fn lookup(&self, key: &KeyRef) -> Result<Option<Found>, AgentError> {
-        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        let hit = |(i, k): &(usize, KeyInfo)| (Arc::clone(&self.backends[*i]), k.clone());
-        match key {
-            KeyRef::Id(id) => Ok(cache.iter().find(|(_, k)| k.id == *id).map(hit)),
-            KeyRef::NameOrPrefix(s) => {
-                if let Some(found) = cache.iter().find(|(_, k)| k.name == *s) {
-                    return Ok(Some(hit(found)));
-                }
-                let prefix = s.to_ascii_lowercase();
-                if prefix.len() < KeyRef::MIN_PREFIX
-                    || !prefix.bytes().all(|b| b.is_ascii_hexdigit())
-                {
-                    return Ok(None);
-                }
-                let matches: Vec<_> = cache
-                    .iter()
-                    .filter(|(_, k)| k.id.to_string().starts_with(&prefix))
-                    .collect();
-                match matches.as_slice() {
-                    [] => Ok(None),
-                    [one] => Ok(Some(hit(one))),
-                    many => Err(AgentError::AmbiguousKey {
-                        key: s.clone(),
-                        matches: many.iter().map(|(_, k)| k.id.to_string()).collect(),
-                    }),
-                }
-            }
-        }
-    }
-
-    /// Whether any device already holds a key with this name (names are unique per agent).
-    pub fn name_taken(&self, name: &KeyName) -> Option<KeyInfo> {
-        self.refresh().into_iter().find(|k| k.name == name.as_str())
-    }
-
-    /// Picks the device for a new key: by backend kind and device name, or the only/first one.
-    pub fn pick_device(
-        &self,
-        kind: Option<BackendKind>,
-        device: Option<&str>,
-    ) -> Result<Arc<dyn Backend>, AgentError> {
-        let candidates: Vec<_> = self
-            .backends
-            .iter()
-            .filter(|b| kind.is_none_or(|k| b.kind() == k))
-            .filter(|b| device.is_none_or(|d| b.name() == d))
-            .collect();
-        match candidates.first() {
-            Some(b) => Ok(Arc::clone(b)),
-            None => Err(AgentError::NoDevice {
-                wanted: match (kind, device) {
-                    (_, Some(d)) => format!("device '{d}'"),
-                    (Some(k), None) => format!("{k} device"),
-                    (None, None) => "device".into(),
-                },
-                configured: self.backends.iter().map(|b| b.name().to_owned()).collect(),
-            }),
         }
     }
 }
@@ -261,26 +199,24 @@ mod tests {
     }
 
     #[test]
-    fn key_refs() {
-        let id = "8c524f91aff70d4f305c6b5b2d24a269cf1c574342c737562b2c97b65d5d0b5b";
-        assert!(matches!(id.parse::<KeyRef>().unwrap(), KeyRef::Id(_)));
-        assert_eq!(
-            "8c524f9".parse::<KeyRef>().unwrap(),
-            KeyRef::NameOrPrefix("8c524f9".into())
-        );
-        assert!("".parse::<KeyRef>().is_err());
+    fn labels_of_other_tools_are_kept_as_they_are() {
+        let name: KeyName = "alice".parse().unwrap();
+        assert_eq!(KeyLabel::from_device("alice".into()), name);
+        let foreign = KeyLabel::from_device("my key".into());
+        assert_eq!(foreign, KeyLabel::Foreign("my key".into()));
+        assert_eq!(foreign.as_str(), "my key");
+        assert_ne!(foreign, name);
     }
 
     #[test]
-    fn digests_must_be_32_bytes() {
-        assert!(Sha256Digest::try_from(&[0u8; 32][..]).is_ok());
-        assert!(matches!(
-            Sha256Digest::try_from(&[0u8; 20][..]).map_err(AgentError::from),
-            Err(AgentError::InvalidDigest { len: 20 })
-        ));
-        assert_eq!(
-            Sha256Digest::of(b"abc").to_string(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+    fn key_refs() {
+        let id = "8c524f91aff70d4f305c6b5b2d24a269cf1c574342c737562b2c97b65d5d0b5b";
+        assert!(matches!(id.parse::<KeyRef>().unwrap(), KeyRef::Id(_)));
+        let short = "8C524F9".parse::<KeyRef>().unwrap();
+        assert_eq!(short, KeyRef::NameOrPrefix("8C524F9".into()));
+        assert_eq!(short.as_prefix().as_deref(), Some("8c524f9"));
+        assert_eq!("8c524f".parse::<KeyRef>().unwrap().as_prefix(), None);
+        assert_eq!("alice-key".parse::<KeyRef>().unwrap().as_prefix(), None);
+        assert_eq!("".parse::<KeyRef>(), Err(NoKeyGiven));
     }
 }

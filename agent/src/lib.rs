@@ -1,15 +1,19 @@
 //! tufad: keeps TUF signing keys in hardware and signs over a private Unix socket.
 //!
-//! Layout:
-//! - [`server`]: the socket, the peer-credential check, the gRPC service and shutdown.
-//! - [`keys`]: key names and references, digests, signatures, and the keyring that routes a key
-//!   to the device holding it.
-//! - [`backend`]: the one trait every device implements; [`backend::pkcs11`] is a PKCS#11 token.
-//! - [`pin`]: where PINs come from, and the cache of a PIN a client handed over.
-//! - [`import`]: reading the PEM private keys `docker trust key load` accepts.
+//! Layout, from the top down (a module imports only from modules below it):
+//! - [`server`]: opening and serving the agent; [`server::socket`] (bind, peer check),
+//!   [`server::service`] (the gRPC handlers), [`server::convert`] (proto <-> domain) and the
+//!   named [`server::Shutdown`].
+//! - [`keyring`]: every configured device, which holds which key, and the key operations.
 //! - [`audit`]: the JSON-lines audit log.
 //! - [`config`]: the TOML file and the flags.
+//! - [`backend`]: the one trait every device implements, and the types it speaks;
+//!   [`backend::pkcs11`] is a PKCS#11 token, [`backend::yubikey`] a YubiKey's PIV application.
+//! - [`pin`]: where PINs come from, the cache of a PIN a client handed over, and the
+//!   [`pin::PinGate`] every login goes through.
 //! - [`error`]: the agent's errors and their gRPC codes.
+//! - [`import`]: reading the PEM private keys `docker trust key load` accepts.
+//! - [`keys`]: key names, labels and references; digests and signatures (from `tufa-proto`).
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -17,6 +21,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod import;
+pub mod keyring;
 pub mod keys;
 pub mod pin;
 pub mod server;

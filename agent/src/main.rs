@@ -1,13 +1,12 @@
 //! `tufad`: the agent binary. All logic lives in the library; this parses flags and signals.
 
-use std::path::PathBuf;
-
 use std::io::IsTerminal as _;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
 use tufa_agent::config::{Config, Overrides};
-use tufa_agent::server::{self, Agent};
+use tufa_agent::server;
 
 /// Keeps TUF signing keys in PKCS#11 tokens and YubiKeys and signs over a private socket.
 #[derive(Debug, Parser)]
@@ -74,15 +73,15 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         // The socket first: a second agent on a live socket stops before touching a token.
-        let listener = server::bind(&config.socket, !config.allowed_uids.is_empty())?;
-        let agent = match Agent::open(&config).await {
+        let socket = server::bind(&config.socket, !config.allowed_uids.is_empty())?;
+        let agent = match server::open(&config).await {
             Ok(a) => a,
             Err(e) => {
-                let _ = std::fs::remove_file(&config.socket);
+                socket.remove();
                 return Err(e.into());
             }
         };
-        server::serve(&config, listener, agent, shutdown_signal()).await?;
+        server::serve(&config, socket, agent, shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::notary::Credentials;
+use crate::http::Credentials;
 
 /// Docker Hub's credentials are stored under this key, whatever host name is used.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";

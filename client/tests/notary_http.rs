@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 
+use tufa_client::http::HttpError;
 use tufa_client::notary::{NotaryClient, NotaryConfig, NotaryError};
 use tufa_client::tuf::{Gun, KeyType, RemoteStore, RoleName, Sha256Digest};
 use tufa_testkit::pki::{make_ca, make_leaf};
@@ -202,7 +203,10 @@ async fn tls_and_connection_failures_say_what_to_fix() {
         .server_key(&RoleName::TIMESTAMP)
         .await
         .unwrap_err();
-    assert!(matches!(e, NotaryError::Tls { .. }), "{e:?}");
+    assert!(
+        matches!(e, NotaryError::Http(HttpError::Tls { .. })),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(text.contains(&other.display().to_string()), "{text}");
     assert!(text.contains("tls/127.0.0.1:"), "{text}");
@@ -227,7 +231,10 @@ async fn tls_and_connection_failures_say_what_to_fix() {
     })
     .unwrap();
     let e = client.repo(&g).delete().await.unwrap_err();
-    assert!(matches!(e, NotaryError::Unreachable { .. }), "{e:?}");
+    assert!(
+        matches!(e, NotaryError::Http(HttpError::Unreachable { .. })),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(
         text.contains(url.as_str().trim_end_matches('/'))

@@ -4,13 +4,16 @@
 //! - [`v1`]: the generated gRPC messages, client and server for `tufa.agent.v1`.
 //! - [`key_id`]: the TUF key ID both sides use to name a key.
 //! - [`digest`]: the SHA-256 digest both sides pass around.
+//! - [`signature`]: the raw r||s ECDSA signature a device makes.
 #![forbid(unsafe_code)]
 
 pub mod digest;
 pub mod key_id;
+pub mod signature;
 
 pub use digest::{DigestLengthError, Sha256Digest};
 pub use key_id::{KeyId, ParseKeyIdError};
+pub use signature::{EcdsaSignature, SignatureLengthError};
 
 /// Generated code for the `tufa.agent.v1` package.
 #[allow(clippy::all, missing_docs)]

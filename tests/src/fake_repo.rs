@@ -7,14 +7,13 @@
 //! (sign stale versions, wrong types, too few signatures).
 
 use time::OffsetDateTime;
-use tufa_client::agent::{AgentClient, SignContext};
+use tufa_client::agent::{AgentClient, AgentKey, SignContext};
 use tufa_client::tuf::{self, Gun, PublicKey, RoleName, Root, Signature, SignatureMethod, Signed};
-use tufa_proto::v1;
 use tufa_testkit::{Fixture, SoftKey};
 
 /// A root key in the agent with Notary's self-signed certificate for one GUN.
 pub struct AgentRootKey {
-    key: v1::Key,
+    key: AgentKey,
     public: PublicKey,
     gun: Gun,
 }
@@ -23,13 +22,11 @@ impl AgentRootKey {
     /// Generates agent key `name` and its root certificate for `gun`.
     pub async fn generate(agent: &AgentClient, name: &str, gun: &Gun) -> Self {
         let key = agent
-            .generate(v1::GenerateKeyRequest {
-                name: name.to_owned(),
-                ..Default::default()
-            })
+            .generate_named(name)
             .await
             .expect("generate a root key in the agent");
-        let der = tuf::root_certificate(agent, &key, gun, OffsetDateTime::now_utc())
+        let signer = agent.signer(&key, SignContext::new(gun, &RoleName::ROOT));
+        let der = tuf::root_certificate(&signer, gun, OffsetDateTime::now_utc())
             .await
             .expect("root certificate");
         Self {
@@ -48,10 +45,7 @@ impl AgentRootKey {
     pub async fn sign_root(&self, agent: &AgentClient, root: Root) -> Vec<u8> {
         let mut file = Signed::new(root);
         let msg = file.signed_bytes().expect("canonical root");
-        let context = SignContext {
-            gun: self.gun.to_string(),
-            role: RoleName::ROOT.to_string(),
-        };
+        let context = SignContext::new(&self.gun, &RoleName::ROOT);
         let sig = agent
             .sign(&self.key, &msg, &context)
             .await
@@ -59,7 +53,7 @@ impl AgentRootKey {
         file.signatures.push(Signature {
             key_id: self.public.id(),
             method: SignatureMethod::Ecdsa,
-            sig: sig.to_vec(),
+            sig: sig.as_bytes().to_vec(),
         });
         file.to_bytes().expect("root file bytes")
     }

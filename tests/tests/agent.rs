@@ -86,25 +86,25 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl(dev: &dyn Device) {
     assert_eq!(keys.len(), 1);
     let key = &keys[0];
     assert_eq!(key.name, "alice");
-    assert_eq!(key.origin, v1::KeyOrigin::Generated as i32);
+    assert_eq!(key.origin, v1::KeyOrigin::Generated);
     assert_eq!(
-        key.key_id,
-        tufa_proto::KeyId::for_ecdsa_spki(&key.public_key_spki).to_string()
+        key.id.to_string(),
+        tufa_proto::KeyId::for_ecdsa_spki(key.spki()).to_string()
     );
     let list = agent.tufa_ok(cwd.path(), &["key", "list"]);
     assert!(
-        list.contains("alice") && list.contains(&key.key_id),
+        list.contains("alice") && list.contains(&key.id.to_string()),
         "{list}"
     );
     let json: serde_json::Value =
         serde_json::from_str(&agent.tufa_ok(cwd.path(), &["key", "list", "--json"])).unwrap();
-    assert_eq!(json[0]["key_id"], key.key_id.as_str());
+    assert_eq!(json[0]["key_id"], key.id.to_string());
 
     // Signed through the socket, verified with p256 alone.
     let data = b"{\"signed\":{\"_type\":\"Targets\"}}";
     let sig = client.sign(key, data, &ctx()).await.unwrap();
-    assert!(verify_with_p256(&key.public_key_spki, data, &sig));
-    assert!(!verify_with_p256(&key.public_key_spki, b"other", &sig));
+    assert!(verify_with_p256(key.spki(), data, sig.as_bytes()));
+    assert!(!verify_with_p256(key.spki(), b"other", sig.as_bytes()));
 
     // And with openssl, from the DER signature and the exported PEM public key.
     let msg = cwd.path().join("msg");
@@ -142,15 +142,15 @@ async fn keys_survive_an_agent_restart(dev: &dyn Device) {
         agent.tufa_ok(cwd.path(), &["key", "generate", "bob"]);
         let key = agent.client().await.key("bob").await.unwrap();
         assert!(agent.stop().success());
-        (key.key_id, key.public_key_spki)
+        (key.id.to_string(), key.spki().to_vec())
     };
     let agent = Agent::start(dev);
     let client = agent.client().await;
     let key = client.key(&id).await.unwrap();
     assert_eq!(key.name, "bob");
-    assert_eq!(key.public_key_spki, spki);
+    assert_eq!(key.spki(), spki);
     let sig = client.sign(&key, b"after restart", &ctx()).await.unwrap();
-    assert!(verify_with_p256(&spki, b"after restart", &sig));
+    assert!(verify_with_p256(&spki, b"after restart", sig.as_bytes()));
 }
 
 async fn sixteen_clients_times_two_hundred_signatures_all_valid(dev: &dyn Device) {
@@ -167,9 +167,9 @@ async fn sixteen_clients_times_two_hundred_signatures_all_valid(dev: &dyn Device
                 let data = format!("client {c} message {i}");
                 let sig = client.sign(&key, data.as_bytes(), &ctx()).await.unwrap();
                 assert!(verify_with_p256(
-                    &key.public_key_spki,
+                    key.spki(),
                     data.as_bytes(),
-                    &sig
+                    sig.as_bytes()
                 ));
             }
         }));
@@ -246,11 +246,15 @@ async fn imported_keys_sign_for_their_original_public_key(dev: &dyn Device) {
         );
         assert!(stdout.contains(&format!("Successfully imported key from {kind}.pem")));
         let key = client.key(&name).await.unwrap();
-        assert_eq!(key.origin, v1::KeyOrigin::Imported as i32);
+        assert_eq!(key.origin, v1::KeyOrigin::Imported);
         let original = secret.public_key().to_public_key_der().unwrap();
-        assert_eq!(key.public_key_spki, original.as_bytes());
+        assert_eq!(key.spki(), original.as_bytes());
         let sig = client.sign(&key, b"imported", &ctx()).await.unwrap();
-        assert!(verify_with_p256(original.as_bytes(), b"imported", &sig));
+        assert!(verify_with_p256(
+            original.as_bytes(),
+            b"imported",
+            sig.as_bytes()
+        ));
     }
 
     // The same key again is refused and nothing new appears on the token.
@@ -296,7 +300,7 @@ async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
     )
     .ok();
     let key = agent.client().await.key("carol").await.unwrap();
-    assert_eq!(key.key_id, docker_id);
+    assert_eq!(key.id.to_string(), docker_id);
     // And the public key docker wrote is the one the agent holds.
     let pub_pem = std::fs::read_to_string(cwd.path().join("carol.pub")).unwrap();
     let b64: String = pub_pem
@@ -308,7 +312,7 @@ async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
         base64::engine::general_purpose::STANDARD
             .decode(b64)
             .unwrap(),
-        key.public_key_spki
+        key.spki()
     );
 
     // Without the passphrase there is a clear error.
@@ -352,7 +356,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
     // A digest of the wrong length, and an empty payload: InvalidArgument.
     let e = raw
         .sign(sign_req(
-            &key.key_id,
+            &key.id.to_string(),
             v1::sign_request::Payload::Sha256Digest(vec![0; 20]),
         ))
         .await
@@ -361,7 +365,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
     assert!(e.message().contains("32 bytes"), "{}", e.message());
     let e = raw
         .sign(sign_req(
-            &key.key_id,
+            &key.id.to_string(),
             v1::sign_request::Payload::Data(vec![]),
         ))
         .await
@@ -696,7 +700,7 @@ async fn audit_log_has_a_line_per_signature_and_no_pin(dev: &dyn Device) {
     let signs: Vec<_> = lines.iter().filter(|l| l["op"] == "sign").collect();
     assert_eq!(signs.len(), 5);
     for (i, l) in signs.iter().enumerate() {
-        assert_eq!(l["key_id"], key.key_id.as_str());
+        assert_eq!(l["key_id"], key.id.to_string());
         assert_eq!(l["key_name"], "hank");
         assert_eq!(l["gun"], "example.com/app");
         assert_eq!(l["role"], "targets");
@@ -735,9 +739,9 @@ async fn sigterm_during_a_burst_loses_no_answered_request() {
                     // Every answer is a valid signature; the client also checked it.
                     Ok(sig) => {
                         assert!(verify_with_p256(
-                            &key.public_key_spki,
+                            key.spki(),
                             data.as_bytes(),
-                            &sig
+                            sig.as_bytes()
                         ));
                         ok += 1;
                     }

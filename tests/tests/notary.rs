@@ -297,14 +297,13 @@ async fn a_root_near_expiry_is_renewed_by_the_next_publish() {
     let cache = TrustCache::new(&trust);
     let later = time::OffsetDateTime::now_utc() + time::Duration::days(9 * 365 + 300);
     let options = UpdateOptions::default();
-    let load = || repo::load_state(&remote, &cache, &gun, &options);
     let agent_client = agent.client().await;
     let published = repo::publish(
         &agent_client,
         &remote,
         &gun,
         &Changelist::new(&trust, &gun),
-        load,
+        repo::FromServer::new(&remote, &cache, &gun, &options),
         later,
     )
     .await
@@ -474,9 +473,9 @@ fn key_rotate_as_notary_does_and_notary_follows() {
 /// and publishes, losing neither publisher's target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_read_again_and_published_without_losing_anything() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tufa_client::repo::{self, AgentKeys, Change};
-    use tufa_client::tuf::{Gun, TrustCache, UpdateOptions};
+    use tufa_client::notary::NotaryRepo;
+    use tufa_client::repo::{self, AgentKeys, Change, RepoState};
+    use tufa_client::tuf::{Gun, RoleName, Sha256Digest, TrustCache, UpdateOptions};
 
     let gun_text = "example.com/tufa/race";
     let w = world_with_repo("notary-race", gun_text);
@@ -496,27 +495,33 @@ async fn a_lost_race_is_read_again_and_published_without_losing_anything() {
     let digest = "ab".repeat(32);
     w.user().publish_target(gun_text, "theirs", 3, &digest);
 
-    // Ours was computed from the state before theirs: the first load hands back that state.
-    let loads = AtomicUsize::new(0);
-    let load = || {
-        let first = loads.fetch_add(1, Ordering::SeqCst) == 0;
-        let stale = stale.clone();
-        let (remote, cache, gun, options) = (&remote, &cache, &gun, &options);
-        async move {
-            if first {
-                Ok(Some(stale))
-            } else {
-                repo::load_state(remote, cache, gun, options).await
+    // Ours was computed from the state before theirs: the first read hands back that state.
+    struct StaleFirst<'a> {
+        stale: Option<RepoState>,
+        server: repo::FromServer<'a, NotaryRepo>,
+        loads: usize,
+    }
+    impl repo::StateSource for StaleFirst<'_> {
+        async fn current(&mut self) -> Result<Option<RepoState>, repo::RepoError> {
+            self.loads += 1;
+            match self.stale.take() {
+                Some(stale) => Ok(Some(stale)),
+                None => self.server.current().await,
             }
         }
+    }
+    let mut source = StaleFirst {
+        stale: Some(stale),
+        server: repo::FromServer::new(&remote, &cache, &gun, &options),
+        loads: 0,
     };
     let agent_client = agent.client().await;
     let held = AgentKeys::load(&agent_client).await.unwrap();
     let ours = Change::AddTarget {
-        role: "targets".into(),
+        role: RoleName::TARGETS,
         name: "ours".into(),
         length: 3,
-        sha256: "cd".repeat(32),
+        sha256: Sha256Digest::from_bytes([0xcd; 32]),
         sha512: None,
         custom: None,
     };
@@ -526,16 +531,12 @@ async fn a_lost_race_is_read_again_and_published_without_losing_anything() {
         &remote,
         &gun,
         &[ours],
-        load,
+        &mut source,
         time::OffsetDateTime::now_utc(),
     )
     .await
     .unwrap();
-    assert_eq!(
-        loads.load(Ordering::SeqCst),
-        2,
-        "the conflict made it read again"
-    );
+    assert_eq!(source.loads, 2, "the conflict made it read again");
     let listed = stack.notary_ok(&["list", gun_text]);
     assert!(
         listed.contains("theirs") && listed.contains("ours"),

@@ -2,6 +2,7 @@
 //! HTTP on loopback): what a tag or digest points to, and what it says when it cannot tell.
 
 use tufa_client::docker_config::DockerConfig;
+use tufa_client::http::HttpError;
 use tufa_client::reference::{ImageRef, Registry};
 use tufa_client::registry::{RegistryClient, RegistryConfig, RegistryError};
 use tufa_tests::stack::{ManifestKind, PushedImage, Stack};
@@ -117,7 +118,10 @@ async fn a_stopped_registry_is_unreachable() {
         .await
         .unwrap_err();
     let registry = stack.registry_addr();
-    assert!(matches!(e, RegistryError::Unreachable { .. }), "{e:?}");
+    assert!(
+        matches!(e, RegistryError::Http(HttpError::Unreachable { .. })),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(
         text.starts_with(&format!("cannot reach the registry {registry} ("))
@@ -148,7 +152,10 @@ async fn a_secure_registry_is_checked_against_the_docker_config_ca() {
         .manifest_descriptor("reg/app", "v1")
         .await
         .unwrap_err();
-    assert!(matches!(e, RegistryError::Tls { .. }), "{e:?}");
+    assert!(
+        matches!(e, RegistryError::Http(HttpError::Tls { .. })),
+        "{e:?}"
+    );
     assert!(
         e.to_string()
             .contains(&format!("$DOCKER_CONFIG/tls/{host_port}/ca.crt")),
@@ -167,7 +174,7 @@ async fn a_secure_registry_is_checked_against_the_docker_config_ca() {
     assert!(
         !matches!(
             e,
-            RegistryError::Tls { .. } | RegistryError::Unreachable { .. }
+            RegistryError::Http(HttpError::Tls { .. } | HttpError::Unreachable { .. })
         ),
         "the handshake passes with the CA: {e:?}"
     );

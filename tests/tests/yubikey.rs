@@ -45,12 +45,12 @@ async fn both_firmware_personalities_generate_sign_and_list() {
         agent.tufa_ok(cwd.path(), &["key", "generate", "alice"]);
         let client = agent.client().await;
         let key = client.key("alice").await.unwrap();
-        assert_eq!(key.backend, v1::Backend::Yubikey as i32);
-        assert_eq!(key.origin, v1::KeyOrigin::Generated as i32);
-        assert_eq!(key.pin_policy, v1::PinPolicy::Once as i32, "{firmware:?}");
-        assert_eq!(key.touch_policy, v1::TouchPolicy::Never as i32);
+        assert_eq!(key.backend, v1::Backend::Yubikey);
+        assert_eq!(key.origin, v1::KeyOrigin::Generated);
+        assert_eq!(key.pin, v1::PinPolicy::Once, "{firmware:?}");
+        assert_eq!(key.touch, v1::TouchPolicy::Never);
         let sig = client.sign(&key, b"payload", &ctx()).await.unwrap();
-        assert!(verify_with_p256(&key.public_key_spki, b"payload", &sig));
+        assert!(verify_with_p256(key.spki(), b"payload", sig.as_bytes()));
         let list = agent.tufa_ok(cwd.path(), &["key", "list"]);
         let location = format!("yubikey:{}/82", dev.serial(0));
         assert!(
@@ -125,7 +125,7 @@ async fn custom_and_pin_protected_management_keys() {
     let agent = Agent::start_with(&dev, opts);
     agent.tufa_ok(dev.dir(), &["key", "generate", "protected"]);
     let key = agent.client().await.key("protected").await.unwrap();
-    assert_eq!(key.origin, v1::KeyOrigin::Generated as i32);
+    assert_eq!(key.origin, v1::KeyOrigin::Generated);
 }
 
 #[tokio::test]
@@ -139,7 +139,7 @@ async fn two_cards_at_once_selected_by_serial() {
     let client = agent.client().await;
     for (name, serial) in [("on-a", &a), ("on-b", &b)] {
         let key = client.key(name).await.unwrap();
-        match key.location.and_then(|l| l.location) {
+        match key.location {
             Some(v1::key_location::Location::Yubikey(y)) => {
                 assert_eq!(y.serial.to_string(), *serial)
             }
@@ -148,9 +148,9 @@ async fn two_cards_at_once_selected_by_serial() {
         let key = client.key(name).await.unwrap();
         let sig = client.sign(&key, name.as_bytes(), &ctx()).await.unwrap();
         assert!(verify_with_p256(
-            &key.public_key_spki,
+            key.spki(),
             name.as_bytes(),
-            &sig
+            sig.as_bytes()
         ));
     }
     let status = client.status().await.unwrap();
@@ -241,9 +241,9 @@ async fn an_unplugged_card_is_unavailable_and_works_again_when_plugged_back() {
     dev.cards[0].plug().unwrap();
     let sig = client.sign(&key, b"plugged again", &ctx()).await.unwrap();
     assert!(verify_with_p256(
-        &key.public_key_spki,
+        key.spki(),
         b"plugged again",
-        &sig
+        sig.as_bytes()
     ));
 }
 
@@ -283,7 +283,7 @@ async fn attestation_chains_up_to_the_device_certificate() {
             .subject_public_key_info()
             .to_der()
             .unwrap(),
-        key.public_key_spki
+        key.spki()
     );
     assert_eq!(
         leaf.tbs_certificate().issuer(),
@@ -333,7 +333,7 @@ async fn a_touch_longer_than_the_usual_timeout_completes_after_the_prompt() {
         &["key", "generate", "touchy", "--touch-policy", "always"],
     );
     let key = agent.client().await.key("touchy").await.unwrap();
-    assert_eq!(key.touch_policy, v1::TouchPolicy::Always as i32);
+    assert_eq!(key.touch, v1::TouchPolicy::Always);
     write(cwd.path(), "msg", "sign me");
     let started = Instant::now();
     let out = agent.tufa(
@@ -355,7 +355,7 @@ async fn a_touch_longer_than_the_usual_timeout_completes_after_the_prompt() {
         .unwrap()
         .try_into()
         .unwrap();
-    assert!(verify_with_p256(&key.public_key_spki, b"sign me", &sig));
+    assert!(verify_with_p256(key.spki(), b"sign me", &sig));
     // The client knows the role and GUN when it signs metadata.
     let prompt = tufa_client::agent::touch_prompt(&key, &ctx()).unwrap();
     assert_eq!(
@@ -471,11 +471,11 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
         let client = agent.client().await;
         let root = client.set_certificate("root", der.clone()).await.unwrap();
         assert_eq!(root.name, "root");
-        assert_eq!(root.certificate_der, der);
+        assert_eq!(root.certificate.as_ref(), Some(&der));
         let root = client.key("root").await.unwrap();
-        assert_eq!(root.certificate_der, der);
+        assert_eq!(root.certificate.as_ref(), Some(&der));
         let sig = client.sign(&root, b"root signs", &ctx()).await.unwrap();
-        assert!(verify_with_p256(&root.public_key_spki, b"root signs", &sig));
+        assert!(verify_with_p256(root.spki(), b"root signs", sig.as_bytes()));
     });
     me.publish_target(gun, "v2", 3, &"cd".repeat(32));
     assert!(stack.notary_ok(&["list", gun]).contains("v2"));

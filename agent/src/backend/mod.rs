@@ -1,20 +1,22 @@
 //! The one trait every device implements, and the types it speaks.
 //!
 //! One [`Backend`] value is one device: a PKCS#11 token or a YubiKey. Its methods block (they
-//! talk to hardware), so the server calls them on blocking workers, never on the executor.
+//! talk to hardware), so the server calls them on blocking workers, never on the executor. The
+//! trait is device work only: the PIN bookkeeping every device shares is [`crate::pin`]'s, and
+//! the words people read are the server's.
 
 use std::fmt;
-use std::time::Duration;
-
-use secrecy::SecretString;
-use tufa_proto::KeyId;
 
 use crate::error::AgentError;
 use crate::import::ImportedKey;
-use crate::keys::{EcdsaSignature, KeyName, Sha256Digest};
+use crate::keys::{EcdsaSignature, KeyId, KeyLabel, KeyName, Sha256Digest};
+use crate::pin::PinControl;
 
+pub mod piv;
 pub mod pkcs11;
 pub mod yubikey;
+
+pub use piv::PivSlot;
 
 /// Which kind of device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,30 +37,48 @@ impl fmt::Display for BackendKind {
     }
 }
 
-/// Where a device, or a key on it, lives.
+/// A token of a PKCS#11 module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenLocation {
+    /// Path of the module.
+    pub module: String,
+    /// Token label (slot numbers change, labels do not).
+    pub token_label: String,
+    /// Token serial number as the token reports it; empty while the token is absent.
+    pub token_serial: String,
+}
+
+/// Where a device is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Location {
-    /// A token of a PKCS#11 module.
-    Pkcs11 {
-        /// Path of the module.
-        module: String,
-        /// Token label.
-        token_label: String,
-        /// Token serial number, when the token is present.
-        token_serial: String,
-    },
-    /// A YubiKey PIV slot (slot empty for the device itself).
+pub enum DeviceLocation {
+    /// A PKCS#11 token.
+    Pkcs11(TokenLocation),
+    /// A YubiKey, by serial.
     YubiKey {
         /// Device serial.
         serial: u32,
-        /// Slot as two hex digits.
-        slot: String,
+    },
+}
+
+/// Where a key lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// On a PKCS#11 token.
+    Pkcs11(TokenLocation),
+    /// In a YubiKey PIV slot.
+    YubiKey {
+        /// Device serial.
+        serial: u32,
+        /// The slot.
+        slot: PivSlot,
     },
 }
 
 /// When a device asks for the PIN before using a key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PinPolicy {
     /// Not known, or the device's default.
     #[default]
@@ -73,6 +93,7 @@ pub enum PinPolicy {
 
 /// When a device asks for a touch before using a key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TouchPolicy {
     /// Not known, or the device's default.
     #[default]
@@ -87,6 +108,7 @@ pub enum TouchPolicy {
 
 /// How the private key came to be on the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Origin {
     /// Not known.
     #[default]
@@ -102,8 +124,8 @@ pub enum Origin {
 pub struct KeyInfo {
     /// TUF key ID of the `ecdsa` key object built from the public key.
     pub id: KeyId,
-    /// Name given at generation or import.
-    pub name: String,
+    /// The name given at generation or import, or another tool's label.
+    pub name: KeyLabel,
     /// Kind of the device holding the key.
     pub backend: BackendKind,
     /// Where the key lives.
@@ -120,30 +142,31 @@ pub struct KeyInfo {
     pub origin: Origin,
 }
 
-/// What to generate.
+/// What to generate or import, and where on the device.
 #[derive(Clone, Debug)]
 pub struct GenerateSpec {
     /// Name of the new key.
     pub name: KeyName,
-    /// PIN policy (YubiKey).
-    pub pin_policy: PinPolicy,
-    /// Touch policy (YubiKey).
-    pub touch_policy: TouchPolicy,
-    /// Slot (YubiKey), or the first free one.
-    pub slot: Option<String>,
+    /// Device-specific wishes.
+    pub placement: Placement,
 }
 
-/// A device's state for `status`.
-#[derive(Clone, Debug)]
-pub struct DeviceStatus {
-    /// The device answers.
-    pub present: bool,
-    /// A PIN must be given before it can sign.
-    pub locked: bool,
-    /// Why it is absent or locked, in words.
-    pub detail: String,
-    /// Number of keys, when present.
-    pub key_count: usize,
+/// Where on its device a new key goes, with the knobs only some devices have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Placement {
+    /// Wherever the device puts new keys, with its defaults.
+    #[default]
+    Default,
+    /// A YubiKey PIV slot and policies; other devices refuse it.
+    YubiKey {
+        /// The slot, or the first free one.
+        slot: Option<PivSlot>,
+        /// PIN policy; `Unknown`: once per session.
+        pin_policy: PinPolicy,
+        /// Touch policy; `Unknown`: the device's configured default.
+        touch_policy: TouchPolicy,
+    },
 }
 
 /// A device's proof that a key was made on it.
@@ -155,40 +178,15 @@ pub struct Attestation {
     pub intermediate: Vec<u8>,
 }
 
-impl DeviceStatus {
-    /// The status of a device whose key listing gave `keys`.
-    pub fn from_keys(keys: Result<&[KeyInfo], &AgentError>, locked: bool) -> Self {
-        match keys {
-            Ok(keys) => Self {
-                present: true,
-                locked,
-                detail: if locked {
-                    "locked: `tufa agent unlock` gives it a PIN".into()
-                } else {
-                    String::new()
-                },
-                key_count: keys.len(),
-            },
-            Err(e) => Self {
-                present: false,
-                locked,
-                detail: e.to_string(),
-                key_count: 0,
-            },
-        }
-    }
-}
-
-/// One device holding keys. Every method may block on hardware.
-pub trait Backend: Send + Sync {
+/// One device holding keys. Every method may block on hardware. Unlocking and locking come
+/// with [`PinControl`], written once for every device.
+pub trait Backend: PinControl + Send + Sync {
     /// The kind of device.
     fn kind(&self) -> BackendKind;
     /// The device's name: token label or YubiKey serial.
     fn name(&self) -> &str;
     /// Where the device is.
-    fn location(&self) -> Location;
-    /// Present, locked, key count.
-    fn status(&self) -> DeviceStatus;
+    fn location(&self) -> DeviceLocation;
     /// Every signing key on the device.
     fn keys(&self) -> Result<Vec<KeyInfo>, AgentError>;
     /// Generates an ECDSA P-256 key whose private half never leaves the device.
@@ -201,18 +199,9 @@ pub trait Backend: Send + Sync {
     fn set_certificate(&self, id: &KeyId, der: &[u8]) -> Result<(), AgentError>;
     /// Signs a SHA-256 digest; returns raw r||s.
     fn sign(&self, id: &KeyId, digest: &Sha256Digest) -> Result<EcdsaSignature, AgentError>;
-    /// Checks a PIN with the device and keeps it for `ttl`; a wrong PIN is dropped at once.
-    fn unlock(&self, pin: SecretString, ttl: Duration) -> Result<(), AgentError>;
-    /// Forgets any cached PIN and logs out.
-    fn lock(&self);
-    /// Whether the device needs a PIN from a client (none configured, none cached).
-    fn needs_pin(&self) -> bool;
-    /// The device's attestation of a key; devices without attestation refuse.
-    fn attest(&self, id: &KeyId) -> Result<Attestation, AgentError> {
+    /// The device's attestation of a key; `None` from devices that have no attestation.
+    fn attest(&self, id: &KeyId) -> Result<Option<Attestation>, AgentError> {
         let _ = id;
-        Err(AgentError::Unsupported(format!(
-            "{} devices cannot attest keys: only YubiKeys can",
-            self.kind()
-        )))
+        Ok(None)
     }
 }

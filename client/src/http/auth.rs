@@ -1,4 +1,5 @@
-//! Authentication as docker does it: the 401 challenge, the token service, cached tokens.
+//! Authentication as docker does it: credentials, the 401 challenge, the token service, cached
+//! tokens.
 //!
 //! notary-server's `auth.type: token` and registries answer 401 with
 //! `Www-Authenticate: Bearer realm="…",service="…",scope="repository:<name>:pull"`; the client
@@ -15,13 +16,38 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use crate::notary::Credentials;
+use super::BodyError;
+
+/// Registry credentials, as `docker login` stores them.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// A user name and password (or personal access token).
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password; never logged or shown.
+        password: SecretString,
+    },
+    /// An OAuth2 refresh token from `docker login` (`identitytoken` in config.json).
+    IdentityToken(SecretString),
+}
+
+impl Credentials {
+    /// Which credentials these are, for error messages; never the secret.
+    pub(crate) fn describe(credentials: Option<&Self>) -> String {
+        match credentials {
+            None => "no credentials".into(),
+            Some(Self::Basic { username, .. }) => format!("user {username:?} with a password"),
+            Some(Self::IdentityToken(_)) => "the identity token from docker login".into(),
+        }
+    }
+}
 
 /// Docker's token spec asks clients to name themselves in refresh-token requests.
 const CLIENT_ID: &str = "tufa";
 
 /// Token responses are small JWTs; a cap keeps a broken realm from filling memory.
-const TOKEN_MAX_LEN: usize = 1 << 20;
+const TOKEN_MAX_LEN: u64 = 1 << 20;
 
 /// One authentication scheme offered by a `Www-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +261,7 @@ pub(crate) async fn fetch_token(
             }
         }
     };
-    let mut response = request
+    let response = request
         .send()
         .await
         .map_err(|e| TokenFailure::Failed(super::innermost(&e)))?;
@@ -243,19 +269,14 @@ pub(crate) async fn fetch_token(
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(TokenFailure::Refused);
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let body = super::read_at_most(response, TOKEN_MAX_LEN)
         .await
-        .map_err(|e| TokenFailure::Failed(super::innermost(&e)))?
-    {
-        if body.len() + chunk.len() > TOKEN_MAX_LEN {
-            return Err(TokenFailure::Failed(format!(
-                "its answer is larger than {TOKEN_MAX_LEN} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
+        .map_err(|e| match e {
+            BodyError::TooLarge => {
+                TokenFailure::Failed(format!("its answer is larger than {TOKEN_MAX_LEN} bytes"))
+            }
+            BodyError::Broken(e) => TokenFailure::Failed(super::innermost(&e)),
+        })?;
     if !status.is_success() {
         let e = super::ErrCode::parse(&body);
         return Err(TokenFailure::Failed(format!(
@@ -380,5 +401,19 @@ mod tests {
         let v = header_value(&basic_value(Some(&c)).unwrap()).unwrap();
         assert!(v.is_sensitive());
         assert!(basic_value(Some(&Credentials::IdentityToken(SecretString::from("t")))).is_none());
+    }
+
+    #[test]
+    fn credentials_are_described_without_secrets() {
+        let c = Credentials::Basic {
+            username: "alice".into(),
+            password: SecretString::from("hunter2"),
+        };
+        let d = Credentials::describe(Some(&c));
+        assert!(d.contains("alice") && !d.contains("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let t = Credentials::IdentityToken(SecretString::from("zq9-refresh"));
+        assert!(!Credentials::describe(Some(&t)).contains("zq9"));
+        assert!(!format!("{t:?}").contains("zq9"));
     }
 }

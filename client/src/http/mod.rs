@@ -1,14 +1,20 @@
-//! What the notary-server and registry clients share: docker's auth challenge and token service,
-//! TLS with rustls, and docker/distribution's error JSON.
+//! What the notary-server and registry clients share: one authenticated client (docker's auth
+//! challenge and token service), TLS with rustls, its errors, and docker/distribution's error
+//! JSON.
 //!
 //! Layout:
-//! - `auth`: the `Www-Authenticate` challenge, docker's token service, cached tokens.
+//! - `client`: the authenticated client: the 401 loop, transport errors, capped reads.
+//! - `auth`: [`Credentials`], the `Www-Authenticate` challenge, docker's token service, cached
+//!   tokens.
+//! - `error`: [`HttpError`], what fails before the notary or registry protocol starts.
 //! - `tls`: rustls with ring, platform roots plus CA files, client certificates, or no
 //!   verification for docker's insecure registries.
 //! - `errcode`: the `{"errors":[{"code","message","detail"}]}` bodies.
 
 pub(crate) mod auth;
+pub(crate) mod client;
 pub(crate) mod errcode;
+mod error;
 pub(crate) mod tls;
 
 #[cfg(test)]
@@ -19,8 +25,11 @@ use std::error::Error as StdError;
 use reqwest::Response;
 use url::Url;
 
+pub use auth::Credentials;
+pub(crate) use client::{error_body, Access, AuthClient, Request, Settings};
 pub(crate) use errcode::ErrCode;
-pub(crate) use tls::{TlsFileError, Verify};
+pub use error::{HttpError, Peer, Unreached};
+pub use tls::TlsFileError;
 
 /// The last error in a chain: the one that says what actually happened.
 pub(crate) fn innermost(err: &(dyn StdError + 'static)) -> String {
@@ -40,15 +49,28 @@ pub(crate) fn host_port(url: &Url) -> String {
     }
 }
 
-/// Reads at most `cap` bytes of a body; the rest is dropped with the connection.
-pub(crate) async fn read_truncated(mut response: Response, cap: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = cap - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == cap {
-            break;
-        }
+/// Why a body was not read whole.
+pub(crate) enum BodyError {
+    /// It is (or says it is) longer than the cap.
+    TooLarge,
+    /// The connection broke.
+    Broken(reqwest::Error),
+}
+
+/// Reads a body, refusing it as soon as it is known to exceed `max_len` bytes.
+pub(crate) async fn read_at_most(
+    mut response: Response,
+    max_len: u64,
+) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max_len) {
+        return Err(BodyError::TooLarge);
     }
-    body
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Broken)? {
+        if (body.len() + chunk.len()) as u64 > max_len {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -24,8 +24,9 @@ pub(crate) enum Verify<'a> {
 }
 
 /// A CA or client certificate file that cannot be used.
-#[derive(Debug)]
-pub(crate) struct TlsFileError {
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the {what} {}: {reason}; {hint}", path.display())]
+pub struct TlsFileError {
     /// Which file: "CA file", "client certificate", "client key".
     pub what: &'static str,
     /// The file.

@@ -1,8 +1,9 @@
 //! What can go wrong talking to notary-server.
 
-use std::path::PathBuf;
+use reqwest::StatusCode;
+use url::Url;
 
-use crate::http::TlsFileError;
+use crate::http::{ErrCode, HttpError};
 use crate::tuf::{Gun, TufError};
 
 /// A notary-server client error: which server, repository or role, what failed, and what to do.
@@ -21,91 +22,10 @@ pub enum NotaryError {
         reason: String,
     },
 
-    /// A CA or client certificate file cannot be read or parsed.
-    #[error("cannot use the {what} {}: {reason}; {hint}", path.display())]
-    TlsFile {
-        /// Which file: "CA file", "client certificate", "client key".
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-        /// How to fix it.
-        hint: &'static str,
-    },
-
-    /// No connection could be made.
-    #[error(
-        "cannot reach the notary server at {url} ({reason}); check --server or \
-         DOCKER_CONTENT_TRUST_SERVER, and that notary-server is running and reachable from here"
-    )]
-    Unreachable {
-        /// The URL that was requested.
-        url: String,
-        /// The transport's own words.
-        reason: String,
-    },
-
-    /// The TLS handshake failed, usually because the server's certificate is not trusted.
-    #[error(
-        "TLS with the notary server at {url} failed ({reason}); its certificate was checked \
-         against {trusted}. Give tufa the CA that issued the server's certificate \
-         (e.g. $DOCKER_CONFIG/tls/{host_port}/ca.crt), or use http:// if the server has no TLS"
-    )]
-    Tls {
-        /// The URL that was requested.
-        url: String,
-        /// `host:port` of the server, for the docker TLS directory.
-        host_port: String,
-        /// The CA file used, or "the system roots" when none was given.
-        trusted: String,
-        /// rustls's complaint.
-        reason: String,
-    },
-
-    /// The connection broke after it was made (the server closed it, or a read timed out).
-    #[error(
-        "the connection to the notary server broke during {method} {url} ({reason}); retry, and \
-         if it keeps failing look at the notary-server log"
-    )]
-    Transport {
-        /// The request method.
-        method: String,
-        /// The URL that was requested.
-        url: String,
-        /// The transport's own words.
-        reason: String,
-    },
-
-    /// The server (or its token service) refused the credentials, or none were given.
-    #[error(
-        "not authorized for {action} on {gun} at {url} (tried {tried}); run `docker login {host}` \
-         with an account that may {action} this repository"
-    )]
-    NotAuthorized {
-        /// The repository.
-        gun: Gun,
-        /// What was attempted: "pull", "push" or "delete / key rotation".
-        action: &'static str,
-        /// The URL that was requested.
-        url: String,
-        /// Which credentials were tried (never the secret itself).
-        tried: String,
-        /// The host to log in to.
-        host: String,
-    },
-
-    /// The token service named in the server's challenge failed.
-    #[error(
-        "the token service {realm} named by the notary server failed ({reason}); check that it \
-         is up, and the server's `auth` settings"
-    )]
-    TokenService {
-        /// The token service URL.
-        realm: String,
-        /// What went wrong.
-        reason: String,
-    },
+    /// The connection, TLS or authentication failed, or an error status without a notary
+    /// meaning.
+    #[error(transparent)]
+    Http(#[from] HttpError),
 
     /// A newer version of some role is already on the server (`VERSION`).
     #[error(
@@ -196,41 +116,43 @@ pub enum NotaryError {
         /// The parse failure.
         source: TufError,
     },
-
-    /// Any other error status.
-    #[error(
-        "notary server error on {method} {url}: HTTP {status} {code}: {message}; retry, and if \
-         it keeps failing look at the notary-server log"
-    )]
-    Server {
-        /// The request method.
-        method: String,
-        /// The URL that was requested.
-        url: String,
-        /// HTTP status.
-        status: u16,
-        /// The server's error code, or "-" when the body was not errcode JSON.
-        code: String,
-        /// The server's message, or the start of the body.
-        message: String,
-    },
-}
-
-impl From<TlsFileError> for NotaryError {
-    fn from(e: TlsFileError) -> Self {
-        Self::TlsFile {
-            what: e.what,
-            path: e.path,
-            reason: e.reason,
-            hint: e.hint,
-        }
-    }
 }
 
 impl NotaryError {
     /// Whether a publish lost a race with another publisher: fetch again, re-sign, retry.
     pub fn is_version_conflict(&self) -> bool {
         matches!(self, Self::VersionConflict { .. })
+    }
+
+    /// What an error answer means in notary-server's protocol, if it means anything there.
+    pub(crate) fn protocol(gun: &Gun, url: &Url, status: StatusCode, e: &ErrCode) -> Option<Self> {
+        let gun = gun.clone();
+        Some(match (status, e.code.as_str()) {
+            (_, "VERSION") => Self::VersionConflict {
+                gun,
+                message: e.message.clone(),
+            },
+            (_, "INVALID_UPDATE") => {
+                let (name, msg) = e.invalid_update();
+                Self::InvalidUpdate { gun, name, msg }
+            }
+            (_, "MALFORMED_JSON" | "MALFORMED_UPLOAD" | "INVALID_ROLE" | "NO_FILENAME") => {
+                Self::MalformedUpload {
+                    gun,
+                    detail: e.detail_text(),
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                }
+            }
+            (StatusCode::NOT_FOUND, _) | (_, "INVALID_GUN") => Self::UnknownRepository {
+                gun,
+                url: url.to_string(),
+                status: status.as_u16(),
+                code: e.code.clone(),
+                message: e.message.clone(),
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -256,13 +178,13 @@ mod tests {
         };
         assert!(e.is_version_conflict());
         assert!(e.to_string().contains("docker.io/a/b"));
-        let e = NotaryError::NotAuthorized {
-            gun,
+        let e = NotaryError::from(HttpError::NotAuthorized {
+            server: "n:4443".into(),
             action: "push",
+            repository: gun.to_string(),
             url: "https://n:4443/v2/docker.io/a/b/_trust/tuf/".into(),
             tried: "no credentials".into(),
-            host: "n:4443".into(),
-        };
+        });
         assert!(!e.is_version_conflict());
         assert!(e.to_string().contains("docker login n:4443"), "{e}");
         let e = NotaryError::TooLarge {

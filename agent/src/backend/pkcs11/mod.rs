@@ -1,0 +1,275 @@
+//! A PKCS#11 token as a [`Backend`], through `cryptoki`.
+//!
+//! Layout:
+//! - this file: the [`Backend`] operations.
+//! - [`token`]: loading the module, finding the token by label, what its errors mean.
+//! - [`session`]: the login (through the [`PinGate`](crate::pin::PinGate)) and the pool of
+//!   signing sessions.
+//! - [`objects`]: the key and certificate objects tufa writes and reads back.
+//!
+//! Digests are computed on the host and signed with `CKM_ECDSA`, which every token has (SoftHSM
+//! lacks `CKM_ECDSA_SHA256`).
+
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::Attribute;
+use cryptoki::session::Session;
+use zeroize::Zeroize as _;
+
+use self::session::Sessions;
+use self::token::Token;
+use super::{Backend, BackendKind, DeviceLocation, GenerateSpec, KeyInfo, Placement};
+use crate::error::AgentError;
+use crate::import::ImportedKey;
+use crate::keys::{EcdsaSignature, KeyId, Sha256Digest};
+use crate::pin::{Gated, Login, PinGate};
+
+pub mod objects;
+pub mod session;
+pub mod token;
+
+pub use token::Pkcs11Config;
+
+/// One PKCS#11 token.
+pub struct Pkcs11Backend {
+    sessions: Sessions,
+}
+
+impl Pkcs11Backend {
+    /// Loads the module and finds the token; fails with the module path and label if either is
+    /// missing, so a misconfigured runner stops at start-up instead of at the first signature.
+    pub fn open(config: Pkcs11Config) -> Result<Self, AgentError> {
+        Ok(Self {
+            sessions: Sessions::open(Token::load(config)?)?,
+        })
+    }
+
+    fn token(&self) -> &Token {
+        self.sessions.token()
+    }
+
+    fn not_found(id: &KeyId) -> AgentError {
+        AgentError::KeyNotFound {
+            key: id.to_string(),
+        }
+    }
+
+    /// Reads a key just stored back from the token.
+    fn info_of(&self, session: &Session, id: &KeyId) -> Result<KeyInfo, AgentError> {
+        objects::list(session, &self.sessions.location())
+            .map_err(|e| self.token().classify("reading the new key", e))?
+            .into_iter()
+            .map(|(_, k)| k)
+            .find(|k| k.id == *id)
+            .ok_or_else(|| AgentError::Internal(format!("key {id} vanished after it was stored")))
+    }
+
+    /// Generates on a leased session; nothing is left behind on failure.
+    fn generate_on(&self, session: &Session, spec: &GenerateSpec) -> Result<KeyInfo, AgentError> {
+        let (public_template, private_template) = objects::key_pair_templates(&spec.name);
+        let (public, private) = session
+            .generate_key_pair(
+                &Mechanism::EccKeyPairGen,
+                &public_template,
+                &private_template,
+            )
+            .map_err(|e| self.token().classify("generating a key", e))?;
+        let result = (|| {
+            let spki = objects::public_spki(session, public)
+                .map_err(|e| self.token().classify("reading the new public key", e))?
+                .ok_or_else(|| {
+                    AgentError::Internal(
+                        "the token returned an EC point that does not parse".into(),
+                    )
+                })?;
+            let id = KeyId::for_ecdsa_spki(&spki);
+            for h in [public, private] {
+                session
+                    .update_attributes(h, &[Attribute::Id(id.as_bytes().to_vec())])
+                    .map_err(|e| self.token().classify("storing the key ID", e))?;
+            }
+            self.info_of(session, &id)
+        })();
+        if result.is_err() {
+            objects::destroy_all(session, &[public, private]);
+        }
+        result
+    }
+
+    /// Imports on a leased session; nothing is left behind on failure.
+    fn import_on(
+        &self,
+        session: &Session,
+        spec: &GenerateSpec,
+        key: &ImportedKey,
+    ) -> Result<KeyInfo, AgentError> {
+        let id = KeyId::for_ecdsa_spki(&key.public_spki());
+        let public_object = objects::public_key_object(key, &spec.name, &id)
+            .map_err(|e| AgentError::Internal(format!("encoding the EC point: {e}")))?;
+        let mut private_object = objects::private_key_object(key, &spec.name, &id);
+        let private = session.create_object(&private_object);
+        // The scalar's copy in the template is zeroized whatever happened.
+        for a in private_object.iter_mut() {
+            if let Attribute::Value(v) = a {
+                v.zeroize();
+            }
+        }
+        let private = private.map_err(|e| self.token().classify("storing the private key", e))?;
+        let result = session
+            .create_object(&public_object)
+            .map_err(|e| self.token().classify("storing the public key", e))
+            .and_then(|public| {
+                self.info_of(session, &id).inspect_err(|_| {
+                    objects::destroy_all(session, &[public]);
+                })
+            });
+        if result.is_err() {
+            objects::destroy_all(session, &[private]);
+        }
+        result
+    }
+
+    /// PKCS#11 has no per-key placement: only the token's defaults.
+    fn refuse_placement(&self, spec: &GenerateSpec) -> Result<(), AgentError> {
+        match spec.placement {
+            Placement::Default => Ok(()),
+            Placement::YubiKey { .. } => Err(AgentError::Unsupported(format!(
+                "{} cannot take a PIV slot, PIN or touch policy: use a YubiKey for that",
+                self.token().describe()
+            ))),
+        }
+    }
+}
+
+impl Gated for Pkcs11Backend {
+    fn gated<R>(&self, f: impl FnOnce(&mut PinGate, &mut dyn Login) -> R) -> R {
+        self.sessions.gated(f)
+    }
+}
+
+impl Backend for Pkcs11Backend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Pkcs11
+    }
+
+    fn name(&self) -> &str {
+        &self.token().config.token
+    }
+
+    fn location(&self) -> DeviceLocation {
+        DeviceLocation::Pkcs11(self.sessions.location())
+    }
+
+    fn keys(&self) -> Result<Vec<KeyInfo>, AgentError> {
+        let location = self.sessions.location();
+        // Public objects need no login, so a locked token still shows its keys.
+        self.sessions.with_session(false, "listing keys", |s| {
+            Ok(objects::list(s, &location)?
+                .into_iter()
+                .map(|(_, k)| k)
+                .collect())
+        })
+    }
+
+    fn generate(&self, spec: &GenerateSpec) -> Result<KeyInfo, AgentError> {
+        self.refuse_placement(spec)?;
+        let lease = self.sessions.lease(true)?;
+        let result = self.generate_on(&lease.session, spec);
+        self.sessions.release(lease);
+        result
+    }
+
+    fn import(&self, spec: &GenerateSpec, key: &ImportedKey) -> Result<KeyInfo, AgentError> {
+        self.refuse_placement(spec)?;
+        let lease = self.sessions.lease(true)?;
+        let result = self.import_on(&lease.session, spec, key);
+        self.sessions.release(lease);
+        result
+    }
+
+    fn delete(&self, id: &KeyId) -> Result<(), AgentError> {
+        let location = self.sessions.location();
+        let found = self.sessions.with_session(true, "deleting a key", |s| {
+            let Some(cka_id) = objects::cka_id(s, id, &location)? else {
+                return Ok(false);
+            };
+            for h in s.find_objects(&[Attribute::Id(cka_id)])? {
+                s.destroy_object(h)?;
+            }
+            Ok(true)
+        })?;
+        self.sessions.forget_handle(id);
+        if found {
+            Ok(())
+        } else {
+            Err(Self::not_found(id))
+        }
+    }
+
+    fn set_certificate(&self, id: &KeyId, der: &[u8]) -> Result<(), AgentError> {
+        let names = objects::certificate_names(der).map_err(|reason| AgentError::Certificate {
+            key_id: *id,
+            reason,
+        })?;
+        let location = self.sessions.location();
+        let found = self
+            .sessions
+            .with_session(true, "storing a certificate", |s| {
+                let Some(cka_id) = objects::cka_id(s, id, &location)? else {
+                    return Ok(false);
+                };
+                let label = objects::label(s, &cka_id)?;
+                let old = objects::certificates(s, &cka_id)?;
+                // The new certificate is stored before the old one goes: a failure loses nothing.
+                s.create_object(&objects::certificate_object(der, names, cka_id, label))?;
+                for h in old {
+                    s.destroy_object(h)?;
+                }
+                Ok(true)
+            })?;
+        if found {
+            Ok(())
+        } else {
+            Err(Self::not_found(id))
+        }
+    }
+
+    fn sign(&self, id: &KeyId, digest: &Sha256Digest) -> Result<EcdsaSignature, AgentError> {
+        // One retry covers a stale cached handle (key deleted and re-made by another tool).
+        for attempt in 0..2 {
+            let handle = match self.sessions.cached_handle(id) {
+                Some(h) => h,
+                None => {
+                    let location = self.sessions.location();
+                    let h = self
+                        .sessions
+                        .with_session(true, "finding the key", |s| {
+                            objects::private_handle(s, id, &location)
+                        })?
+                        .ok_or_else(|| Self::not_found(id))?;
+                    self.sessions.remember_handle(id, h);
+                    h
+                }
+            };
+            let lease = self.sessions.lease(true)?;
+            match lease
+                .session
+                .sign(&Mechanism::Ecdsa, handle, digest.as_bytes())
+            {
+                Ok(raw) => {
+                    self.sessions.release(lease);
+                    return Ok(EcdsaSignature::from_raw(&raw)?);
+                }
+                Err(CkError::Pkcs11(
+                    RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+                    _,
+                )) if attempt == 0 => {
+                    self.sessions.release(lease);
+                    self.sessions.forget_handle(id);
+                }
+                Err(e) => return Err(self.sessions.settle(lease, "signing", e)),
+            }
+        }
+        Err(Self::not_found(id))
+    }
+}
