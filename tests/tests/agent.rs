@@ -10,7 +10,8 @@ use sha2::{Digest as _, Sha256};
 use tonic::Code;
 use tufa_client::agent::{AgentClientError, SignContext};
 use tufa_proto::v1;
-use tufa_tests::{require, verify_with_p256, Agent, AgentOptions, Device, SoftHsm};
+use tufa_testkit::pki::{openssl, openssl_ok};
+use tufa_tests::{require, signing, verify_with_p256, Agent, AgentOptions, Device, Run, SoftHsm};
 
 /// Runs each body, written once, against a fresh SoftHSM token (`NAME::softhsm`) and a fresh
 /// simulated YubiKey through pcscd (`NAME::yubikey`): the same assertions hold for both backends.
@@ -46,11 +47,9 @@ on_each_device!(
     an_unlock_pin_expires_with_its_ttl,
 );
 
+/// What the tests sign as: targets of `example.com/app`.
 fn ctx() -> SignContext {
-    SignContext {
-        gun: "example.com/app".into(),
-        role: "targets".into(),
-    }
+    signing("targets")
 }
 
 fn work_dir() -> tempfile::TempDir {
@@ -118,9 +117,9 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl(dev: &dyn Device) {
     );
     let pem = agent.tufa_ok(cwd.path(), &["key", "public", "alice"]);
     std::fs::write(cwd.path().join("alice.pem"), pem).unwrap();
-    let out = Command::new("openssl")
-        .current_dir(cwd.path())
-        .args([
+    let out = openssl(
+        cwd.path(),
+        &[
             "dgst",
             "-sha256",
             "-verify",
@@ -128,9 +127,8 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl(dev: &dyn Device) {
             "-signature",
             "sig.der",
             "msg",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
         "openssl: {out:?}"
@@ -209,36 +207,39 @@ async fn imported_keys_sign_for_their_original_public_key(dev: &dyn Device) {
             .unwrap(),
             _ => {
                 std::fs::write(cwd.path().join("plain.pem"), plain.as_bytes()).unwrap();
-                let out = Command::new("openssl")
-                    .current_dir(cwd.path())
-                    .args(["pkcs8", "-topk8", "-in", "plain.pem", "-out"])
-                    .arg(&file)
-                    .args([
+                let out = file.display().to_string();
+                openssl_ok(
+                    cwd.path(),
+                    &[
+                        "pkcs8",
+                        "-topk8",
+                        "-in",
+                        "plain.pem",
+                        "-out",
+                        &out,
                         "-v2",
                         "aes-256-cbc",
                         "-v2prf",
                         "hmacWithSHA1",
                         "-passout",
                         "pass:s3cret",
-                    ])
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{out:?}");
+                    ],
+                );
             }
         }
         cases.push((kind.to_string(), secret));
     }
     for (kind, secret) in &cases {
         let name = format!("imported-{kind}");
-        let out = Command::new(tufa_tests::bin("tufa"))
-            .current_dir(cwd.path())
-            .env("TUFA_AGENT_SOCK", &agent.socket)
-            .env("TUFA_KEY_PASSPHRASE", "s3cret")
-            .args(["key", "load", &format!("{kind}.pem"), "--name", &name])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{kind}: {out:?}");
+        let args = ["key", "load", &format!("{kind}.pem"), "--name", &name];
+        let stdout = Run::of(
+            format!("tufa {args:?}"),
+            agent
+                .tufa_command(cwd.path())
+                .env("TUFA_KEY_PASSPHRASE", "s3cret")
+                .args(args),
+        )
+        .ok();
         assert!(
             stdout.contains(&format!("Loading key from \"{kind}.pem\"...")),
             "{stdout}"
@@ -257,18 +258,17 @@ async fn imported_keys_sign_for_their_original_public_key(dev: &dyn Device) {
     }
 
     // The same key again is refused and nothing new appears on the token.
-    let out = agent.tufa(cwd.path(), &["key", "load", "pkcs8.pem", "--name", "again"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("already in the agent as 'imported-pkcs8'"),
-        "{err}"
-    );
+    agent
+        .tufa(cwd.path(), &["key", "load", "pkcs8.pem", "--name", "again"])
+        .fails_saying("already in the agent as 'imported-pkcs8'");
     assert_eq!(client.list_keys().await.unwrap().len(), 3);
 }
 
 async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
-    require("docker", "the docker CLI (/usr/local/bin/docker)");
+    require(
+        "docker",
+        "apt-get install docker.io, or any docker CLI on PATH",
+    );
     let agent = Agent::start(dev);
     let cwd = work_dir();
     let docker_config = cwd.path().join("docker-config");
@@ -289,16 +289,16 @@ async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
         .path();
     // Docker names the file after the key's canonical ID: the agent must compute the same.
     let docker_id = key_file.file_stem().unwrap().to_string_lossy().into_owned();
-    let out = Command::new(tufa_tests::bin("tufa"))
-        .current_dir(cwd.path())
-        .env("TUFA_AGENT_SOCK", &agent.socket)
-        .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "docker-pass")
-        .args(["key", "load"])
-        .arg(&key_file)
-        .args(["--name", "carol"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tufa key load: {out:?}");
+    Run::of(
+        "tufa key load",
+        agent
+            .tufa_command(cwd.path())
+            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "docker-pass")
+            .args(["key", "load"])
+            .arg(&key_file)
+            .args(["--name", "carol"]),
+    )
+    .ok();
     let key = agent.client().await.key("carol").await.unwrap();
     assert_eq!(key.id.to_string(), docker_id);
     // And the public key docker wrote is the one the agent holds.
@@ -316,12 +316,12 @@ async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
     );
 
     // Without the passphrase there is a clear error.
-    let out = agent.tufa(
-        cwd.path(),
-        &["key", "load", key_file.to_str().unwrap(), "--name", "x"],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = agent
+        .tufa(
+            cwd.path(),
+            &["key", "load", key_file.to_str().unwrap(), "--name", "x"],
+        )
+        .fails();
     assert!(
         err.contains("encrypted") && err.contains("TUFA_KEY_PASSPHRASE"),
         "{err}"
@@ -375,9 +375,9 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
 
     // A malformed PEM says what was expected.
     std::fs::write(cwd.path().join("junk.pem"), "not a key").unwrap();
-    let out = agent.tufa(cwd.path(), &["key", "load", "junk.pem", "--name", "junk"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = agent
+        .tufa(cwd.path(), &["key", "load", "junk.pem", "--name", "junk"])
+        .fails();
     assert!(
         err.contains("expected") && err.contains("PRIVATE KEY"),
         "{err}"
@@ -388,7 +388,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
     )
     .unwrap();
     let out = agent.tufa(cwd.path(), &["key", "load", "rsa.pem", "--name", "rsa"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ECDSA P-256 keys only"));
+    assert!(out.stderr().contains("ECDSA P-256 keys only"));
 
     // A taken name, an invalid name, and an existing .pub file: refused before the token is touched.
     let e = client
@@ -409,7 +409,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
         .unwrap_err();
     assert_eq!(code_of(&e), Some(Code::InvalidArgument));
     let out = agent.tufa(cwd.path(), &["key", "generate", "dave"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert!(out.stderr().contains("already exists"));
     assert_eq!(client.list_keys().await.unwrap().len(), 1);
 
     // A certificate for another key is refused.
@@ -472,10 +472,9 @@ async fn pins_locked_wrong_and_right(dev: &dyn Device) {
 
     // A wrong PIN: refused with a clear message, and the device stays locked.
     std::fs::write(cwd.path().join("wrong"), "0000\n").unwrap();
-    let out = agent.tufa(cwd.path(), &["agent", "unlock", "--pin-file", "wrong"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("wrong PIN"), "{err}");
+    agent
+        .tufa(cwd.path(), &["agent", "unlock", "--pin-file", "wrong"])
+        .fails_saying("wrong PIN");
     assert!(client.status().await.unwrap().devices[0].locked);
 
     // The right PIN unlocks; lock forgets it at once.

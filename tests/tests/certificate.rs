@@ -2,7 +2,7 @@
 //! certificate read back with x509-cert, p256 and the openssl CLI.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
@@ -15,7 +15,8 @@ use tufa_client::tuf::{
     KeyType, RoleName,
 };
 use tufa_proto::v1;
-use tufa_tests::{require, Agent, SoftHsm};
+use tufa_testkit::pki::openssl;
+use tufa_tests::{require, Person};
 use x509_cert::der::asn1::BitString;
 use x509_cert::der::oid::db::{rfc4519, rfc5280, rfc5912};
 use x509_cert::der::{Any, Decode as _, Encode as _};
@@ -31,14 +32,15 @@ fn gun() -> Gun {
 }
 
 /// A fresh token and agent with one generated key, `root`.
-async fn agent_with_root_key(label: &str) -> (SoftHsm, Agent, AgentClient, AgentKey) {
-    let hsm = SoftHsm::new(label, "pin-Cw9rt");
-    let agent = Agent::start(&hsm);
+async fn agent_with_root_key(label: &str) -> (Person, AgentClient, AgentKey) {
+    let person = Person::new(label);
     let cwd = tempfile::tempdir().expect("tempdir");
-    agent.tufa_ok(cwd.path(), &["key", "generate", "root"]);
-    let client = agent.client().await;
+    person
+        .agent
+        .tufa_ok(cwd.path(), &["key", "generate", "root"]);
+    let client = person.agent.client().await;
     let key = client.key("root").await.expect("the generated key");
-    (hsm, agent, client, key)
+    (person, client, key)
 }
 
 /// Notary's root certificate for GUN, signed by `key` through the agent.
@@ -53,15 +55,6 @@ async fn certificate(
 
 fn unix_seconds(t: &Time) -> i64 {
     t.to_unix_duration().as_secs() as i64
-}
-
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) -> Output {
-    Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl")
 }
 
 /// The check that really verifies a self-signed leaf's own signature: without `-check_ss_sig`
@@ -80,13 +73,30 @@ fn openssl_verify_self_signed(dir: &Path, pem_file: &str) -> Output {
     )
 }
 
+/// `openssl verify` of the self-signed `pem_file` fails on its signature (what openssl said is
+/// printed, labelled `what`).
+fn openssl_refuses_the_signature(dir: &Path, pem_file: &str, what: &str) {
+    let out = openssl_verify_self_signed(dir, pem_file);
+    eprintln!(
+        "openssl verify ({what}): {:?}\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("certificate signature failure"),
+        "{out:?}"
+    );
+}
+
 fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
 #[tokio::test]
 async fn root_certificate_has_every_field_notary_writes() {
-    let (_hsm, agent, client, key) = agent_with_root_key("cert-fields").await;
+    let (me, client, key) = agent_with_root_key("cert-fields").await;
     let now = OffsetDateTime::now_utc();
     let der = certificate(&client, &key, now).await.unwrap();
 
@@ -155,7 +165,8 @@ async fn root_certificate_has_every_field_notary_writes() {
     assert_eq!(basic.path_len_constraint, None);
 
     // The agent signed in the context of the root role of this GUN.
-    let signs: Vec<_> = agent
+    let signs: Vec<_> = me
+        .agent
         .audit_lines()
         .into_iter()
         .filter(|l| l["op"] == "sign")
@@ -173,7 +184,7 @@ async fn root_certificate_has_every_field_notary_writes() {
 
 #[tokio::test]
 async fn validity_past_2049_is_generalized_time() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-2050").await;
+    let (_me, client, key) = agent_with_root_key("cert-2050").await;
     // 2045-06-01T12:00:00.5Z: NotBefore stays UTCTime, NotAfter (2055) must be GeneralizedTime.
     let now = OffsetDateTime::from_unix_timestamp(2_379_931_200).unwrap()
         + time::Duration::milliseconds(500);
@@ -191,7 +202,7 @@ async fn validity_past_2049_is_generalized_time() {
 
 #[tokio::test]
 async fn signature_is_der_ecdsa_over_sha256_of_the_tbs() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-sig").await;
+    let (_me, client, key) = agent_with_root_key("cert-sig").await;
     let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -217,7 +228,7 @@ async fn signature_is_der_ecdsa_over_sha256_of_the_tbs() {
 #[tokio::test]
 async fn openssl_reads_it_and_checks_its_signature() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-openssl").await;
+    let (_me, client, key) = agent_with_root_key("cert-openssl").await;
     let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -257,18 +268,7 @@ async fn openssl_reads_it_and_checks_its_signature() {
     let mut bad = der.clone();
     *bad.last_mut().unwrap() ^= 1;
     std::fs::write(dir.path().join("bad.pem"), certificate_pem(&bad)).unwrap();
-    let out = openssl_verify_self_signed(dir.path(), "bad.pem");
-    eprintln!(
-        "openssl verify (corrupted): {:?}\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("certificate signature failure"),
-        "{out:?}"
-    );
+    openssl_refuses_the_signature(dir.path(), "bad.pem", "corrupted");
 
     // Notary's YubiKey bug (docker/cli#3303): a correct signature written as raw r||s.
     let mut parts = Vec::<Any>::from_der(&der).unwrap();
@@ -283,23 +283,12 @@ async fn openssl_reads_it_and_checks_its_signature() {
     parts[2] = Any::encode_from(&BitString::from_bytes(&signature.to_bytes()).unwrap()).unwrap();
     let raw = parts.to_der().unwrap();
     std::fs::write(dir.path().join("raw.pem"), certificate_pem(&raw)).unwrap();
-    let out = openssl_verify_self_signed(dir.path(), "raw.pem");
-    eprintln!(
-        "openssl verify (raw r||s): {:?}\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("certificate signature failure"),
-        "{out:?}"
-    );
+    openssl_refuses_the_signature(dir.path(), "raw.pem", "raw r||s");
 }
 
 #[tokio::test]
 async fn x509_key_is_found_under_the_agent_key_id() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-keyid").await;
+    let (_me, client, key) = agent_with_root_key("cert-keyid").await;
     let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -333,7 +322,7 @@ async fn x509_key_is_found_under_the_agent_key_id() {
 
 #[tokio::test]
 async fn certificate_is_stored_with_the_key() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-store").await;
+    let (_me, client, key) = agent_with_root_key("cert-store").await;
     assert!(key.certificate.is_none());
     let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
@@ -353,7 +342,7 @@ async fn certificate_is_stored_with_the_key() {
 #[tokio::test]
 async fn keys_that_are_not_p256_are_refused_before_signing() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, agent, client, _key) = agent_with_root_key("cert-bad").await;
+    let (me, client, _key) = agent_with_root_key("cert-bad").await;
     let dir = tempfile::tempdir().unwrap();
 
     let mut spkis = vec![
@@ -405,7 +394,7 @@ async fn keys_that_are_not_p256_are_refused_before_signing() {
         );
     }
     assert!(
-        !agent.audit_lines().iter().any(|l| l["op"] == "sign"),
+        !me.agent.audit_lines().iter().any(|l| l["op"] == "sign"),
         "nothing was sent to the agent"
     );
 }
@@ -413,7 +402,7 @@ async fn keys_that_are_not_p256_are_refused_before_signing() {
 #[tokio::test]
 async fn a_p256_key_the_agent_does_not_hold_fails_at_signing() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, _agent, client, _key) = agent_with_root_key("cert-missing").await;
+    let (_me, client, _key) = agent_with_root_key("cert-missing").await;
     let dir = tempfile::tempdir().unwrap();
     let args = [
         "genpkey",
