@@ -6,7 +6,7 @@
 //!   options), and [`ServerArgs`], the flags that locate the server and the trust data.
 //! - `args`: typed arguments (key references, digests, target roles, the protocol's enums) and
 //!   `KeyChoice`, the key flags `notary init` and `root rotate` share.
-//! - [`error`]: [`CliError`].
+//! - [`error`]: [`CliError`], why a command failed.
 //! - `agent`: `tufa agent status/unlock/lock`.
 //! - `key`: `tufa key generate/list/load/delete/sign/public/attest`.
 //! - `notary`: `tufa notary ...`, one file per concern.
