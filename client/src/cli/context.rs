@@ -3,8 +3,8 @@
 //!
 //! Nothing is connected before a verb asks: reading trust data and staging changes need no
 //! agent, and listing needs no key, so those verbs skip the agent handshake and loading the
-//! platform's CA roots. The docker verbs find their notary server per image, by docker's
-//! conventions ([`Ctx::for_image`]).
+//! platform's CA roots. The docker verbs find their notary server and registry per image, by
+//! docker's conventions ([`Ctx::for_image`], [`Ctx::registry_for`]).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -18,6 +18,7 @@ use crate::docker_config::DockerConfig;
 use crate::http::host_port;
 use crate::notary::{NotaryClient, NotaryConfig, NotaryRepo};
 use crate::reference::ImageRef;
+use crate::registry::{RegistryClient, RegistryConfig};
 use crate::repo::{self, RepoState};
 use crate::tuf::{self, Gun, PendingCommit, TrustCache, UpdateError, UpdateOptions, VerifiedRepo};
 
@@ -186,6 +187,13 @@ impl Ctx {
             gun,
             image,
         })
+    }
+
+    /// The registry behind `image`, with docker's credentials and TLS files for it.
+    pub fn registry_for(&self, image: &ImageRef) -> Result<RegistryClient, CliError> {
+        let docker = DockerConfig::load()?;
+        let config = RegistryConfig::from_docker_config(image.registry(), &docker, &[]);
+        Ok(RegistryClient::new(config)?)
     }
 }
 

@@ -17,9 +17,7 @@ use super::context::{Ctx, ImageRepo};
 use super::error::CliError;
 use super::files::read_public_keys;
 use crate::agent::AgentClient;
-use crate::docker_config::DockerConfig;
 use crate::reference::ImageRef;
-use crate::registry::{RegistryClient, RegistryConfig};
 use crate::repo::{
     self, AgentKeys, Change, RepoError, RepoState, SnapshotChoice, StartingWith, StateSource,
 };
@@ -218,7 +216,7 @@ impl SignArgs {
                 "sign a tag, not a digest: IMAGE:TAG".into(),
             ));
         }
-        let registry = registry_client(&image)?;
+        let registry = ctx.registry_for(&image)?;
         let repo = ctx.for_image(image.clone())?;
         // Independent reads, so at once; their errors are reported in this order.
         let (descriptor, current, held) = tokio::join!(
@@ -333,7 +331,7 @@ impl VerifyArgs {
         let image = ImageRef::parse(&self.image)?;
         if let Some(digest) = image.digest() {
             // A digest needs no trust data, but it must exist.
-            let client = registry_client(&image)?;
+            let client = ctx.registry_for(&image)?;
             if !client.manifest_exists(image.repository(), digest).await? {
                 return Err(CliError::Refused(format!(
                     "manifest {digest} not found in {}",
@@ -508,13 +506,6 @@ fn existing_signatures(state: &RepoState, tag: &str, sha256: &str) {
             println!("{s}");
         }
     }
-}
-
-/// The registry's client, with docker's credentials and TLS files for it.
-fn registry_client(image: &ImageRef) -> Result<RegistryClient, CliError> {
-    let docker = DockerConfig::load()?;
-    let config = RegistryConfig::from_docker_config(image.registry(), &docker, &[]);
-    Ok(RegistryClient::new(config)?)
 }
 
 /// Asks a yes/no question on the terminal (or reads the answer from stdin).
