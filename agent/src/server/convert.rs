@@ -255,21 +255,20 @@ mod tests {
     #[test]
     fn bad_requests_are_refused_by_name() {
         let bad = |r: v1::ImportKeyRequest| NewKey::try_from(&r).unwrap_err().to_string();
-        let named = |name: &str| v1::ImportKeyRequest {
+        // The request zeroizes itself on drop, so it is built field by field.
+        let request = |name: &str, slot: &str, backend: i32| v1::ImportKeyRequest {
             name: name.into(),
-            ..Default::default()
+            backend,
+            device: String::new(),
+            pem: Vec::new(),
+            passphrase: String::new(),
+            slot: slot.into(),
+            pin_policy: 0,
+            touch_policy: 0,
         };
-        assert!(bad(named("bad name!")).contains("invalid key name 'bad name!'"));
-        assert!(bad(v1::ImportKeyRequest {
-            slot: "9b".into(),
-            ..named("alice")
-        })
-        .contains("'9b' is not a PIV key slot"));
-        assert!(bad(v1::ImportKeyRequest {
-            backend: 9,
-            ..named("alice")
-        })
-        .contains("unknown backend 9"));
+        assert!(bad(request("bad name!", "", 0)).contains("invalid key name 'bad name!'"));
+        assert!(bad(request("alice", "9b", 0)).contains("'9b' is not a PIV key slot"));
+        assert!(bad(request("alice", "", 9)).contains("unknown backend 9"));
         assert!(digest_from_proto(None).is_err());
         assert!(digest_from_proto(Some(v1::sign_request::Payload::Data(vec![]))).is_err());
         assert!(matches!(

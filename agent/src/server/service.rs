@@ -119,7 +119,9 @@ impl AgentApi for Agent {
     ) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
         let mut r = req.into_inner();
-        let passphrase = Some(std::mem::take(&mut r.passphrase))
+        // Copied at its exact length (a String's spare capacity would be reallocated, and the
+        // old buffer freed unzeroized); the request zeroizes its own copy when it drops.
+        let passphrase = Some(r.passphrase.as_str())
             .filter(|p| !p.is_empty())
             .map(SecretString::from);
         let pem = zeroize::Zeroizing::new(std::mem::take(&mut r.pem));
@@ -192,8 +194,9 @@ impl AgentApi for Agent {
     ) -> Result<Response<v1::UnlockReply>, Status> {
         let peer = peer(&req);
         let mut r = req.into_inner();
-        let pin = SecretString::from(std::mem::take(&mut r.pin));
-        let device = Some(r.device).filter(|d| !d.is_empty());
+        // As the passphrase above: an exact copy; the request zeroizes its own.
+        let pin = SecretString::from(r.pin.as_str());
+        let device = Some(std::mem::take(&mut r.device)).filter(|d| !d.is_empty());
         let ttl = self.pin_ttl;
         let result = self
             .blocking(move |k| k.unlock(device.as_deref(), pin, ttl))
