@@ -62,7 +62,10 @@ mod tests {
         };
         let shown = format!("{unlock:?} {unlock:#?}");
         assert!(!shown.contains("pin-771-secret"), "{shown}");
-        assert!(shown.contains("[redacted]") && shown.contains("tok"), "{shown}");
+        assert!(
+            shown.contains("[redacted]") && shown.contains("tok"),
+            "{shown}"
+        );
 
         let mut import = ImportKeyRequest::default();
         import.name = "alice".into();
