@@ -10,7 +10,28 @@ use crate::backend::{
 };
 use crate::error::AgentError;
 use crate::keyring::{DeviceStatus, NewKey};
-use crate::keys::Sha256Digest;
+use crate::keys::{KeyRef, Sha256Digest};
+
+/// The longest key reference or name a request may carry: far above any name (64) or key ID
+/// (64), and small enough that quoting it in an error or an audit line costs nothing.
+pub const MAX_REFERENCE: usize = 1024;
+
+/// A request's key reference (ID, unique ID prefix or name).
+pub fn key_ref_from_proto(key: &str) -> Result<KeyRef, AgentError> {
+    not_too_long("key reference", key)?;
+    Ok(key.parse()?)
+}
+
+/// Refuses client text longer than [`MAX_REFERENCE`], without quoting it.
+pub fn not_too_long(what: &str, text: &str) -> Result<(), AgentError> {
+    if text.len() > MAX_REFERENCE {
+        return Err(AgentError::InvalidArgument(format!(
+            "a {what} of {} bytes: at most {MAX_REFERENCE} are accepted",
+            text.len()
+        )));
+    }
+    Ok(())
+}
 
 /// The fields a generate and an import request share.
 struct NewKeyFields<'a> {
@@ -26,6 +47,8 @@ impl TryFrom<NewKeyFields<'_>> for NewKey {
     type Error = AgentError;
 
     fn try_from(r: NewKeyFields<'_>) -> Result<Self, AgentError> {
+        not_too_long("key name", r.name)?;
+        not_too_long("device name", r.device)?;
         let name = r.name.parse()?;
         let kind = backend_from_proto(r.backend)?;
         let slot = Some(r.slot)
