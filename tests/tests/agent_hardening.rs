@@ -13,20 +13,15 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use tonic::Code;
-use tufa_client::agent::{AgentClient, SignContext};
-use tufa_proto::v1;
-use tufa_tests::{require, Agent, AgentOptions, SoftHsm};
+use tufa_client::agent::{AgentClient, AgentKey, SignContext};
+use tufa_tests::{require, Agent, AgentOptions, SoftHsm, PIN};
 
-const PIN: &str = "pin-Qx7wz";
 /// A uid the tests allow, and one they do not.
 const ALLOWED_UID: u32 = 65533;
 const STRANGER_UID: u32 = 65534;
 
 fn ctx() -> SignContext {
-    SignContext {
-        gun: "example.com/app".into(),
-        role: "targets".into(),
-    }
+    tufa_tests::signing("targets")
 }
 
 /// Fails (never skips) when the test cannot act as other uids.
@@ -68,14 +63,8 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-async fn new_key(client: &AgentClient, name: &str) -> v1::Key {
-    client
-        .generate(v1::GenerateKeyRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
+async fn new_key(client: &AgentClient, name: &str) -> AgentKey {
+    client.generate_named(name).await.unwrap()
 }
 
 fn log_lines(path: &Path) -> Vec<serde_json::Value> {
@@ -131,13 +120,7 @@ async fn a_key_operation_whose_audit_line_cannot_be_written_fails_and_no_line_is
     refused(&e);
     assert!(e.to_string().contains("no signature"), "{e}");
     // A new key would be unaudited: it is removed again.
-    let e = client
-        .generate(v1::GenerateKeyRequest {
-            name: "ghost".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = client.generate_named("ghost").await.unwrap_err();
     refused(&e);
     // A deletion is refused before it is done.
     refused(&client.delete("full").await.unwrap_err());
@@ -221,16 +204,9 @@ async fn client_text_cannot_make_a_huge_audit_line() {
     };
     client.sign(&key, b"long context", &long).await.unwrap();
     // A key reference the client chose ends up in the error message of the result.
-    let unknown = |len| v1::Key {
-        key_id: "k".repeat(len),
-        ..Default::default()
-    };
-    let e = client.sign(&unknown(1000), b"x", &ctx()).await.unwrap_err();
+    let e = client.attest(&"k".repeat(1000)).await.unwrap_err();
     assert_eq!(e.code(), Some(Code::NotFound), "{e}");
-    let e = client
-        .sign(&unknown(60_000), b"x", &ctx())
-        .await
-        .unwrap_err();
+    let e = client.attest(&"k".repeat(60_000)).await.unwrap_err();
     assert_eq!(e.code(), Some(Code::InvalidArgument), "{e}");
     assert!(e.to_string().contains("60000 bytes"), "{e}");
     // A 4 MiB GUN is no request the agent takes.
@@ -256,10 +232,7 @@ async fn client_text_cannot_make_a_huge_audit_line() {
         "{gun}"
     );
     assert!(signed["role"].as_str().unwrap().starts_with("rrr"));
-    let missing = lines
-        .iter()
-        .find(|l| l["op"] == "sign" && l["result"] != "ok")
-        .unwrap();
+    let missing = lines.iter().find(|l| l["op"] == "attest").unwrap();
     assert!(
         missing["result"].as_str().unwrap().contains("more bytes"),
         "{missing}"
