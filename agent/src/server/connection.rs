@@ -2,6 +2,10 @@
 //! stranger's connection costs the agent one accept and one close; each uid may hold a few
 //! connections at most; running out of file descriptors makes the loop wait, never spin; and a
 //! connection from which nothing arrives for the idle timeout is closed.
+//!
+//! So that a person who reached the wrong agent reads why, a few refused connections at a time
+//! ([`COURTESIES`], for at most [`COURTESY_TIME`]) are served anyway, with every call refused
+//! by the peer check ([`ConnInfo::refusal`]); all others are closed unanswered.
 
 use std::collections::HashMap;
 use std::future::Future as _;
@@ -13,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, UdsConnectInfo};
+use tonic::Code;
 
 /// The first pause after a failed accept; it doubles up to [`MAX_ACCEPT_PAUSE`].
 const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
@@ -24,11 +29,11 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
 const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 /// How often the same kind of refusal is logged at most (a flood must not flood the log).
 const WARN_EVERY: Duration = Duration::from_secs(10);
-/// Refused connections kept open at once, each for at most [`GOODBYE_TIME`], so their client
-/// can read why; beyond that (a flood) they are closed at once, unexplained.
-const GOODBYES: usize = 8;
+/// Refused connections answered at once, each for at most [`COURTESY_TIME`]; beyond that (a
+/// flood) they are closed at accept, unanswered.
+pub const COURTESIES: usize = 8;
 /// How long a refused connection is kept for its client to read the refusal.
-const GOODBYE_TIME: Duration = Duration::from_secs(1);
+pub const COURTESY_TIME: Duration = Duration::from_secs(1);
 
 /// Who may connect, and how much each may hold.
 #[derive(Clone, Debug)]
@@ -58,7 +63,7 @@ async fn accept_loop(
     tx: mpsc::Sender<io::Result<Connection>>,
 ) {
     let open = Arc::new(Mutex::new(HashMap::new()));
-    let goodbyes = Arc::new(tokio::sync::Semaphore::new(GOODBYES));
+    let courtesies = Arc::new(Semaphore::new(COURTESIES));
     let (mut refused, mut capped) = (Throttle::default(), Throttle::default());
     let mut pause = ACCEPT_PAUSE;
     let mut starved = false;
@@ -99,60 +104,33 @@ async fn accept_loop(
             continue;
         };
         let uid = cred.uid();
-        if !admission.allowed.contains(&uid) {
+        let connection = if !admission.allowed.contains(&uid) {
             if let Some(more) = refused.due() {
                 tracing::warn!(pid = ?cred.pid(), refused_since_last = more, "refused a connection from uid {uid}: only the agent's own user and the uids in allowed_uids may connect");
             }
             let why = format!("uid {uid} may not use this agent: only its own user and the uids in allowed_uids may");
-            say_goodbye(stream, why, &goodbyes);
-            continue;
-        }
-        let Some(slot) = Slot::take(&open, uid, admission.per_uid) else {
+            let Some(c) = Connection::refused(stream, Code::PermissionDenied, why, &courtesies)
+            else {
+                continue;
+            };
+            c
+        } else if let Some(slot) = Slot::take(&open, uid, admission.per_uid) {
+            Connection::new(stream, slot, admission.idle)
+        } else {
             if let Some(more) = capped.due() {
                 tracing::warn!(refused_since_last = more, "uid {uid} already holds {} connections (limits.connections_per_uid): closed a new one", admission.per_uid);
             }
             let why = format!("uid {uid} already holds {} connections to this agent (limits.connections_per_uid): close some first", admission.per_uid);
-            say_goodbye(stream, why, &goodbyes);
-            continue;
+            let Some(c) = Connection::refused(stream, Code::ResourceExhausted, why, &courtesies)
+            else {
+                continue;
+            };
+            c
         };
-        let connection = Connection::new(stream, slot, admission.idle);
         if tx.send(Ok(connection)).await.is_err() {
             return;
         }
     }
-}
-
-/// Tells a refused client why, in the two frames an HTTP/2 client reads first: an empty
-/// SETTINGS (the server's preface) and a GOAWAY whose debug data is `why`. Nothing the client
-/// sends is parsed: it is read and dropped until the client closes (having read the GOAWAY),
-/// for at most [`GOODBYE_TIME`], and for at most [`GOODBYES`] connections at once.
-fn say_goodbye(stream: UnixStream, why: String, goodbyes: &Arc<tokio::sync::Semaphore>) {
-    const INADEQUATE_SECURITY: u32 = 0xc;
-    let Ok(slot) = Arc::clone(goodbyes).try_acquire_owned() else {
-        return;
-    };
-    let why = &why.as_bytes()[..why.len().min(512)];
-    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
-    let len = (8 + why.len()) as u32;
-    frames.extend_from_slice(&len.to_be_bytes()[1..]);
-    frames.extend_from_slice(&[0x7, 0, 0, 0, 0, 0]);
-    frames.extend_from_slice(&0u32.to_be_bytes());
-    frames.extend_from_slice(&INADEQUATE_SECURITY.to_be_bytes());
-    frames.extend_from_slice(why);
-    // The fresh socket's send buffer is empty: the frames fit in one non-blocking write.
-    if stream.try_write(&frames).is_err() {
-        return;
-    }
-    tokio::spawn(async move {
-        let _slot = slot;
-        let mut stream = stream;
-        let mut sink = [0u8; 1024];
-        let drain = async {
-            use tokio::io::AsyncReadExt as _;
-            while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-        };
-        let _ = tokio::time::timeout(GOODBYE_TIME, drain).await;
-    });
 }
 
 /// Out of descriptors or memory: waiting helps, retrying at once does not.
@@ -217,13 +195,36 @@ impl Drop for Slot {
     }
 }
 
-/// An admitted connection: the stream, its idle deadline, and its uid's slot.
+/// An admitted connection: the stream, its idle deadline, and its uid's slot; or a refused
+/// one, answered for a moment.
 pub struct Connection {
     stream: UnixStream,
     idle: Duration,
     // Moved forward by every read; hyper's keepalive pings make live clients answer in time.
     deadline: Pin<Box<Sleep>>,
-    _slot: Slot,
+    // A refused connection's end, however busy it is.
+    expires: Option<Pin<Box<Sleep>>>,
+    refusal: Option<Refusal>,
+    _slot: Option<Slot>,
+    _courtesy: Option<OwnedSemaphorePermit>,
+}
+
+/// What every call on a refused connection gets.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// The gRPC code.
+    pub code: Code,
+    /// Why, in words.
+    pub message: Arc<str>,
+}
+
+/// What the server knows of a connection: its peer, and whether it was refused.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The socket's peer address and credentials.
+    pub uds: UdsConnectInfo,
+    /// Set on a connection the agent will not serve: every call gets it.
+    pub refusal: Option<Refusal>,
 }
 
 impl Connection {
@@ -232,16 +233,45 @@ impl Connection {
             stream,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
-            _slot: slot,
+            expires: None,
+            refusal: None,
+            _slot: Some(slot),
+            _courtesy: None,
         }
+    }
+
+    /// A refused connection, answered for [`COURTESY_TIME`] if one of the [`COURTESIES`] is
+    /// free; `None`: close it now.
+    fn refused(
+        stream: UnixStream,
+        code: Code,
+        why: String,
+        courtesies: &Arc<Semaphore>,
+    ) -> Option<Self> {
+        let courtesy = Arc::clone(courtesies).try_acquire_owned().ok()?;
+        Some(Self {
+            stream,
+            idle: COURTESY_TIME,
+            deadline: Box::pin(tokio::time::sleep(COURTESY_TIME)),
+            expires: Some(Box::pin(tokio::time::sleep(COURTESY_TIME))),
+            refusal: Some(Refusal {
+                code,
+                message: why.into(),
+            }),
+            _slot: None,
+            _courtesy: Some(courtesy),
+        })
     }
 }
 
 impl Connected for Connection {
-    type ConnectInfo = UdsConnectInfo;
+    type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        ConnInfo {
+            uds: self.stream.connect_info(),
+            refusal: self.refusal.clone(),
+        }
     }
 }
 
@@ -252,6 +282,14 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if let Some(end) = &mut this.expires {
+            if end.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "a refused connection's time is up",
+                )));
+            }
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {

@@ -54,7 +54,17 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// The largest request the agent decodes. The largest real ones (a PEM key, a certificate) are
 /// a few KiB; the length is checked before the body is buffered, so a client cannot make the
 /// agent hold megabytes per call.
-pub const MAX_REQUEST: usize = 256 * 1024;
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// HTTP/2 streams a connection may open. As many as an HTTP/2 client assumes before it reads
+/// the agent's settings (RFC 9113 recommends at least 100), so a client that starts many calls
+/// at once has none refused; only `streams_per_connection` of them are read and handled at a
+/// time, the others wait unread, held back by HTTP/2 flow control.
+pub const MAX_STREAMS: u32 = 100;
+
+/// Bytes a connection may send ahead of what the agent has read (HTTP/2 flow control): with
+/// [`MAX_REQUEST`] and the limits, what a caller can make the agent buffer.
+pub const CONNECTION_WINDOW: u32 = 256 * 1024;
 
 /// How long one call may take, waiting for its turn included: longer than the client waits for
 /// a touch (60 s), so the card or the client decides, but bounded.
@@ -132,9 +142,9 @@ impl Shutdown {
 /// Serves the agent on the bound socket until `shutdown` resolves, then finishes the calls in
 /// flight (for at most [`SHUTDOWN_GRACE`]) and removes the socket.
 ///
-/// Limits (`config.limits`): connections per uid and the idle timeout at accept, concurrent
-/// streams per connection in HTTP/2's own setting, device work per uid in the service, and
-/// [`MAX_REQUEST`] and [`CALL_TIMEOUT`] for every call.
+/// Limits (`config.limits`): connections per uid and the idle timeout at accept, calls handled
+/// at once per connection (of at most [`MAX_STREAMS`] open), device work per uid in the
+/// service, and [`MAX_REQUEST`], [`CONNECTION_WINDOW`] and [`CALL_TIMEOUT`] for every call.
 pub async fn serve(
     config: &Config,
     socket: Socket,
@@ -156,7 +166,10 @@ pub async fn serve(
     let ping = limits.idle_timeout / 3;
     let service = AgentServer::new(agent).max_decoding_message_size(MAX_REQUEST);
     let server = tonic::transport::Server::builder()
-        .max_concurrent_streams(limits.streams_per_connection)
+        .max_concurrent_streams(MAX_STREAMS.max(limits.streams_per_connection))
+        .concurrency_limit_per_connection(limits.streams_per_connection as usize)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_stream_window_size(MAX_REQUEST as u32)
         .http2_keepalive_interval(Some(ping))
         .http2_keepalive_timeout(Some(ping))
         .timeout(CALL_TIMEOUT)

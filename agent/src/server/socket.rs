@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 
-use super::connection::{self, Admission, Connection};
+use super::connection::{self, Admission, ConnInfo, Connection};
 use crate::audit::Peer;
 
 /// Why the agent cannot listen where it was told to.
@@ -214,6 +213,13 @@ impl PeerCheck {
     /// Lets a call through if the caller's uid is allowed (a tonic interceptor; connections of
     /// others are closed at accept already, this is the second guard).
     pub fn check(&self, req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(r) = req
+            .extensions()
+            .get::<ConnInfo>()
+            .and_then(|i| i.refusal.as_ref())
+        {
+            return Err(Status::new(r.code, &*r.message));
+        }
         match peer_cred(&req) {
             Some(c) if self.allowed.contains(&c.uid()) => Ok(req),
             Some(c) => {
@@ -241,6 +247,6 @@ pub fn peer<T>(req: &Request<T>) -> Peer {
 
 fn peer_cred<T>(req: &Request<T>) -> Option<tokio::net::unix::UCred> {
     req.extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|i| i.peer_cred)
+        .get::<ConnInfo>()
+        .and_then(|i| i.uds.peer_cred)
 }
