@@ -141,6 +141,42 @@ impl Agent {
         })
         .await
     }
+
+    /// Runs an operation on a key that cannot be undone (`done` says what it does, "deleted"):
+    /// a `started` line first, the operation only once that line is on disk, then a line with
+    /// its result.
+    async fn irreversible<T: Send + 'static>(
+        &self,
+        op: Operation,
+        peer: Peer,
+        key: KeyRef,
+        done: &'static str,
+        run: impl FnOnce(&Keyring, &KeyInfo) -> Result<T, AgentError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let _guard = self.manage.lock().await;
+        self.blocking(peer, move |k, audit| {
+            let found = k.resolve(&key);
+            let info = found.as_ref().map(|f| &f.key).ok();
+            let Some(target) = info else {
+                let rec = Record::for_key(op, peer, None).result(&found);
+                return Err(lost_line(audit.write(&rec), found.err().expect("an error")));
+            };
+            audit
+                .write(&Record::for_key(op, peer, info).started())
+                .map_err(|e| e.refuse(&format!("key {} was not {done}", target.id)))?;
+            let result = run(k, target);
+            let rec = Record::for_key(op, peer, info).result(&result);
+            match (result, audit.write(&rec)) {
+                (Ok(value), Ok(())) => Ok(value),
+                (Ok(_), Err(e)) => Err(e.refuse(&format!(
+                    "key {} was {done}, but the line saying so was not written",
+                    target.id
+                ))),
+                (Err(e), written) => Err(lost_line(written, e)),
+            }
+        })
+        .await
+    }
 }
 
 /// Deletes a key whose audit line could not be written, and says so.
@@ -236,32 +272,13 @@ impl AgentApi for Agent {
     ) -> Result<Response<v1::DeleteKeyReply>, Status> {
         let peer = peer(&req);
         let key = key_ref_from_proto(&req.into_inner().key)?;
-        let _guard = self.manage.lock().await;
-        let id = self
-            .blocking(peer, move |k, audit| {
-                let found = k.resolve(&key);
-                let key = found.as_ref().map(|f| &f.key).ok();
-                let Ok(Found { key: info, .. }) = &found else {
-                    let rec = Record::for_key(Operation::Delete, peer, key).result(&found);
-                    return Err(lost_line(audit.write(&rec), found.err().expect("an error")));
-                };
-                audit
-                    .write(&Record::for_key(Operation::Delete, peer, key).started())
-                    .map_err(|e| e.refuse(&format!("key {} was not deleted", info.id)))?;
-                let result = k.delete(&KeyRef::Id(info.id));
-                let rec = Record::for_key(Operation::Delete, peer, key).result(&result);
-                match (result, audit.write(&rec)) {
-                    (Ok(gone), Ok(())) => Ok(gone.id),
-                    (Ok(gone), Err(e)) => Err(e.refuse(&format!(
-                        "key {} was deleted, but the line saying so was not written",
-                        gone.id
-                    ))),
-                    (Err(e), written) => Err(lost_line(written, e)),
-                }
+        let gone = self
+            .irreversible(Operation::Delete, peer, key, "deleted", |k, target| {
+                k.delete(&KeyRef::Id(target.id))
             })
             .await?;
         Ok(Response::new(v1::DeleteKeyReply {
-            key_id: id.to_string(),
+            key_id: gone.id.to_string(),
         }))
     }
 
@@ -273,30 +290,13 @@ impl AgentApi for Agent {
         let r = req.into_inner();
         let key = key_ref_from_proto(&r.key)?;
         let der = r.certificate_der;
-        let _guard = self.manage.lock().await;
-        self.blocking(peer, move |k, audit| {
-            let found = k.resolve(&key);
-            let info = found.as_ref().map(|f| &f.key).ok();
-            let op = Operation::SetCertificate;
-            let Ok(Found { key: target, .. }) = &found else {
-                let rec = Record::for_key(op, peer, info).result(&found);
-                return Err(lost_line(audit.write(&rec), found.err().expect("an error")));
-            };
-            audit
-                .write(&Record::for_key(op, peer, info).started())
-                .map_err(|e| e.refuse(&format!("no certificate was stored with key {}", target.id)))?;
-            let result = k.set_certificate(&KeyRef::Id(target.id), &der);
-            let rec = Record::for_key(op, peer, info).result(&result);
-            match (result, audit.write(&rec)) {
-                (Ok(now), Ok(())) => Ok(Response::new(now.into())),
-                (Ok(now), Err(e)) => Err(e.refuse(&format!(
-                    "the certificate was stored with key {}, but the line saying so was not written",
-                    now.id
-                ))),
-                (Err(e), written) => Err(lost_line(written, e)),
-            }
-        })
-        .await
+        let op = Operation::SetCertificate;
+        let now = self
+            .irreversible(op, peer, key, "given the certificate", move |k, target| {
+                k.set_certificate(&KeyRef::Id(target.id), &der)
+            })
+            .await?;
+        Ok(Response::new(now.into()))
     }
 
     async fn sign(&self, req: Request<v1::SignRequest>) -> Result<Response<v1::SignReply>, Status> {
