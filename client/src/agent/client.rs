@@ -215,13 +215,18 @@ impl AgentClient {
         pem: Vec<u8>,
         passphrase: Option<&SecretString>,
     ) -> Result<AgentKey, AgentClientError> {
+        // The request zeroizes the PEM and the passphrase when tonic drops it after sending.
         let req = v1::ImportKeyRequest {
             name: name.to_owned(),
+            backend: 0,
+            device: String::new(),
             pem,
             passphrase: passphrase
                 .map(|p| p.expose_secret().to_owned())
                 .unwrap_or_default(),
-            ..Default::default()
+            slot: String::new(),
+            pin_policy: 0,
+            touch_policy: 0,
         };
         self.inner
             .clone()
