@@ -1,4 +1,5 @@
-//! The audit log: one JSON line per generation, import, deletion, certificate and signature.
+//! The audit log: one JSON line per generation, import, deletion, certificate and signature,
+//! and per call the `[[client]]` rules refused.
 //!
 //! Lines carry who asked (peer uid and pid), which key, for which GUN and role, the SHA-256 of
 //! what was signed, and the result. Never a PIN, a passphrase or key bytes: the record type has
@@ -49,6 +50,10 @@ pub enum Operation {
     Lock,
     /// A key's attestation was read.
     Attest,
+    /// The agent's status was asked for (a line only when it is refused).
+    Status,
+    /// Keys were listed or looked up (a line only when it is refused).
+    List,
 }
 
 /// The longest GUN and role kept in a line (Docker's own limit on a repository name); longer
@@ -151,10 +156,18 @@ impl<'a> Record<'a> {
 
     /// "ok", or the error's message.
     pub fn result<T>(mut self, r: &Result<T, AgentError>) -> Self {
-        self.result = match r {
-            Ok(_) => "ok".into(),
-            Err(e) => cap(&e.to_string(), CAP_RESULT).into_owned(),
-        };
+        match r {
+            Ok(_) => {
+                self.result = "ok".into();
+                self
+            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// The error's message (a failure, or a refusal that says why).
+    pub fn error(mut self, e: &AgentError) -> Self {
+        self.result = cap(&e.to_string(), CAP_RESULT).into_owned();
         self
     }
 

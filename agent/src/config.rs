@@ -18,6 +18,11 @@
 //! management_key = "default"                  # or "protected", or { file = "/etc/tufa/mgm.hex" }
 //! touch_policy = "never"                      # new keys' touch policy: never, always, cached
 //!
+//! [[client]]                                  # what another uid may do (see crate::policy)
+//! uid = 1001                                  # or gid = N; the uid needs no allowed_uids entry
+//! allow = ["status", "list", "sign"]
+//! keys = ["ci-*"]
+//!
 //! [limits]                                    # what one caller may hold; the defaults:
 //! connections_per_uid = 32
 //! streams_per_connection = 16
@@ -34,6 +39,7 @@ use crate::backend::pkcs11::Pkcs11Config;
 use crate::backend::yubikey::{ManagementKey, YubiKeyConfig};
 use crate::backend::TouchPolicy;
 use crate::pin::PinSource;
+use crate::policy::{ClientRule, ClientSection, Who};
 
 /// The file's shape; unknown keys are errors so typos do not pass silently.
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +62,9 @@ pub struct ConfigFile {
     pub yubikey: Vec<YubiKeySection>,
     /// Per-caller limits.
     pub limits: Option<LimitsSection>,
+    /// Per-client rules.
+    #[serde(default)]
+    pub client: Vec<ClientSection>,
 }
 
 /// The `[limits]` table.
@@ -149,8 +158,11 @@ pub struct Config {
     pub socket: PathBuf,
     /// Audit log path.
     pub audit_log: Option<PathBuf>,
-    /// uids allowed besides the agent's own.
+    /// uids allowed besides the agent's own: `allowed_uids`, and every uid a `[[client]]` rule
+    /// covers.
     pub allowed_uids: Vec<u32>,
+    /// What each allowed uid may do.
+    pub clients: Vec<ClientRule>,
     /// Unlock PIN lifetime.
     pub pin_cache_ttl: Duration,
     /// PKCS#11 tokens.
@@ -399,10 +411,23 @@ impl Config {
             })?,
         };
         let limits = limits(file.limits.unwrap_or_default(), &invalid)?;
+        let clients = crate::policy::rules(file.client, &crate::policy::system_group_members)
+            .map_err(|e| invalid(&e.key, e.message))?;
+        // A rule lets its uids in: naming them in allowed_uids too is not needed.
+        let mut allowed_uids = file.allowed_uids;
+        for rule in &clients {
+            match &rule.who {
+                Who::Uid(u) => allowed_uids.push(*u),
+                Who::Gid { members, .. } => allowed_uids.extend(members),
+            }
+        }
+        allowed_uids.sort_unstable();
+        allowed_uids.dedup();
         Ok(Self {
             socket,
             audit_log: flags.audit_log.or(file.audit_log),
-            allowed_uids: file.allowed_uids,
+            allowed_uids,
+            clients,
             pin_cache_ttl: ttl,
             pkcs11,
             yubikeys,
@@ -578,6 +603,33 @@ mod tests {
         .unwrap();
         assert_eq!(c.yubikeys[1].serial, 2);
         assert_eq!(c.yubikeys[1].pin, PinSource::File("/pin".into()));
+    }
+
+    #[test]
+    fn reads_client_rules_and_lets_their_uids_in() {
+        let base = "socket = \"/tmp/x.sock\"\nallowed_uids = [7]\n[[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"t\"\n";
+        let c = load(&format!(
+            "{base}[[client]]\nuid = 1001\nallow = [\"status\", \"sign\"]\nkeys = [\"ci-*\"]\n\
+             [[client]]\ngid = 0\nallow = [\"list\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.clients.len(), 2);
+        assert_eq!(c.clients[0].who, Who::Uid(1001));
+        // root's primary group is 0 in every /etc/passwd.
+        assert!(c.allowed_uids.contains(&7) && c.allowed_uids.contains(&1001));
+        assert!(c.allowed_uids.contains(&0), "{:?}", c.allowed_uids);
+        // An unknown operation is an error naming the line.
+        let e = load(&format!(
+            "{base}\n[[client]]\nuid = 1001\nallow = [\"status\", \"sing\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 9 (`allow`)") && e.contains("sing"), "{e}");
+        assert!(e.contains("expected one of"), "{e}");
+        let e = load(&format!("{base}[[client]]\nallow = [\"sign\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("client[0].uid") && e.contains("gid = N"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,26 @@ pub enum AgentError {
         /// The key as the caller named it.
         key: String,
     },
+    /// A key the caller may not use, answered as a key that does not exist is (the same words
+    /// whether it exists or not).
+    #[error("no key '{key}' that uid {uid} may use: `tufa key list` shows the keys it may use (the agent's [[client]] rules decide which)")]
+    KeyNotVisible {
+        /// The key as the caller named it.
+        key: String,
+        /// The caller.
+        uid: u32,
+    },
+    /// The caller may not do this: the `[[client]]` rules, or the default for an allowed uid
+    /// without one.
+    #[error("{who} may not {action}: {why}")]
+    PermissionDenied {
+        /// The caller, `uid N`.
+        who: String,
+        /// What it tried, naming the key: `sign with key 'root' (ID)`.
+        action: String,
+        /// Why not, and what to do.
+        why: String,
+    },
     /// A key ID prefix matches several keys.
     #[error("'{key}' matches several keys ({}): give more digits of the key ID", matches.join(", "))]
     AmbiguousKey {
@@ -287,7 +307,8 @@ impl AgentError {
     /// The gRPC code for this error: the one place errors become codes.
     pub fn code(&self) -> Code {
         match self {
-            Self::KeyNotFound { .. } => Code::NotFound,
+            Self::KeyNotFound { .. } | Self::KeyNotVisible { .. } => Code::NotFound,
+            Self::PermissionDenied { .. } => Code::PermissionDenied,
             Self::NameTaken { .. } | Self::KeyExists { .. } => Code::AlreadyExists,
             Self::AmbiguousKey { .. }
             | Self::InvalidName(_)

@@ -6,8 +6,9 @@
 //!   [`server::service`] (the gRPC handlers, each caller's share of device work),
 //!   [`server::convert`] (proto <-> domain) and the named [`server::Shutdown`].
 //! - [`keyring`]: every configured device, which holds which key, and the key operations.
-//! - [`audit`]: the JSON-lines audit log, which fails closed.
 //! - [`config`]: the TOML file and the flags.
+//! - [`policy`]: who may do what with which key: the `[[client]]` rules and their default.
+//! - [`audit`]: the JSON-lines audit log, which fails closed.
 //! - [`backend`]: the one trait every device implements, and the types it speaks;
 //!   [`backend::pkcs11`] is a PKCS#11 token, [`backend::yubikey`] a YubiKey's PIV application.
 //! - [`pin`]: where PINs come from, the cache of a PIN a client handed over, and the
@@ -25,6 +26,7 @@ pub mod import;
 pub mod keyring;
 pub mod keys;
 pub mod pin;
+pub mod policy;
 pub mod server;
 
 pub use error::AgentError;

@@ -20,6 +20,7 @@ use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::keyring::Keyring;
+use crate::policy::Policy;
 
 pub mod connection;
 pub mod convert;
@@ -86,21 +87,32 @@ pub fn protect_process() -> io::Result<()> {
     Ok(())
 }
 
-/// Opens every configured device and the audit log; fails if one is missing or misconfigured.
+/// Opens every configured device and the audit log, and warns about `[[client]]` rules that
+/// name no key yet; fails if a device is missing or misconfigured.
 pub async fn open(config: &Config) -> Result<Agent, ServerError> {
     let audit = match &config.audit_log {
         Some(path) => AuditLog::open(path)?,
         None => AuditLog::disabled(),
     };
     let devices = config.clone();
-    let keyring = tokio::task::spawn_blocking(move || Keyring::open(&devices))
-        .await
-        .map_err(|e| AgentError::Internal(e.to_string()))??;
+    let policy = Policy::for_this_process(config.clients.clone());
+    let checked = policy.clone();
+    let keyring = tokio::task::spawn_blocking(move || {
+        let keyring = Keyring::open(&devices)?;
+        // Rules may name keys that come later: a warning, not an error.
+        for warning in checked.warnings(&keyring.refresh()) {
+            tracing::warn!("{warning}");
+        }
+        Ok::<_, AgentError>(keyring)
+    })
+    .await
+    .map_err(|e| AgentError::Internal(e.to_string()))??;
     Ok(Agent::new(
         keyring,
         audit,
         config.pin_cache_ttl,
         config.limits.device_calls_per_uid,
+        policy,
     ))
 }
 

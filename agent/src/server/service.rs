@@ -5,6 +5,10 @@
 //! returned, a new key whose line cannot be written is deleted again, and a deletion or
 //! certificate (which cannot be undone) is done only once a `started` line is on disk. A failed
 //! operation still answers with its own error; its lost line is reported on stderr.
+//!
+//! Every call is checked against the [`Policy`] first (the `[[client]]` rules): a refused call
+//! touches no device, answers `PermissionDenied` naming the uid, the operation and the key,
+//! and gets an audit line whose result says why.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,7 @@ use crate::error::AgentError;
 use crate::import::ImportedKey;
 use crate::keyring::{Found, Keyring, NewKey};
 use crate::keys::{KeyName, KeyRef};
+use crate::policy::{Context, Op, Policy};
 
 /// Device operations of all callers together that may run at once (each caller also has its
 /// `device_calls_per_uid`): well under tokio's 512 blocking threads.
@@ -37,6 +42,7 @@ pub struct Agent {
     // Key management is rare; doing it one at a time keeps name checks race-free.
     manage: tokio::sync::Mutex<()>,
     work: DeviceWork,
+    policy: Arc<Policy>,
 }
 
 /// Who may run device work now: every caller (uid) gets its own share, so one that floods
@@ -78,12 +84,13 @@ impl DeviceWork {
 
 impl Agent {
     /// The service over an opened keyring; `device_calls_per_uid` is each caller's share of
-    /// device work.
+    /// device work, `policy` who may do what.
     pub fn new(
         keyring: Keyring,
         audit: AuditLog,
         pin_ttl: Duration,
         device_calls_per_uid: usize,
+        policy: Policy,
     ) -> Self {
         Self {
             keyring: Arc::new(keyring),
@@ -91,7 +98,21 @@ impl Agent {
             pin_ttl,
             manage: tokio::sync::Mutex::new(()),
             work: DeviceWork::new(device_calls_per_uid),
+            policy: Arc::new(policy),
         }
+    }
+
+    /// Checks an operation on no key (status, list, unlock, lock); a refusal gets its line.
+    async fn allowed(&self, peer: Peer, op: Operation) -> Result<(), Status> {
+        let Err(e) = self.policy.check(peer, rule_op(op)) else {
+            return Ok(());
+        };
+        Err(self
+            .blocking(peer, move |_, audit| {
+                Ok(refuse(audit, Record::new(op, peer), e))
+            })
+            .await
+            .unwrap_or_else(|s| s))
     }
 
     /// The audit log (for the SIGHUP reopen).
@@ -126,6 +147,15 @@ impl Agent {
         new: NewKey,
         make: impl FnOnce(&Keyring, &NewKey) -> Result<KeyInfo, AgentError> + Send + 'static,
     ) -> Result<Response<v1::Key>, Status> {
+        if let Err(e) = self.policy.check_new(peer, rule_op(op), &new.spec.name) {
+            return Err(self
+                .blocking(peer, move |_, audit| {
+                    let rec = Record::for_key(op, peer, None).named(&new.spec.name);
+                    Ok(refuse(audit, rec, e))
+                })
+                .await
+                .unwrap_or_else(|s| s));
+        }
         let _guard = self.manage.lock().await;
         self.blocking(peer, move |k, audit| {
             let result = make(k, &new);
@@ -154,6 +184,7 @@ impl Agent {
         run: impl FnOnce(&Keyring, &KeyInfo) -> Result<T, AgentError> + Send + 'static,
     ) -> Result<T, Status> {
         let _guard = self.manage.lock().await;
+        let policy = Arc::clone(&self.policy);
         self.blocking(peer, move |k, audit| {
             let found = k.resolve(&key);
             let info = found.as_ref().map(|f| &f.key).ok();
@@ -161,6 +192,9 @@ impl Agent {
                 let rec = Record::for_key(op, peer, None).result(&found);
                 return Err(lost_line(audit.write(&rec), found.err().expect("an error")));
             };
+            if let Err(e) = policy.check_key(peer, rule_op(op), target, None) {
+                return Err(refuse(audit, Record::for_key(op, peer, info), e));
+            }
             audit
                 .write(&Record::for_key(op, peer, info).started())
                 .map_err(|e| e.refuse(&format!("key {} was not {done}", target.id)))?;
@@ -190,6 +224,34 @@ fn undo_new_key(k: &Keyring, info: &KeyInfo, name: &KeyName, e: &AuditError) -> 
     }
 }
 
+/// The policy's word for an audited operation.
+fn rule_op(op: Operation) -> Op {
+    match op {
+        Operation::Generate => Op::Generate,
+        Operation::Import => Op::Import,
+        Operation::Delete => Op::Delete,
+        Operation::SetCertificate => Op::Certificate,
+        Operation::Sign => Op::Sign,
+        Operation::Unlock => Op::Unlock,
+        Operation::Lock => Op::Lock,
+        Operation::Attest => Op::Attest,
+        Operation::Status => Op::Status,
+        Operation::List => Op::List,
+    }
+}
+
+/// Writes a refused call's line (its result says why) and answers with the refusal. Nothing
+/// was done, so the refusal goes out even when its line cannot be written (that goes to
+/// stderr).
+fn refuse(audit: &AuditLog, rec: Record<'_>, e: AgentError) -> Status {
+    let rec = rec.error(&e);
+    tracing::info!(op = ?rec.op, uid = ?rec.peer_uid, key_id = ?rec.key_id, "refused by the [[client]] rules");
+    if let Err(w) = audit.write(&rec) {
+        tracing::error!(error = %w, "the audit line of a refused call was not written");
+    }
+    e.into()
+}
+
 /// A failed operation answers with its own error; a line lost besides is reported here.
 fn lost_line(written: Result<(), AuditError>, e: AgentError) -> Status {
     if let Err(w) = written {
@@ -204,7 +266,9 @@ impl AgentApi for Agent {
         &self,
         req: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusReply>, Status> {
-        let devices = self.blocking(peer(&req), |k, _| Ok(k.status())).await?;
+        let peer = peer(&req);
+        self.allowed(peer, Operation::Status).await?;
+        let devices = self.blocking(peer, |k, _| Ok(k.status())).await?;
         Ok(Response::new(v1::StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             devices: devices
@@ -219,7 +283,11 @@ impl AgentApi for Agent {
         &self,
         req: Request<v1::ListKeysRequest>,
     ) -> Result<Response<v1::ListKeysReply>, Status> {
-        let mut keys = self.blocking(peer(&req), |k, _| Ok(k.refresh())).await?;
+        let peer = peer(&req);
+        self.allowed(peer, Operation::List).await?;
+        let mut keys = self.blocking(peer, |k, _| Ok(k.refresh())).await?;
+        // Keys the caller may not use are not shown to it.
+        keys.retain(|k| self.policy.sees(peer, k));
         keys.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()).then(a.id.cmp(&b.id)));
         Ok(Response::new(v1::ListKeysReply {
             keys: keys.into_iter().map(v1::Key::from).collect(),
@@ -228,9 +296,22 @@ impl AgentApi for Agent {
 
     async fn get_key(&self, req: Request<v1::GetKeyRequest>) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
+        self.allowed(peer, Operation::List).await?;
         let key = key_ref_from_proto(&req.into_inner().key)?;
+        let policy = Arc::clone(&self.policy);
         let found = self
-            .blocking(peer, move |k, _| Ok(k.resolve(&key)?))
+            .blocking(peer, move |k, audit| match k.resolve(&key) {
+                Ok(f) if policy.sees(peer, &f.key) => Ok(f),
+                // The same words as for a key that does not exist, and a line.
+                Ok(f) => {
+                    let rec = Record::for_key(Operation::List, peer, Some(&f.key));
+                    Err(refuse(audit, rec, policy.not_visible(peer, &key)))
+                }
+                Err(AgentError::KeyNotFound { .. }) if !policy.is_owner(peer) => {
+                    Err(policy.not_visible(peer, &key).into())
+                }
+                Err(e) => Err(e.into()),
+            })
             .await?;
         Ok(Response::new(found.key.into()))
     }
@@ -305,11 +386,31 @@ impl AgentApi for Agent {
         let key = key_ref_from_proto(&r.key)?;
         let digest = digest_from_proto(r.payload)?;
         let context = r.context.unwrap_or_default();
+        let policy = Arc::clone(&self.policy);
         self.blocking(peer, move |k, audit| {
-            let result = k.sign(&key, &digest);
-            let rec = Record::for_key(Operation::Sign, peer, result.as_ref().ok().map(|(i, _)| i))
-                .signing(&context.gun, &context.role, &digest)
-                .result(&result);
+            let asked = Context {
+                gun: &context.gun,
+                role: &context.role,
+            };
+            let found = match k.resolve(&key) {
+                Ok(f) => f.key,
+                Err(e) => {
+                    let rec = Record::for_key(Operation::Sign, peer, None)
+                        .signing(&context.gun, &context.role, &digest)
+                        .error(&e);
+                    return Err(lost_line(audit.write(&rec), e));
+                }
+            };
+            let rec = Record::for_key(Operation::Sign, peer, Some(&found)).signing(
+                &context.gun,
+                &context.role,
+                &digest,
+            );
+            if let Err(e) = policy.check_key(peer, Op::Sign, &found, Some(asked)) {
+                return Err(refuse(audit, rec, e));
+            }
+            let result = k.sign(&KeyRef::Id(found.id), &digest);
+            let rec = rec.result(&result);
             tracing::debug!(key_id = ?rec.key_id, gun = ?rec.gun, role = ?rec.role, result = %rec.result, "sign");
             // The signature leaves the agent only once its line is on disk.
             let written = audit.write(&rec);
@@ -331,6 +432,8 @@ impl AgentApi for Agent {
         req: Request<v1::UnlockRequest>,
     ) -> Result<Response<v1::UnlockReply>, Status> {
         let peer = peer(&req);
+        // Before the PIN is even read: a refused caller spends no try.
+        self.allowed(peer, Operation::Unlock).await?;
         let mut r = req.into_inner();
         // As the passphrase above: an exact copy; the request zeroizes its own.
         let pin = SecretString::from(r.pin.as_str());
@@ -366,6 +469,7 @@ impl AgentApi for Agent {
 
     async fn lock(&self, req: Request<v1::LockRequest>) -> Result<Response<v1::LockReply>, Status> {
         let peer = peer(&req);
+        self.allowed(peer, Operation::Lock).await?;
         // Locking only takes capabilities away: it is done, and answered, even when its line
         // cannot be written (the failure goes to stderr).
         let devices = self
@@ -387,7 +491,14 @@ impl AgentApi for Agent {
     ) -> Result<Response<v1::AttestReply>, Status> {
         let peer = peer(&req);
         let key = key_ref_from_proto(&req.into_inner().key)?;
+        let policy = Arc::clone(&self.policy);
         self.blocking(peer, move |k, audit| {
+            if let Ok(found) = k.resolve(&key) {
+                if let Err(e) = policy.check_key(peer, Op::Attest, &found.key, None) {
+                    let rec = Record::for_key(Operation::Attest, peer, Some(&found.key));
+                    return Err(refuse(audit, rec, e));
+                }
+            }
             let result = match k.attest(&key) {
                 Ok((found, Some(att))) => Ok((found.key, att)),
                 Ok((Found { device, .. }, None)) => Err(AgentError::Unsupported(format!(
