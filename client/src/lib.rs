@@ -17,6 +17,8 @@
 //! - [`trust`]: the `docker trust` verbs.
 //! - [`ceremony`]: root requests signed offline, threshold roots, the root-rotation plan.
 //! - [`incident`]: removing a compromised delegation key and what it signed.
+//! - [`migrate`]: moving the key files of a docker or notary trust directory into the agent,
+//!   each checked by a test signature against the file's public key.
 //! - [`status`]: each role's version, expiry and key holder; what is due for re-signing.
 //! - [`cli`]: the command line: one context ([`cli::Ctx`]) and one `run` per verb, a file per
 //!   command group.
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod docker_config;
 pub mod http;
 pub mod incident;
+pub mod migrate;
 pub mod notary;
 pub mod reference;
 pub mod registry;

@@ -208,18 +208,32 @@ impl AgentClient {
         .await
     }
 
-    /// Imports a PEM private key into a device.
+    /// Imports a PEM private key into the agent's first device.
     pub async fn import(
         &self,
         name: &str,
         pem: Vec<u8>,
         passphrase: Option<&SecretString>,
     ) -> Result<AgentKey, AgentClientError> {
+        self.import_to(name, pem, passphrase, v1::Backend::Unspecified, "")
+            .await
+    }
+
+    /// Imports a PEM private key into a device: by backend and device name (token label or
+    /// YubiKey serial; empty: the first of that backend); a YubiKey puts it in a free slot.
+    pub async fn import_to(
+        &self,
+        name: &str,
+        pem: Vec<u8>,
+        passphrase: Option<&SecretString>,
+        backend: v1::Backend,
+        device: &str,
+    ) -> Result<AgentKey, AgentClientError> {
         // The request zeroizes the PEM and the passphrase when tonic drops it after sending.
         let req = v1::ImportKeyRequest {
             name: name.to_owned(),
-            backend: 0,
-            device: String::new(),
+            backend: backend as i32,
+            device: device.to_owned(),
             pem,
             passphrase: passphrase
                 .map(|p| p.expose_secret().to_owned())

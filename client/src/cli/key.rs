@@ -1,4 +1,5 @@
-//! `tufa key ...`: the agent's keys: make, list, import, delete, sign with, and show them.
+//! `tufa key ...`: the agent's keys: make, list, import, delete, sign with, and show them;
+//! `migrate` (in `migrate.rs`) moves a trust directory's key files in.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ pub enum KeyCommand {
     /// Print the device's attestation of a key (YubiKey: the slot's attestation certificate and
     /// the device's attestation certificate, PEM).
     Attest(AttestArgs),
+    /// Move every private key of a docker or notary trust directory into the agent, each
+    /// checked by a test signature; with --remove, delete the files afterwards.
+    Migrate(super::migrate::MigrateArgs),
 }
 
 impl KeyCommand {
@@ -48,6 +52,7 @@ impl KeyCommand {
             Self::Sign(a) => a.run(ctx).await,
             Self::Public(a) => a.run(ctx).await,
             Self::Attest(a) => a.run(ctx).await,
+            Self::Migrate(a) => a.run(ctx).await,
         }
     }
 }
@@ -380,7 +385,7 @@ fn origin_name(o: v1::KeyOrigin) -> &'static str {
 }
 
 /// A location without the module path, for tables.
-fn short_location(l: &Location) -> String {
+pub(super) fn short_location(l: &Location) -> String {
     match l {
         Location::Pkcs11(p) => {
             format!("pkcs11:token={};serial={}", p.token_label, p.token_serial)

@@ -8,7 +8,8 @@
 //!   `KeyChoice`, the key flags `notary init` and `root rotate` share.
 //! - [`error`]: [`CliError`], why a command failed.
 //! - `agent`: `tufa agent status/unlock/lock`.
-//! - `key`: `tufa key generate/list/load/delete/sign/public/attest`.
+//! - `key`: `tufa key generate/list/load/delete/sign/public/attest`; `migrate`: `tufa key
+//!   migrate`, a trust directory's key files into the agent.
 //! - `notary`: `tufa notary ...`, one file per concern.
 //! - `root`: `tufa root ...`, root ceremonies and rotation.
 //! - `trust`: the docker trust verbs (`signer`, `sign`, `inspect`, `revoke`, `verify`).
@@ -25,6 +26,7 @@ pub mod error;
 mod files;
 mod key;
 pub mod log;
+mod migrate;
 mod notary;
 pub mod plugin;
 mod root;

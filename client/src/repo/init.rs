@@ -94,7 +94,7 @@ pub async fn next_key_name(
 }
 
 /// A key name for a repository's keys: the GUN with separators replaced, shortened with a hash.
-fn key_name_for(gun: &Gun) -> String {
+pub fn key_name_for(gun: &Gun) -> String {
     let clean: String = gun
         .as_str()
         .chars()

@@ -35,7 +35,7 @@ use crate::tuf::{Gun, RoleName};
 pub use change::{apply, Change, SnapshotKey};
 pub use changelist::Changelist;
 pub use error::RepoError;
-pub use init::{init_change, new_repository, next_key_name, SnapshotChoice};
+pub use init::{init_change, key_name_for, new_repository, next_key_name, SnapshotChoice};
 pub use publish::{
     FromServer, Prepared, PublishRejected, Publisher, StartingWith, StateSource, PUBLISH_ATTEMPTS,
 };
