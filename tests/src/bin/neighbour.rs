@@ -9,6 +9,9 @@
 //!   opened, and how many were still open at the end.
 //! - `neighbour flood SOCKET KEY CONNS STREAMS MS`: CONNS connections, each with STREAMS
 //!   concurrent loops of Sign with KEY, for MS; prints `{"ok", "failed", "first_error"}`.
+//! - `neighbour sign SOCKET KEY_ID`: one Sign with the key of that full ID (looked up first; a
+//!   key the agent hides from this uid is asked for all the same); prints
+//!   `{"ok", "code", "error"}`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt as _;
 use tokio::net::UnixStream;
-use tufa_client::agent::{AgentClient, SignContext};
+use tufa_client::agent::{AgentClient, AgentKey, SignContext};
+use tufa_proto::v1;
 
 #[tokio::main]
 async fn main() {
@@ -30,6 +34,7 @@ async fn main() {
     match arg(0) {
         "hold" => hold(PathBuf::from(arg(1)), num(2), num(3)).await,
         "flood" => flood(PathBuf::from(arg(1)), arg(2), num(3), num(4), num(5)).await,
+        "sign" => sign(PathBuf::from(arg(1)), arg(2)).await,
         other => panic!("unknown mode {other}"),
     }
 }
@@ -134,4 +139,30 @@ async fn flood(socket: PathBuf, key: &str, conns: u64, streams: u64, ms: u64) {
         "{}",
         serde_json::json!({"ok": ok, "failed": failed, "first_error": first_error})
     );
+}
+
+async fn sign(socket: PathBuf, key_id: &str) {
+    let client = AgentClient::connect(&socket).await.expect("connect");
+    let key = match client.key(key_id).await {
+        Ok(key) => key,
+        // Hidden: the ID alone (the signature would not be checked, but none comes).
+        Err(_) => AgentKey::try_from(v1::Key {
+            key_id: key_id.to_owned(),
+            ..Default::default()
+        })
+        .expect("a full key ID"),
+    };
+    let ctx = SignContext {
+        gun: "example.com/app".into(),
+        role: "targets".into(),
+    };
+    let out = match client.sign(&key, b"a neighbour's signature", &ctx).await {
+        Ok(_) => serde_json::json!({"ok": true}),
+        Err(e) => serde_json::json!({
+            "ok": false,
+            "code": e.code().map(|c| format!("{c:?}")),
+            "error": e.to_string(),
+        }),
+    };
+    println!("{out}");
 }
