@@ -265,7 +265,7 @@ async fn target(agent: &AgentClient, device: Option<&str>) -> Result<(Target, St
         let first = status
             .devices
             .first()
-            .map(|d| format!("the agent's device {}", d.name))
+            .map(|d| format!("the agent (device {})", d.name))
             .unwrap_or_else(|| "the agent".into());
         return Ok((Target::default(), first));
     };
