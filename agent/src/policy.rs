@@ -479,28 +479,8 @@ impl Policy {
                 Ok(())
             }
             Caller::Ruled(uid, rules) => {
-                let allowing: Vec<&ClientRule> = rules
-                    .iter()
-                    .copied()
-                    .filter(|r| r.allow.contains(&op))
-                    .collect();
-                if allowing.is_empty() {
-                    return Err(refuse(uid, no_rule_allows(op, &rules)));
-                }
-                let naming: Vec<&ClientRule> = allowing
-                    .iter()
-                    .copied()
-                    .filter(|r| r.covers_key(key))
-                    .collect();
-                if naming.is_empty() {
-                    return Err(refuse(
-                        uid,
-                        format!(
-                            "its [[client]] rules that allow {op} name other keys ({})",
-                            key_list(allowing.iter().copied())
-                        ),
-                    ));
-                }
+                let naming =
+                    named_by(op, &rules, |r| r.covers_key(key)).map_err(|why| refuse(uid, why))?;
                 let Some(c) = context else { return Ok(()) };
                 if naming.iter().any(|r| r.covers_gun(c.gun)) {
                     return Ok(());
@@ -535,27 +515,9 @@ impl Policy {
             Caller::Unknown => Err(unknown_caller()),
             Caller::Default(uid) => Err(refuse(uid, default_why(uid))),
             Caller::Ruled(uid, rules) => {
-                let allowing: Vec<&ClientRule> = rules
-                    .iter()
-                    .copied()
-                    .filter(|r| r.allow.contains(&op))
-                    .collect();
-                if allowing.is_empty() {
-                    return Err(refuse(uid, no_rule_allows(op, &rules)));
-                }
-                if allowing
-                    .iter()
-                    .any(|r| r.keys.iter().any(|k| k.matches_name(name)))
-                {
-                    return Ok(());
-                }
-                Err(refuse(
-                    uid,
-                    format!(
-                        "its [[client]] rules that allow {op} name other keys ({})",
-                        key_list(allowing.iter().copied())
-                    ),
-                ))
+                named_by(op, &rules, |r| r.keys.iter().any(|k| k.matches_name(name)))
+                    .map(|_| ())
+                    .map_err(|why| refuse(uid, why))
             }
         }
     }
@@ -654,6 +616,30 @@ fn no_rule_allows(op: Op, rules: &[&ClientRule]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// The rules that allow `op` and name the key (`names`), or why there are none.
+fn named_by<'r>(
+    op: Op,
+    rules: &[&'r ClientRule],
+    names: impl Fn(&ClientRule) -> bool,
+) -> Result<Vec<&'r ClientRule>, String> {
+    let allowing: Vec<&ClientRule> = rules
+        .iter()
+        .copied()
+        .filter(|r| r.allow.contains(&op))
+        .collect();
+    if allowing.is_empty() {
+        return Err(no_rule_allows(op, rules));
+    }
+    let naming: Vec<&ClientRule> = allowing.iter().copied().filter(|r| names(r)).collect();
+    if naming.is_empty() {
+        return Err(format!(
+            "its [[client]] rules that allow {op} name other keys ({})",
+            key_list(allowing.iter().copied())
+        ));
+    }
+    Ok(naming)
 }
 
 fn key_list<'a>(rules: impl Iterator<Item = &'a ClientRule>) -> String {

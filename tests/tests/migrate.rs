@@ -100,7 +100,7 @@ fn docker_and_notary_keys_move_into_the_agent_and_sign_what_docker_accepts() {
     let targets_name = format!("{}-targets", repo.replace(['/', ':'], "_"));
     for line in [
         "root key ".to_owned(),
-        format!("targets key "),
+        "targets key ".to_owned(),
         format!(" for {repo}: moved to '{targets_name}' in pkcs11:token="),
         "jeff key ".to_owned(),
         ": moved to 'jeff' in pkcs11:token=".to_owned(),
@@ -128,7 +128,7 @@ fn docker_and_notary_keys_move_into_the_agent_and_sign_what_docker_accepts() {
     );
     assert!(out.contains(": moved to 'root-"), "{out}");
     assert!(
-        out.contains(&format!("snapshot key ")) && out.contains(&format!(" for {notary_gun}")),
+        out.contains("snapshot key ") && out.contains(&format!(" for {notary_gun}")),
         "{out}"
     );
     let held: BTreeSet<String> = agent_keys(&me).into_iter().map(|(_, id)| id).collect();
@@ -274,32 +274,20 @@ fn on_a_yubikey_each_key_takes_a_free_retired_slot() {
     docker_key(&config, work.path(), "carol", PASSPHRASE);
     docker_key(&config, work.path(), "dave", PASSPHRASE);
     let trust = config.join("trust");
-    let mut cmd = agent.tufa_command(work.path());
-    cmd.args([
-        "key",
-        "migrate",
-        "--trust-dir",
-        trust.to_str().unwrap(),
-        "--device",
-        &serial,
-    ])
-    .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", PASSPHRASE);
-    let out = Run::of("tufa key migrate --device SERIAL", &mut cmd).ok();
+    let to = |device: &str| {
+        let mut cmd = agent.tufa_command(work.path());
+        cmd.args(["key", "migrate", "--trust-dir", trust.to_str().unwrap()])
+            .args(["--device", device])
+            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", PASSPHRASE);
+        Run::of(format!("tufa key migrate --device {device}"), &mut cmd)
+    };
+    let out = to(&serial).ok();
     assert!(out.contains(&format!("into YubiKey {serial}")), "{out}");
     for slot in ["82", "83"] {
         assert!(out.contains(&format!("yubikey:{serial}/{slot}")), "{out}");
     }
     assert!(out.contains("2 moved"), "{out}");
-    let mut cmd = agent.tufa_command(work.path());
-    cmd.args([
-        "key",
-        "migrate",
-        "--trust-dir",
-        trust.to_str().unwrap(),
-        "--device",
-        "nope",
-    ]);
-    Run::of("tufa key migrate --device nope", &mut cmd).fails_saying(&format!(
+    to("nope").fails_saying(&format!(
         "the agent has no device 'nope' (it has: {serial})"
     ));
 }
