@@ -9,8 +9,9 @@ use std::fs;
 
 use serde_json::Value;
 use tufa_client::tuf::{
-    update, Expires, Gun, KeyId, Metadata, RoleName, RootRole, Sha256Digest, TrustCache,
-    TrustPinning, TufError, UpdateError, UpdateOptions, UpdateWarning, VerifiedRepo,
+    update, Delegation, Expires, Gun, KeyId, Metadata, PublicKey, RoleName, RootRole,
+    Sha256Digest, Signature, Signed, Targets, TrustCache, TrustPinning, TufError, UpdateError,
+    UpdateOptions, UpdateWarning, VerifiedRepo,
 };
 use tufa_testkit::cert::{cert_der, pem_cert};
 use tufa_testkit::{
@@ -762,4 +763,142 @@ async fn unknown_repository() {
     let err = refused(&store, &cache, &gun).await;
     assert!(matches!(err, UpdateError::RepositoryNotFound { .. }));
     names(&err, GUN, "no trust data");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile delegates (issue 11): duplicated entries, walks that must stay linear, odd delegation
+// files, a snapshot that drops a delegation, one key under two IDs, a forked root.
+
+/// Asserts some warning names `role` and says `what`; returns its text.
+fn warned(repo: &VerifiedRepo, role: &str, what: &str) -> String {
+    let texts: Vec<String> = repo.warnings().iter().map(ToString::to_string).collect();
+    texts
+        .iter()
+        .find(|t| t.contains(role) && t.contains(what))
+        .cloned()
+        .unwrap_or_else(|| panic!("no warning names {role} and says {what:?}: {texts:#?}"))
+}
+
+fn role(name: &str) -> RoleName {
+    name.parse().unwrap()
+}
+
+/// A targets body with one target `name`.
+fn holding(name: &str) -> Targets {
+    let mut body = Targets::new(1, tufa_testkit::in_days(365));
+    body.targets.insert(name.into(), target(name.as_bytes()));
+    body
+}
+
+/// The figure a measured child process prints: its peak resident memory.
+const PEAK: &str = "peak resident memory (VmHWM) kB: ";
+
+/// Runs test `name` of this binary alone in a child process with `TUFA_MEASURE=1`; returns what
+/// it printed and its peak resident memory in bytes.
+fn measured(name: &str) -> (String, u64) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("TUFA_MEASURE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kb: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(PEAK))
+        .unwrap_or_else(|| panic!("no figure in {stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    (stdout, kb * 1024)
+}
+
+fn peak_kb() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The bytes of `body` signed by `key`, with the file text changed by `edit` afterwards.
+fn signed_then_edited(body: &Value, key: &SoftKey, edit: impl Fn(String) -> String) -> Vec<u8> {
+    edit(String::from_utf8(sign_value(body, &[key])).unwrap()).into_bytes()
+}
+
+/// `fx` with `targets/releases` replaced by `file`; the update succeeds and returns the repo.
+async fn served_with_releases(fx: &Fixture, file: Vec<u8>) -> VerifiedRepo {
+    let files = fx.build_replacing(RoleName::RELEASES, file);
+    run(&MemStore::serving(&files), &trust_dir().1, &fx.gun)
+        .await
+        .unwrap_or_else(|e| panic!("refused: {e}"))
+}
+
+/// `body` signed by `signing` once per key ID in `ids`, as one key listed under several IDs.
+fn signed_under(body: impl Metadata, signing: &SoftKey, ids: &[KeyId]) -> Vec<u8> {
+    let mut file = Signed::new(body);
+    let msg = file.signed_bytes().unwrap();
+    file.signatures = ids
+        .iter()
+        .map(|id| Signature {
+            key_id: *id,
+            ..signing.signature(&msg)
+        })
+        .collect();
+    file.to_bytes().unwrap()
+}
+
+/// The compressed-point SubjectPublicKeyInfo of a P-256 key.
+fn compressed_spki(key: &SoftKey) -> Vec<u8> {
+    let point = key.signing_key().verifying_key().to_sec1_point(true);
+    let prefix = [
+        0x30, 0x39, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x22, 0x00,
+    ];
+    [&prefix[..], point.as_bytes()].concat()
+}
+
+#[tokio::test]
+async fn one_key_under_two_key_ids_counts_once_toward_a_threshold() {
+    let signing = SoftKey::ecdsa(2);
+    let x509 = SoftKey::with_cert(2, &CertSpec::notary("targets"));
+    let compressed = PublicKey::ecdsa(compressed_spki(&signing));
+    // The same key as ecdsa and ecdsa-x509, then as uncompressed and compressed SPKI.
+    for other in [x509.public().clone(), compressed] {
+        assert_ne!(other.id(), signing.id());
+        let mut fx = Fixture::new();
+        fx.root.keys.insert(other.id(), other.clone());
+        fx.root.roles.targets = RootRole {
+            keyids: vec![signing.id(), other.id()],
+            threshold: 2,
+        };
+        let file = signed_under(fx.targets.clone(), &signing, &[signing.id(), other.id()]);
+        let err = refused_first(&fx.build_replacing(RoleName::TARGETS, file), &fx.gun).await;
+        names(&err, "targets.json", "from 1 distinct targets key(s) but needs 2");
+    }
+
+    // Two certificates over one root key, threshold 2.
+    let mut fx = Fixture::new();
+    let first = fx.root_key.clone();
+    let second = SoftKey::with_cert(
+        1,
+        &CertSpec {
+            not_after: now() + time::Duration::days(3000),
+            ..CertSpec::notary(GUN)
+        },
+    );
+    assert_ne!(first.id(), second.id());
+    fx.root = fx.root_body(1, &[first.public(), second.public()]);
+    fx.root.roles.root.threshold = 2;
+    fx.signed_root = Some(signed_under(fx.root.clone(), &first, &[first.id(), second.id()]));
+    let err = refused_first(&fx.build(), &fx.gun).await;
+    names(&err, "root.json", "from 1 distinct root key(s) but needs 2");
 }
