@@ -902,3 +902,26 @@ async fn one_key_under_two_key_ids_counts_once_toward_a_threshold() {
     let err = refused_first(&fx.build(), &fx.gun).await;
     names(&err, "root.json", "from 1 distinct root key(s) but needs 2");
 }
+
+#[tokio::test]
+async fn a_different_root_with_the_same_version_is_refused() {
+    let mut fx = Fixture::new();
+    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
+    // Root v1 again, signed by the trusted root key, but handing targets to another key.
+    let intruder = SoftKey::ecdsa(24);
+    fx.targets_keys = vec![intruder];
+    fx.root = fx.root_body(1, &[fx.root_key.public()]);
+    fx.snapshot_version = 2;
+    fx.timestamp_version = 2;
+    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    names(&err, "root.json", "version 1");
+    names(&err, "root.json", "differs from the cached root.json");
+
+    // The same root with one more signature (by a key it does not list): the same root.
+    let fx = Fixture::new();
+    let mut files = fx.build();
+    files.insert(RoleName::ROOT, sign(fx.root.clone(), &[&fx.root_key, &SoftKey::ecdsa(25)]));
+    fx.resnapshot(&mut files, |_| {});
+    let repo = run(&MemStore::serving(&files), &cache, &fx.gun).await.unwrap();
+    assert_eq!(repo.root().signed.version, 1);
+}

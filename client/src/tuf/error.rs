@@ -301,6 +301,23 @@ pub enum UpdateError {
         hint: &'static str,
     },
 
+    /// The server's root has the cached root's version but signs something else: a fork.
+    #[error(
+        "root.json of {gun} is version {version}, as the cached root is, but differs from the \
+         cached root.json in what it signs; a root changes only by a new version signed by the \
+         old root keys, so this one cannot be trusted (two roots of one version fork the \
+         repository). If the repository was deliberately re-created, delete the cached copy \
+         at {cache_path} and retry"
+    )]
+    RootForked {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The version both roots carry.
+        version: u64,
+        /// The cached root.
+        cache_path: std::path::PathBuf,
+    },
+
     /// `<v>.root.json` carries another version.
     #[error(
         "the notary server's {requested}.root.json of {gun} is version {found}; the root \
@@ -390,6 +407,7 @@ impl UpdateError {
             | Self::Rollback { .. }
             | Self::Expired { .. }
             | Self::RootVersionMismatch { .. }
+            | Self::RootForked { .. }
             | Self::NoValidRootCertificate { .. }
             | Self::RootRotation { .. }
             | Self::TrustPinning { .. } => true,

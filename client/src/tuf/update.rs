@@ -271,9 +271,12 @@ impl<S: RemoteStore> Session<'_, S> {
         };
 
         // The cached root pins trust; like Notary, it may have expired but must still be valid.
-        let (mut trusted, warnings) = Envelope::from_slice(&RoleName::ROOT, &cached)
+        let (cached_env, (mut trusted, warnings)) = Envelope::from_slice(&RoleName::ROOT, &cached)
             .map_err(UpdateError::from)
-            .and_then(|env| validate_root(None, &env, gun, None, now))
+            .and_then(|env| {
+                let valid = validate_root(None, &env, gun, None, now)?;
+                Ok((env, valid))
+            })
             .map_err(|e| UpdateError::CachedRootInvalid {
                 gun: gun.clone(),
                 path: self.cache.path(gun, &RoleName::ROOT),
@@ -286,6 +289,19 @@ impl<S: RemoteStore> Session<'_, S> {
         let newest = remote_env.decode::<Root>()?.signed.version;
         if newest < trusted.signed.version {
             return Err(self.rollback(&RoleName::ROOT, newest, trusted.signed.version));
+        }
+        // Notary takes any root whose version is at least the cached one, so a second root
+        // under the same version replaces it. TUF allows a new root only as version N+1, and
+        // two roots of one version are a fork: refused. The same body signed or written
+        // otherwise (other bytes, more signatures) is the same root.
+        if newest == trusted.signed.version
+            && remote_env.signed_bytes()? != cached_env.signed_bytes()?
+        {
+            return Err(UpdateError::RootForked {
+                gun: gun.clone(),
+                version: newest,
+                cache_path: self.cache.path(gun, &RoleName::ROOT),
+            });
         }
         for version in trusted.signed.version + 1..newest {
             let bytes = self
