@@ -1,6 +1,6 @@
 //! `targets.json` and delegated `targets/<x>.json`: signed targets and the delegations below.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{json, Map, Value};
 use tufa_proto::KeyId;
@@ -85,6 +85,16 @@ impl Targets {
 }
 
 impl Delegations {
+    /// The delegated roles, each name once, in file order. A name listed again stands for its
+    /// first entry, keys, threshold and paths alike, as Notary's `BuildDelegationRole` finds it.
+    pub fn unique(&self) -> Vec<&Delegation> {
+        let mut seen = HashSet::new();
+        self.roles
+            .iter()
+            .filter(|d| seen.insert(&d.name))
+            .collect()
+    }
+
     fn to_value(&self) -> Value {
         json!({
             "keys": key::keys_value(&self.keys),

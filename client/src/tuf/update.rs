@@ -7,16 +7,15 @@
 //! snapshot records, then delegations pre-order in each parent's `delegations.roles` order.
 //! Nothing is written unless every check passed.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use time::OffsetDateTime;
-use tufa_proto::KeyId;
 
 use crate::tuf::cache::TrustCache;
 use crate::tuf::error::{TufError, UpdateError, UpdateWarning};
 use crate::tuf::root_validation::{validate_root, TrustPinning};
 use crate::tuf::{
-    Delegation, Envelope, Expires, FileMeta, Gun, PublicKey, RemoteStore, RoleKeys, RoleName, Root,
+    Envelope, Expires, FileMeta, Gun, RemoteStore, RoleKeys, RoleName, Root,
     Sha256Digest, Signed, Snapshot, Targets, Timestamp,
 };
 
@@ -89,6 +88,10 @@ pub struct VerifiedRepo {
     snapshot: Signed<Snapshot>,
     targets: Signed<Targets>,
     delegations: Vec<DelegatedRole>,
+    /// Where each delegated role is in `delegations`.
+    index: HashMap<RoleName, usize>,
+    /// Each delegated role's paths as a [`Prefixes`], as `delegations` is ordered.
+    allowed: Vec<Prefixes>,
     warnings: Vec<UpdateWarning>,
 }
 
@@ -160,6 +163,15 @@ async fn verify<S: RemoteStore>(
         },
         session.staged,
     ))
+}
+
+/// A delegated role still to verify: its keys from its parent, the snapshot's entry for its
+/// file, and its paths restricted to its parent's.
+struct Pending {
+    name: RoleName,
+    keys: RoleKeys,
+    meta: FileMeta,
+    paths: Vec<String>,
 }
 
 /// One update in progress: what was verified so far and is to be cached.
@@ -236,15 +248,14 @@ impl<S: RemoteStore> Session<'_, S> {
         if root_changed {
             self.staged.push((RoleName::ROOT, root_bytes));
         }
-        Ok(VerifiedRepo {
-            gun: self.gun.clone(),
+        Ok(VerifiedRepo::new(
+            self.gun.clone(),
             root,
             timestamp,
             snapshot,
             targets,
             delegations,
-            warnings: Vec::new(),
-        })
+        ))
     }
 
     /// The root to trust, its bytes, and whether they differ from the cached root.
@@ -368,54 +379,32 @@ impl<S: RemoteStore> Session<'_, S> {
     }
 
     /// Every published delegation, pre-order in each parent's `delegations.roles` order.
+    ///
+    /// Linear in the metadata: each role is verified once (a name listed again in its parent is
+    /// its first entry), and a child's keys are resolved from its parent's `keys` alone.
     async fn delegations(
         &mut self,
         snapshot: &Snapshot,
         targets: &Targets,
     ) -> Result<Vec<DelegatedRole>, UpdateError> {
-        struct Pending {
-            delegation: Delegation,
-            paths: Vec<String>,
-            parent_keys: BTreeMap<KeyId, PublicKey>,
-            parent: RoleName,
-        }
-        fn children(parent: &RoleName, file: &Targets, parent_paths: &[String]) -> Vec<Pending> {
-            file.delegations
-                .roles
-                .iter()
-                .rev()
-                .map(|d| Pending {
-                    delegation: d.clone(),
-                    paths: restrict_paths(parent_paths, &d.paths),
-                    parent_keys: file.delegations.keys.clone(),
-                    parent: parent.clone(),
-                })
-                .collect()
-        }
-
         let mut verified = Vec::new();
         let mut seen = HashSet::new();
-        let mut stack = children(&RoleName::TARGETS, targets, &[String::new()]);
+        let mut stack = Vec::new();
+        self.children(&mut stack, &RoleName::TARGETS, targets, &[String::new()], snapshot)?;
         while let Some(next) = stack.pop() {
-            let name = next.delegation.name.clone();
-            // A role defined but never published has no snapshot entry: Notary skips it.
-            let Some(meta) = snapshot.meta.get(&name) else {
-                continue;
-            };
+            let Pending {
+                name,
+                keys,
+                meta,
+                paths,
+            } = next;
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let bytes = self.fetch_by_meta(&name, meta, &RoleName::SNAPSHOT).await?;
+            let bytes = self.fetch_by_meta(&name, &meta, &RoleName::SNAPSHOT).await?;
             let env = Envelope::from_slice(&name, &bytes)?;
             let file: Signed<Targets> = env.decode()?;
             self.check_version(&name, file.signed.version, &bytes)?;
-            let keys = RoleKeys::new(
-                name.clone(),
-                &next.parent,
-                &next.delegation.keyids,
-                &next.parent_keys,
-                next.delegation.threshold,
-            )?;
             // Like Notary, a delegation that lacks signatures or expired is skipped, not fatal.
             match env.verify(&keys) {
                 Ok(_) => {}
@@ -435,23 +424,55 @@ impl<S: RemoteStore> Session<'_, S> {
                 });
                 continue;
             }
+            let allowed = Prefixes::new(&paths);
             for target in file.signed.targets.keys() {
-                if !path_allowed(target, &next.paths) {
+                if !allowed.allows(target) {
                     self.warnings.push(UpdateWarning::TargetOutsidePaths {
                         role: name.clone(),
                         target: target.clone(),
                     });
                 }
             }
-            stack.extend(children(&name, &file.signed, &next.paths));
+            self.children(&mut stack, &name, &file.signed, &paths, snapshot)?;
             self.stage(&name, bytes)?;
-            verified.push(DelegatedRole {
-                name,
-                paths: next.paths,
-                file,
-            });
+            verified.push(DelegatedRole { name, paths, file });
         }
         Ok(verified)
+    }
+
+    /// Queues the delegations of `parent` (whose own paths are `parent_paths`) that the
+    /// snapshot lists, each name once, so that they pop in file order.
+    fn children(
+        &mut self,
+        stack: &mut Vec<Pending>,
+        parent: &RoleName,
+        file: &Targets,
+        parent_paths: &[String],
+        snapshot: &Snapshot,
+    ) -> Result<(), UpdateError> {
+        let allowed = Prefixes::new(parent_paths);
+        let first = stack.len();
+        for d in file.delegations.unique() {
+            // A role defined but never published has no snapshot entry: Notary skips it.
+            let Some(meta) = snapshot.meta.get(&d.name) else {
+                continue;
+            };
+            let keys = RoleKeys::new(
+                d.name.clone(),
+                parent,
+                &d.keyids,
+                &file.delegations.keys,
+                d.threshold,
+            )?;
+            stack.push(Pending {
+                name: d.name.clone(),
+                keys,
+                meta: meta.clone(),
+                paths: allowed.restrict(&d.paths),
+            });
+        }
+        stack[first..].reverse();
+        Ok(())
     }
 
     /// Verifies a base role's file with the keys root lists for it and reads it as `T`.
@@ -639,6 +660,33 @@ impl<S: RemoteStore> Session<'_, S> {
 }
 
 impl VerifiedRepo {
+    fn new(
+        gun: Gun,
+        root: Signed<Root>,
+        timestamp: Signed<Timestamp>,
+        snapshot: Signed<Snapshot>,
+        targets: Signed<Targets>,
+        delegations: Vec<DelegatedRole>,
+    ) -> Self {
+        let index = delegations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect();
+        let allowed = delegations.iter().map(|d| Prefixes::new(&d.paths)).collect();
+        Self {
+            gun,
+            root,
+            timestamp,
+            snapshot,
+            targets,
+            delegations,
+            index,
+            allowed,
+            warnings: Vec::new(),
+        }
+    }
+
     /// The repository.
     pub fn gun(&self) -> &Gun {
         &self.gun
@@ -671,7 +719,7 @@ impl VerifiedRepo {
 
     /// One verified delegated role.
     pub fn delegation(&self, name: &RoleName) -> Option<&DelegatedRole> {
-        self.delegations.iter().find(|d| d.name == *name)
+        self.index.get(name).map(|&i| &self.delegations[i])
     }
 
     /// What the user should hear about: near-expiry certificates, skipped roles, ignored targets.
@@ -691,7 +739,7 @@ impl VerifiedRepo {
             let skip: Vec<&RoleName> = roles.iter().filter(|r| *r != role).collect();
             self.walk(None, role, &skip, |view| {
                 for (name, meta) in &view.file.targets {
-                    if !found.contains_key(name) && path_allowed(name, &view.paths) {
+                    if !found.contains_key(name) && view.allows(name) {
                         found.insert(name.clone(), entry(name, meta, view.name));
                     }
                 }
@@ -706,7 +754,7 @@ impl VerifiedRepo {
         let mut all = Vec::new();
         self.walk(None, &RoleName::TARGETS, &[], |view| {
             for (name, meta) in &view.file.targets {
-                if path_allowed(name, &view.paths) {
+                if view.allows(name) {
                     all.push(entry(name, meta, view.name));
                 }
             }
@@ -749,7 +797,8 @@ impl VerifiedRepo {
 
     /// Notary's `WalkTargets`: breadth-first from `targets`, visiting the roles in `subtree`
     /// whose paths allow `target_path` (all when `None`), except `skip`; `visit` returns true
-    /// to stop.
+    /// to stop. Each role is visited once: Notary's walk queues a role once per entry naming
+    /// it, which over a few levels of repeated entries is exponential.
     fn walk<'a>(
         &'a self,
         target_path: Option<&str>,
@@ -757,27 +806,31 @@ impl VerifiedRepo {
         skip: &[&RoleName],
         mut visit: impl FnMut(&View<'a>) -> bool,
     ) {
+        let mut visited: HashSet<&RoleName> = HashSet::new();
         let mut queue = VecDeque::from([View {
             name: &RoleName::TARGETS,
-            paths: vec![String::new()],
+            allowed: None,
             file: &self.targets.signed,
         }]);
-        while let Some(view) = queue.pop_front() {
-            let children = |view: &View<'a>| -> Vec<View<'a>> {
-                view.file
-                    .delegations
-                    .roles
-                    .iter()
-                    .filter_map(|d| {
-                        let role = self.delegation(&d.name)?;
-                        Some(View {
-                            name: &role.name,
-                            paths: restrict_paths(&view.paths, &d.paths),
-                            file: &role.file.signed,
-                        })
+        let children = |view: &View<'a>| {
+            view.file
+                .delegations
+                .unique()
+                .into_iter()
+                .filter_map(|d| {
+                    let i = *self.index.get(&d.name)?;
+                    Some(View {
+                        name: &self.delegations[i].name,
+                        allowed: Some(&self.allowed[i]),
+                        file: &self.delegations[i].file.signed,
                     })
-                    .collect()
-            };
+                })
+                .collect::<Vec<_>>()
+        };
+        while let Some(view) = queue.pop_front() {
+            if !visited.insert(view.name) {
+                continue;
+            }
             // An ancestor of the subtree: only the way down.
             if subtree.as_str().starts_with(&format!("{}/", view.name)) {
                 queue.extend(children(&view));
@@ -785,7 +838,7 @@ impl VerifiedRepo {
             }
             let in_subtree =
                 view.name == subtree || view.name.as_str().starts_with(&format!("{subtree}/"));
-            let path_ok = target_path.is_none_or(|p| path_allowed(p, &view.paths));
+            let path_ok = target_path.is_none_or(|p| view.allows(p));
             if in_subtree && path_ok && !skip.contains(&view.name) {
                 if visit(&view) {
                     return;
@@ -799,8 +852,15 @@ impl VerifiedRepo {
 /// A targets role as a walk sees it: its name, effective paths and body.
 struct View<'a> {
     name: &'a RoleName,
-    paths: Vec<String>,
+    /// Its paths; `None` for `targets`, which may sign any target.
+    allowed: Option<&'a Prefixes>,
     file: &'a Targets,
+}
+
+impl View<'_> {
+    fn allows(&self, target: &str) -> bool {
+        self.allowed.is_none_or(|a| a.allows(target))
+    }
 }
 
 fn entry(name: &str, meta: &FileMeta, role: &RoleName) -> TargetEntry {
@@ -812,18 +872,38 @@ fn entry(name: &str, meta: &FileMeta, role: &RoleName) -> TargetEntry {
     }
 }
 
-/// Notary's `checkPaths`: plain string prefixes, `""` allows everything.
-fn path_allowed(target: &str, paths: &[String]) -> bool {
-    paths.iter().any(|p| target.starts_with(p.as_str()))
-}
+/// A role's target path prefixes, checked as Notary's `checkPaths` does (plain string
+/// prefixes; `""` allows everything) in O(log n) per name rather than against every prefix:
+/// sorted, with every path that another one starts dropped.
+#[derive(Clone, Debug)]
+struct Prefixes(Vec<String>);
 
-/// Notary's `RestrictDelegationPathPrefixes`: the child's paths that one of the parent's prefixes.
-fn restrict_paths(parent: &[String], child: &[String]) -> Vec<String> {
-    child
-        .iter()
-        .filter(|c| parent.iter().any(|p| c.starts_with(p.as_str())))
-        .cloned()
-        .collect()
+impl Prefixes {
+    fn new(paths: &[String]) -> Self {
+        let mut sorted: Vec<&String> = paths.iter().collect();
+        sorted.sort_unstable();
+        let mut kept: Vec<String> = Vec::with_capacity(sorted.len());
+        for path in sorted {
+            // Everything between a prefix and a path it starts also starts with it.
+            if kept.last().is_none_or(|k| !path.starts_with(k.as_str())) {
+                kept.push(path.clone());
+            }
+        }
+        Self(kept)
+    }
+
+    /// Whether one of the prefixes starts `target`.
+    fn allows(&self, target: &str) -> bool {
+        // No kept path starts another, so only the greatest one not above `target` can.
+        let above = self.0.partition_point(|p| p.as_str() <= target);
+        above > 0 && target.starts_with(self.0[above - 1].as_str())
+    }
+
+    /// Notary's `RestrictDelegationPathPrefixes`: the child's paths that one of these starts,
+    /// in the child's order.
+    fn restrict(&self, child: &[String]) -> Vec<String> {
+        child.iter().filter(|c| self.allows(c)).cloned().collect()
+    }
 }
 
 #[cfg(test)]
@@ -834,25 +914,53 @@ mod tests {
         v.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    fn allows(paths: &[&str], target: &str) -> bool {
+        Prefixes::new(&strings(paths)).allows(target)
+    }
+
     #[test]
     fn paths_are_plain_prefixes() {
-        assert!(path_allowed("v1", &strings(&[""])));
-        assert!(path_allowed("app/v1", &strings(&["lib/", "app/"])));
-        assert!(!path_allowed("app", &strings(&["app/"])));
-        assert!(!path_allowed("v1", &[]));
+        assert!(allows(&[""], "v1"));
+        assert!(allows(&["lib/", "app/"], "app/v1"));
+        assert!(!allows(&["app/"], "app"));
+        assert!(!allows(&[], "v1"));
+        assert!(allows(&["a", "ab0", "zz"], "abc"));
+        assert!(allows(&["app/x", "app/", "b"], "app/y"));
+        assert!(!allows(&["app/x", "app/y", "b"], "app/z"));
+        assert!(allows(&["app/x", "app/y", "b"], "app/yes"));
+        // Byte order, not character order, as Go compares.
+        assert!(allows(&["é", "e"], "ée"));
+        assert!(!allows(&["é"], "e"));
+    }
+
+    #[test]
+    fn prefix_checks_agree_with_a_plain_scan() {
+        let paths = strings(&["", "a", "ab", "abc", "b/", "b/c", "ba", "c", "cd/e"]);
+        let targets = ["", "a", "aa", "abd", "b", "b/", "b/cc", "bb", "c/", "cd/", "cd/ef", "d"];
+        for n in 0..(1 << paths.len()) {
+            let subset: Vec<String> = (0..paths.len())
+                .filter(|i| n & (1 << i) != 0)
+                .map(|i| paths[i].clone())
+                .collect();
+            let set = Prefixes::new(&subset);
+            for t in targets {
+                let scan = subset.iter().any(|p| t.starts_with(p.as_str()));
+                assert_eq!(set.allows(t), scan, "{subset:?} {t:?}");
+            }
+        }
     }
 
     #[test]
     fn child_paths_are_restricted_to_the_parent() {
+        let restrict = |parent: &[&str], child: &[&str]| {
+            Prefixes::new(&strings(parent)).restrict(&strings(child))
+        };
         assert_eq!(
-            restrict_paths(&strings(&["app/"]), &strings(&["app/x", "lib/", "app/"])),
+            restrict(&["app/"], &["app/x", "lib/", "app/"]),
             strings(&["app/x", "app/"])
         );
-        assert_eq!(
-            restrict_paths(&strings(&[""]), &strings(&["a"])),
-            strings(&["a"])
-        );
-        assert!(restrict_paths(&strings(&["a"]), &[]).is_empty());
+        assert_eq!(restrict(&[""], &["a"]), strings(&["a"]));
+        assert!(restrict(&["a"], &[]).is_empty());
     }
 
     #[test]
