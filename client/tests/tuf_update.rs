@@ -968,6 +968,32 @@ async fn base_roles_stay_strict() {
     names(&err, "root.json", "private");
 }
 
+#[tokio::test]
+async fn a_snapshot_that_drops_a_delegation_is_refused() {
+    // targets holds an older v1; releases, which the client trusted, holds the current one.
+    let mut fx = Fixture::new();
+    fx.targets.targets.insert("v1".into(), target(b"old v1"));
+    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
+    // The server's next snapshot leaves targets/releases out; targets still delegates to it.
+    fx.snapshot_version = 2;
+    fx.timestamp_version = 2;
+    let mut files = fx.build();
+    files.remove(&RoleName::RELEASES);
+    fx.resnapshot(&mut files, |_| {});
+    let err = refused(&MemStore::serving(&files), &cache, &fx.gun).await;
+    names(&err, "targets/releases", "no longer lists");
+    names(&err, "snapshot.json", "targets still delegates to it");
+
+    // Removed by its owner (targets no longer delegates to it): accepted.
+    fx.targets.version = 2;
+    fx.targets.delegations.roles.clear();
+    let mut files = fx.build();
+    files.remove(&RoleName::RELEASES);
+    fx.resnapshot(&mut files, |_| {});
+    let repo = run(&MemStore::serving(&files), &cache, &fx.gun).await.unwrap();
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::TARGETS);
+}
+
 /// `body` signed by `signing` once per key ID in `ids`, as one key listed under several IDs.
 fn signed_under(body: impl Metadata, signing: &SoftKey, ids: &[KeyId]) -> Vec<u8> {
     let mut file = Signed::new(body);

@@ -301,6 +301,24 @@ pub enum UpdateError {
         hint: &'static str,
     },
 
+    /// The snapshot no longer lists a delegated role that the cached snapshot listed and whose
+    /// parent still delegates to it.
+    #[error(
+        "snapshot.json of {gun} no longer lists {role}, which the snapshot trusted before \
+         listed and {parent} still delegates to it: its targets would silently resolve from \
+         other roles (TUF forbids a snapshot to drop a targets file), so this answer of the \
+         server cannot be trusted. If {role} was removed on purpose, its delegation must go \
+         from {parent} too (`notary delegation remove {gun} {role}`)"
+    )]
+    DelegationDropped {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The role the snapshot dropped.
+        role: RoleName,
+        /// The role that still delegates to it.
+        parent: RoleName,
+    },
+
     /// The server's root has the cached root's version but signs something else: a fork.
     #[error(
         "root.json of {gun} is version {version}, as the cached root is, but differs from the \
@@ -408,6 +426,7 @@ impl UpdateError {
             | Self::Expired { .. }
             | Self::RootVersionMismatch { .. }
             | Self::RootForked { .. }
+            | Self::DelegationDropped { .. }
             | Self::NoValidRootCertificate { .. }
             | Self::RootRotation { .. }
             | Self::TrustPinning { .. } => true,

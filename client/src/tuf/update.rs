@@ -7,7 +7,7 @@
 //! snapshot records, then delegations pre-order in each parent's `delegations.roles` order.
 //! Nothing is written unless every check passed.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use time::OffsetDateTime;
 
@@ -154,6 +154,7 @@ async fn verify<S: RemoteStore>(
         options,
         staged: Vec::new(),
         warnings: Vec::new(),
+        trusted_roles: None,
     };
     let repo = session.run().await?;
     Ok((
@@ -183,6 +184,8 @@ struct Session<'a, S> {
     /// Verified files that differ from the cache, in commit order.
     staged: Vec<(RoleName, Vec<u8>)>,
     warnings: Vec<UpdateWarning>,
+    /// The roles the cached snapshot lists, when it is not the snapshot being read.
+    trusted_roles: Option<BTreeSet<RoleName>>,
 }
 
 impl<S: RemoteStore> Session<'_, S> {
@@ -217,6 +220,7 @@ impl<S: RemoteStore> Session<'_, S> {
         )?;
         // Mix-and-match: the root in use must be the one this snapshot records.
         snapshot.signed.check(&RoleName::ROOT, &root_bytes)?;
+        self.trusted_roles = self.cached_snapshot_roles(&snapshot_bytes)?;
 
         let targets_meta = snapshot
             .signed
@@ -453,8 +457,21 @@ impl<S: RemoteStore> Session<'_, S> {
         let allowed = Prefixes::new(parent_paths);
         let first = stack.len();
         for d in file.delegations.unique() {
-            // A role defined but never published has no snapshot entry: Notary skips it.
+            // A role defined but never published has no snapshot entry: Notary skips it. But
+            // a file the trusted snapshot listed may not vanish while it is still delegated to
+            // (TUF 5.5.5; Notary does not check): its tags would silently resolve elsewhere.
             let Some(meta) = snapshot.meta.get(&d.name) else {
+                if self
+                    .trusted_roles
+                    .as_ref()
+                    .is_some_and(|t| t.contains(&d.name))
+                {
+                    return Err(UpdateError::DelegationDropped {
+                        gun: self.gun.clone(),
+                        role: d.name.clone(),
+                        parent: parent.clone(),
+                    });
+                }
                 continue;
             };
             let keys = RoleKeys::new(
@@ -473,6 +490,23 @@ impl<S: RemoteStore> Session<'_, S> {
         }
         stack[first..].reverse();
         Ok(())
+    }
+
+    /// The roles the cached snapshot lists, unless it is `current` (then none can have gone)
+    /// or unreadable (then `check_version` has said that rollback protection starts again).
+    fn cached_snapshot_roles(
+        &self,
+        current: &[u8],
+    ) -> Result<Option<BTreeSet<RoleName>>, UpdateError> {
+        let Some(cached) = self.cache.load(self.gun, &RoleName::SNAPSHOT)? else {
+            return Ok(None);
+        };
+        if cached == current {
+            return Ok(None);
+        }
+        Ok(Signed::<Snapshot>::from_slice(&RoleName::SNAPSHOT, &cached)
+            .ok()
+            .map(|s| s.signed.meta.into_keys().collect()))
     }
 
     /// Verifies a base role's file with the keys root lists for it and reads it as `T`.
