@@ -9,9 +9,9 @@ use std::fs;
 
 use serde_json::Value;
 use tufa_client::tuf::{
-    update, Delegation, Expires, Gun, KeyId, Metadata, PublicKey, RoleName, RootRole,
-    Sha256Digest, Signature, Signed, Targets, TrustCache, TrustPinning, TufError, UpdateError,
-    UpdateOptions, UpdateWarning, VerifiedRepo,
+    update, Delegation, Expires, Gun, KeyId, Metadata, PublicKey, RoleName, RootRole, Sha256Digest,
+    Signature, Signed, Targets, TrustCache, TrustPinning, TufError, UpdateError, UpdateOptions,
+    UpdateWarning, VerifiedRepo,
 };
 use tufa_testkit::cert::{cert_der, pem_cert};
 use tufa_testkit::{
@@ -772,6 +772,7 @@ async fn unknown_repository() {
 /// Asserts some warning names `role` and says `what`; returns its text.
 fn warned(repo: &VerifiedRepo, role: &str, what: &str) -> String {
     let texts: Vec<String> = repo.warnings().iter().map(ToString::to_string).collect();
+    println!("{texts:#?}");
     texts
         .iter()
         .find(|t| t.contains(role) && t.contains(what))
@@ -810,7 +811,10 @@ async fn a_role_listed_twice_uses_its_first_entry_for_lookups_too() {
         pairs(&[("admin", "targets"), ("app/v2", "targets/releases")])
     );
     assert!(repo.all_targets().iter().all(|t| t.name != "v1"));
-    assert_eq!(repo.delegation(&RoleName::RELEASES).unwrap().paths, ["app/"]);
+    assert_eq!(
+        repo.delegation(&RoleName::RELEASES).unwrap().paths,
+        ["app/"]
+    );
 }
 
 #[tokio::test]
@@ -819,9 +823,30 @@ async fn duplicate_entries_over_levels_do_not_multiply_the_walk() {
     const COPIES: usize = 30;
     let mut fx = Fixture::new();
     let key = SoftKey::ecdsa(21);
-    fx.delegate(&RoleName::TARGETS, "targets/a", &[""], COPIES, &key, holding("a"));
-    fx.delegate(&role("targets/a"), "targets/a/b", &[""], COPIES, &key, holding("b"));
-    fx.delegate(&role("targets/a/b"), "targets/a/b/c", &[""], COPIES, &key, holding("c"));
+    fx.delegate(
+        &RoleName::TARGETS,
+        "targets/a",
+        &[""],
+        COPIES,
+        &key,
+        holding("a"),
+    );
+    fx.delegate(
+        &role("targets/a"),
+        "targets/a/b",
+        &[""],
+        COPIES,
+        &key,
+        holding("b"),
+    );
+    fx.delegate(
+        &role("targets/a/b"),
+        "targets/a/b/c",
+        &[""],
+        COPIES,
+        &key,
+        holding("c"),
+    );
     let repo = run(&MemStore::serving(&fx.build()), &trust_dir().1, &fx.gun)
         .await
         .unwrap();
@@ -947,6 +972,119 @@ async fn served_with_releases(fx: &Fixture, file: Vec<u8>) -> VerifiedRepo {
 }
 
 #[tokio::test]
+async fn an_extra_signature_with_a_key_id_that_is_no_key_id_is_ignored_as_notary_does() {
+    let fx = Fixture::new();
+    let mut file: Value =
+        serde_json::from_slice(&sign(fx.releases.clone(), &[&fx.releases_key])).unwrap();
+    file["signatures"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"keyid": "not-a-key-id", "method": "ecdsa", "sig": "AAAA"}
+        ));
+    let repo = served_with_releases(&fx, serde_json::to_vec(&file).unwrap()).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    warned(&repo, "targets/releases", "not-a-key-id");
+}
+
+#[tokio::test]
+async fn a_lone_surrogate_reads_as_go_reads_it() {
+    // Go decodes "\ud800" as U+FFFD, and verifies the signature over that.
+    let fx = Fixture::new();
+    let mut body = fx.releases.clone();
+    body.targets.insert("v2\u{FFFD}".into(), target(b"v2"));
+    let file = signed_then_edited(&body.to_value(), &fx.releases_key, |text| {
+        text.replace('\u{FFFD}', "\\ud800")
+    });
+    assert!(String::from_utf8_lossy(&file).contains("v2\\ud800"));
+    let repo = served_with_releases(&fx, file).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    assert_eq!(
+        repo.docker_target("v2\u{FFFD}").unwrap().role,
+        RoleName::RELEASES
+    );
+    warned(&repo, "targets/releases", "U+FFFD");
+}
+
+#[tokio::test]
+async fn a_key_published_with_its_private_part_signs_for_nothing() {
+    // targets/releases delegates to targets/releases/sub with a key whose private part it
+    // publishes. Notary would use the key; anyone can sign with it, so tufa does not.
+    let mut fx = Fixture::new();
+    let leaked = SoftKey::ecdsa(22);
+    fx.delegate(
+        &RoleName::RELEASES,
+        "targets/releases/sub",
+        &[""],
+        1,
+        &leaked,
+        holding("sub"),
+    );
+    let mut body = fx.releases.to_value();
+    body["delegations"]["keys"][leaked.id().to_string()]["keyval"]["private"] =
+        Value::String("c2VjcmV0".into());
+    let file = sign_value(&body, &[&fx.releases_key]);
+    let repo = served_with_releases(&fx, file).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    assert!(repo.delegation(&role("targets/releases/sub")).is_none());
+    assert_eq!(repo.target("sub", None), None);
+    warned(&repo, "targets/releases", "private");
+    warned(&repo, "targets/releases/sub", "is ignored");
+}
+
+#[tokio::test]
+async fn a_child_whose_key_is_missing_is_skipped_and_its_parent_served() {
+    let mut fx = Fixture::new();
+    let key = SoftKey::ecdsa(23);
+    fx.delegate(
+        &RoleName::RELEASES,
+        "targets/releases/sub",
+        &[""],
+        1,
+        &key,
+        holding("sub"),
+    );
+    fx.releases.delegations.keys.clear();
+    let repo = run(&MemStore::serving(&fx.build()), &trust_dir().1, &fx.gun)
+        .await
+        .unwrap_or_else(|e| panic!("refused: {e}"));
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    assert!(repo.delegation(&role("targets/releases/sub")).is_none());
+    warned(&repo, "targets/releases/sub", "has no public key");
+}
+
+#[tokio::test]
+async fn a_target_hash_of_the_wrong_length_makes_only_that_target_unusable() {
+    // Go reads any length; docker then cannot pull that tag. The other tags resolve.
+    let fx = Fixture::new();
+    let mut body = fx.releases.to_value();
+    body["targets"]["v2"] =
+        serde_json::json!({"hashes": {"sha256": "AAAAAAAAAAAAAAAAAAAAAA=="}, "length": 2});
+    let repo = served_with_releases(&fx, sign_value(&body, &[&fx.releases_key])).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    // Found in targets/releases, so docker's lookup stops there, without a digest.
+    let v2 = repo.docker_target("v2").unwrap();
+    assert_eq!((v2.role, v2.sha256), (RoleName::RELEASES, None));
+    warned(&repo, "targets/releases", "\"v2\"");
+}
+
+#[tokio::test]
+async fn a_damaged_delegation_file_is_skipped_and_the_rest_served() {
+    let mut fx = Fixture::new();
+    fx.targets
+        .targets
+        .insert("v1".into(), target(b"v1 from targets"));
+    let mut body = fx.releases.to_value();
+    body["targets"]["v1"]["length"] = Value::String("two".into());
+    let repo = served_with_releases(&fx, sign_value(&body, &[&fx.releases_key])).await;
+    assert!(repo.delegation(&RoleName::RELEASES).is_none());
+    let v1 = repo.docker_target("v1").unwrap();
+    assert_eq!(v1.role, RoleName::TARGETS);
+    assert_eq!(repo.docker_target("admin").unwrap().role, RoleName::TARGETS);
+    warned(&repo, "targets/releases", "length");
+}
+
+#[tokio::test]
 async fn base_roles_stay_strict() {
     // The damage a delegation is skipped for refuses the whole update in targets.json.
     let fx = Fixture::new();
@@ -990,7 +1128,9 @@ async fn a_snapshot_that_drops_a_delegation_is_refused() {
     let mut files = fx.build();
     files.remove(&RoleName::RELEASES);
     fx.resnapshot(&mut files, |_| {});
-    let repo = run(&MemStore::serving(&files), &cache, &fx.gun).await.unwrap();
+    let repo = run(&MemStore::serving(&files), &cache, &fx.gun)
+        .await
+        .unwrap();
     assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::TARGETS);
 }
 
@@ -1034,7 +1174,11 @@ async fn one_key_under_two_key_ids_counts_once_toward_a_threshold() {
         };
         let file = signed_under(fx.targets.clone(), &signing, &[signing.id(), other.id()]);
         let err = refused_first(&fx.build_replacing(RoleName::TARGETS, file), &fx.gun).await;
-        names(&err, "targets.json", "from 1 distinct targets key(s) but needs 2");
+        names(
+            &err,
+            "targets.json",
+            "from 1 distinct targets key(s) but needs 2",
+        );
     }
 
     // Two certificates over one root key, threshold 2.
@@ -1050,7 +1194,11 @@ async fn one_key_under_two_key_ids_counts_once_toward_a_threshold() {
     assert_ne!(first.id(), second.id());
     fx.root = fx.root_body(1, &[first.public(), second.public()]);
     fx.root.roles.root.threshold = 2;
-    fx.signed_root = Some(signed_under(fx.root.clone(), &first, &[first.id(), second.id()]));
+    fx.signed_root = Some(signed_under(
+        fx.root.clone(),
+        &first,
+        &[first.id(), second.id()],
+    ));
     let err = refused_first(&fx.build(), &fx.gun).await;
     names(&err, "root.json", "from 1 distinct root key(s) but needs 2");
 }
@@ -1072,8 +1220,13 @@ async fn a_different_root_with_the_same_version_is_refused() {
     // The same root with one more signature (by a key it does not list): the same root.
     let fx = Fixture::new();
     let mut files = fx.build();
-    files.insert(RoleName::ROOT, sign(fx.root.clone(), &[&fx.root_key, &SoftKey::ecdsa(25)]));
+    files.insert(
+        RoleName::ROOT,
+        sign(fx.root.clone(), &[&fx.root_key, &SoftKey::ecdsa(25)]),
+    );
     fx.resnapshot(&mut files, |_| {});
-    let repo = run(&MemStore::serving(&files), &cache, &fx.gun).await.unwrap();
+    let repo = run(&MemStore::serving(&files), &cache, &fx.gun)
+        .await
+        .unwrap();
     assert_eq!(repo.root().signed.version, 1);
 }

@@ -451,7 +451,8 @@ pub enum UpdateWarning {
         /// When the certificate expires.
         not_after: time::OffsetDateTime,
     },
-    /// A delegation was skipped because it is expired or lacks signatures (Notary skips it too).
+    /// A delegation was skipped: it expired or lacks signatures (Notary skips it too), or its
+    /// file or its entry in its parent cannot be used (Notary fails the whole update).
     DelegationSkipped {
         /// The delegated role.
         role: RoleName,
@@ -464,6 +465,34 @@ pub enum UpdateWarning {
         role: RoleName,
         /// The ignored target.
         target: String,
+    },
+    /// A signature whose `keyid` is not a key ID names no key; it was left out, as in Notary.
+    SignatureIgnored {
+        /// The role whose file carries it.
+        role: RoleName,
+        /// The `keyid` (at most 80 characters of it).
+        key_id: String,
+    },
+    /// A file held text that is not valid Unicode; it was read as U+FFFD, as Go reads it.
+    NotUnicode {
+        /// The role whose file it is.
+        role: RoleName,
+    },
+    /// A targets file published a key with its private part; it counts for no role.
+    PrivateKeyPublished {
+        /// The role whose file publishes it.
+        role: RoleName,
+        /// The key.
+        key_id: KeyId,
+    },
+    /// A target whose hash has the wrong length: it matches no file, so it cannot be used.
+    TargetUnusable {
+        /// The role that lists it.
+        role: RoleName,
+        /// The target.
+        target: String,
+        /// What is wrong, e.g. "a 16-byte sha256 (a sha256 is 32 bytes)".
+        problem: String,
     },
     /// A cached file could not be read, so its version could not guard against rollback.
     CachedRoleUnreadable {
@@ -489,11 +518,37 @@ impl std::fmt::Display for UpdateWarning {
             ),
             Self::DelegationSkipped { role, reason } => write!(
                 f,
-                "{role} is ignored: {reason}; its signer should re-sign it (`notary witness`)"
+                "{role} is ignored (with the roles it delegates to), the rest of the \
+                 repository is used: {reason}"
             ),
             Self::TargetOutsidePaths { role, target } => write!(
                 f,
                 "{role} lists {target:?}, outside the paths delegated to it; the target is ignored"
+            ),
+            Self::SignatureIgnored { role, key_id } => write!(
+                f,
+                "{role}.json carries a signature by {key_id:?}, which is not a key ID (64 \
+                 lowercase hex digits); it is ignored, as Notary ignores it"
+            ),
+            Self::NotUnicode { role } => write!(
+                f,
+                "{role}.json holds text that is not valid Unicode (a lone surrogate, or bytes \
+                 that are not UTF-8); it reads as U+FFFD, as Notary reads it"
+            ),
+            Self::PrivateKeyPublished { role, key_id } => write!(
+                f,
+                "{role}.json publishes the private part of key {key_id}: anyone can sign with \
+                 it, so it counts for none of the roles that list it; replace that key (`notary \
+                 delegation remove` and `add`) and treat it as compromised"
+            ),
+            Self::TargetUnusable {
+                role,
+                target,
+                problem,
+            } => write!(
+                f,
+                "{role} lists {target:?} with {problem}; it matches no image, so it cannot be \
+                 verified or pulled: its signer should sign it again"
             ),
             Self::CachedRoleUnreadable { role, reason } => write!(
                 f,

@@ -15,7 +15,7 @@ use crate::tuf::cache::TrustCache;
 use crate::tuf::error::{TufError, UpdateError, UpdateWarning};
 use crate::tuf::root_validation::{validate_root, TrustPinning};
 use crate::tuf::{
-    Envelope, Expires, FileMeta, Gun, RemoteStore, RoleKeys, RoleName, Root,
+    Delegation, Envelope, Expires, FileMeta, Gun, RemoteStore, RoleKeys, RoleName, Root,
     Sha256Digest, Signed, Snapshot, Targets, Timestamp,
 };
 
@@ -236,6 +236,7 @@ impl<S: RemoteStore> Session<'_, S> {
             .await?;
         let targets: Signed<Targets> =
             self.verify_base(&root.signed, &RoleName::TARGETS, &targets_bytes)?;
+        self.note_targets(&RoleName::TARGETS, &targets.signed);
         self.check_version(&RoleName::TARGETS, targets.signed.version, &targets_bytes)?;
         self.check_expiry(
             &RoleName::TARGETS,
@@ -276,12 +277,13 @@ impl<S: RemoteStore> Session<'_, S> {
             .await?
             .ok_or_else(|| UpdateError::RepositoryNotFound { gun: gun.clone() })?;
         let remote_env = Envelope::from_slice(&RoleName::ROOT, &remote)?;
+        self.note_reading(&remote_env);
 
         let Some(cached) = cached else {
             // First contact: trust_pinning decides (TOFU by default).
             let (root, warnings) =
                 validate_root(None, &remote_env, gun, Some(&self.options.pinning), now)?;
-            self.warnings.extend(warnings);
+            self.warn_all(warnings);
             return Ok((root, remote, true));
         };
 
@@ -298,7 +300,7 @@ impl<S: RemoteStore> Session<'_, S> {
                 source: Box::new(e),
             })?;
         if remote == cached {
-            self.warnings.extend(warnings);
+            self.warn_all(warnings);
             return Ok((trusted, cached, false));
         }
         let newest = remote_env.decode::<Root>()?.signed.version;
@@ -349,7 +351,7 @@ impl<S: RemoteStore> Session<'_, S> {
             trusted = next;
         }
         let (root, warnings) = validate_root(Some(&trusted.signed), &remote_env, gun, None, now)?;
-        self.warnings.extend(warnings);
+        self.warn_all(warnings);
         Ok((root, remote, true))
     }
 
@@ -386,6 +388,14 @@ impl<S: RemoteStore> Session<'_, S> {
     ///
     /// Linear in the metadata: each role is verified once (a name listed again in its parent is
     /// its first entry), and a child's keys are resolved from its parent's `keys` alone.
+    ///
+    /// A delegation that cannot be used is skipped with a warning naming it, and the rest is
+    /// served: one that expired or lacks signatures, as Notary skips it, and also one whose file
+    /// or whose entry in its parent is damaged, where Notary fails the whole update
+    /// (client/tufclient.go `downloadTargets` skips only `ErrExpired` and `ErrRoleThreshold`).
+    /// Skipping grants a delegate nothing it could not get by signing badly, while failing
+    /// would let any delegate, however narrow its paths, make every tag unreadable. What the
+    /// server answers for the file (its hash, its length, a rollback) stays fatal.
     async fn delegations(
         &mut self,
         snapshot: &Snapshot,
@@ -394,7 +404,13 @@ impl<S: RemoteStore> Session<'_, S> {
         let mut verified = Vec::new();
         let mut seen = HashSet::new();
         let mut stack = Vec::new();
-        self.children(&mut stack, &RoleName::TARGETS, targets, &[String::new()], snapshot)?;
+        self.children(
+            &mut stack,
+            &RoleName::TARGETS,
+            targets,
+            &[String::new()],
+            snapshot,
+        )?;
         while let Some(next) = stack.pop() {
             let Pending {
                 name,
@@ -405,33 +421,42 @@ impl<S: RemoteStore> Session<'_, S> {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let bytes = self.fetch_by_meta(&name, &meta, &RoleName::SNAPSHOT).await?;
-            let env = Envelope::from_slice(&name, &bytes)?;
-            let file: Signed<Targets> = env.decode()?;
-            self.check_version(&name, file.signed.version, &bytes)?;
-            // Like Notary, a delegation that lacks signatures or expired is skipped, not fatal.
-            match env.verify(&keys) {
-                Ok(_) => {}
-                Err(e @ TufError::ThresholdNotMet { .. }) => {
-                    self.warnings.push(UpdateWarning::DelegationSkipped {
-                        role: name,
-                        reason: e.to_string(),
-                    });
+            let bytes = self
+                .fetch_by_meta(&name, &meta, &RoleName::SNAPSHOT)
+                .await?;
+            let parsed = Envelope::from_slice(&name, &bytes).and_then(|env| {
+                let file = env.decode::<Targets>()?;
+                Ok((env, file))
+            });
+            let (env, file) = match parsed {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.skip(name, e.to_string());
                     continue;
                 }
-                Err(e) => return Err(e.into()),
-            }
-            if file.signed.expires.is_expired_at(self.options.now) {
-                self.warnings.push(UpdateWarning::DelegationSkipped {
-                    role: name,
-                    reason: format!("it expired at {}", file.signed.expires),
-                });
+            };
+            self.check_version(&name, file.signed.version, &bytes)?;
+            if let Err(e) = env.verify(&keys) {
+                self.skip(name, e.to_string());
                 continue;
             }
+            if file.signed.expires.is_expired_at(self.options.now) {
+                self.skip(
+                    name,
+                    format!(
+                        "it expired at {}; its signer must sign it again (`notary witness` \
+                         marks it for that)",
+                        file.signed.expires
+                    ),
+                );
+                continue;
+            }
+            self.note_reading(&env);
+            self.note_targets(&name, &file.signed);
             let allowed = Prefixes::new(&paths);
             for target in file.signed.targets.keys() {
                 if !allowed.allows(target) {
-                    self.warnings.push(UpdateWarning::TargetOutsidePaths {
+                    self.warn(UpdateWarning::TargetOutsidePaths {
                         role: name.clone(),
                         target: target.clone(),
                     });
@@ -445,7 +470,9 @@ impl<S: RemoteStore> Session<'_, S> {
     }
 
     /// Queues the delegations of `parent` (whose own paths are `parent_paths`) that the
-    /// snapshot lists, each name once, so that they pop in file order.
+    /// snapshot lists, each name once, so that they pop in file order. One whose keys cannot
+    /// be resolved from `parent`'s file is skipped, as Notary's `buildDelegationRoles` leaves
+    /// it out.
     fn children(
         &mut self,
         stack: &mut Vec<Pending>,
@@ -455,6 +482,10 @@ impl<S: RemoteStore> Session<'_, S> {
         snapshot: &Snapshot,
     ) -> Result<(), UpdateError> {
         let allowed = Prefixes::new(parent_paths);
+        let leaks = |d: &Delegation| {
+            let leaked = &file.delegations.leaked;
+            d.keyids.iter().filter(|id| leaked.contains(id)).count()
+        };
         let first = stack.len();
         for d in file.delegations.unique() {
             // A role defined but never published has no snapshot entry: Notary skips it. But
@@ -474,22 +505,80 @@ impl<S: RemoteStore> Session<'_, S> {
                 }
                 continue;
             };
-            let keys = RoleKeys::new(
-                d.name.clone(),
-                parent,
-                &d.keyids,
-                &file.delegations.keys,
-                d.threshold,
-            )?;
-            stack.push(Pending {
-                name: d.name.clone(),
-                keys,
-                meta: meta.clone(),
-                paths: allowed.restrict(&d.paths),
-            });
+            match file.delegations.role_keys(parent, d) {
+                Ok(keys) if keys.keys().len() < keys.threshold() as usize && leaks(d) > 0 => {
+                    let reason = format!(
+                        "{} of the keys {parent}.json lists for it were published with their \
+                         private part and do not count, which leaves {} of the {} it needs",
+                        leaks(d),
+                        keys.keys().len(),
+                        keys.threshold()
+                    );
+                    self.skip(d.name.clone(), reason);
+                }
+                Ok(keys) => stack.push(Pending {
+                    name: d.name.clone(),
+                    keys,
+                    meta: meta.clone(),
+                    paths: allowed.restrict(&d.paths),
+                }),
+                Err(e) => self.skip(d.name.clone(), e.to_string()),
+            }
         }
         stack[first..].reverse();
         Ok(())
+    }
+
+    /// Warns about a delegation left out, and why.
+    fn skip(&mut self, role: RoleName, reason: String) {
+        self.warn(UpdateWarning::DelegationSkipped { role, reason });
+    }
+
+    /// Warns about what reading `env` as Go does passed over.
+    fn note_reading(&mut self, env: &Envelope) {
+        for key_id in env.ignored_signatures() {
+            self.warn(UpdateWarning::SignatureIgnored {
+                role: env.role().clone(),
+                key_id: key_id.clone(),
+            });
+        }
+        if env.not_unicode() {
+            self.warn(UpdateWarning::NotUnicode {
+                role: env.role().clone(),
+            });
+        }
+    }
+
+    /// Warns about the parts of verified targets file `role` that cannot be used: keys it
+    /// published with their private part, targets whose hash has the wrong length.
+    fn note_targets(&mut self, role: &RoleName, file: &Targets) {
+        for key_id in &file.delegations.leaked {
+            self.warn(UpdateWarning::PrivateKeyPublished {
+                role: role.clone(),
+                key_id: *key_id,
+            });
+        }
+        for (target, meta) in &file.targets {
+            if let Some(problem) = meta.hashes.unusable() {
+                self.warn(UpdateWarning::TargetUnusable {
+                    role: role.clone(),
+                    target: target.clone(),
+                    problem,
+                });
+            }
+        }
+    }
+
+    /// Records `warning` for [`VerifiedRepo::warnings`] and logs it.
+    fn warn(&mut self, warning: UpdateWarning) {
+        tracing::warn!(gun = %self.gun, "{warning}");
+        self.warnings.push(warning);
+    }
+
+    fn warn_all(&mut self, warnings: Vec<UpdateWarning>) {
+        for warning in warnings {
+            self.warn(warning);
+        }
     }
 
     /// The roles the cached snapshot lists, unless it is `current` (then none can have gone)
@@ -511,14 +600,16 @@ impl<S: RemoteStore> Session<'_, S> {
 
     /// Verifies a base role's file with the keys root lists for it and reads it as `T`.
     fn verify_base<T: crate::tuf::Metadata>(
-        &self,
+        &mut self,
         root: &Root,
         role: &RoleName,
         bytes: &[u8],
     ) -> Result<Signed<T>, UpdateError> {
         let env = Envelope::from_slice(role, bytes)?;
         env.verify(&root.role_keys(role)?)?;
-        Ok(env.decode()?)
+        let file = env.decode()?;
+        self.note_reading(&env);
+        Ok(file)
     }
 
     /// A file the server has by hash, capped and checked against the `meta` recorded for it.
@@ -625,7 +716,7 @@ impl<S: RemoteStore> Session<'_, S> {
             Ok(trusted) if found < trusted => Err(self.rollback(role, found, trusted)),
             Ok(_) => Ok(()),
             Err(reason) => {
-                self.warnings.push(UpdateWarning::CachedRoleUnreadable {
+                self.warn(UpdateWarning::CachedRoleUnreadable {
                     role: role.clone(),
                     reason,
                 });
@@ -707,7 +798,10 @@ impl VerifiedRepo {
             .enumerate()
             .map(|(i, d)| (d.name.clone(), i))
             .collect();
-        let allowed = delegations.iter().map(|d| Prefixes::new(&d.paths)).collect();
+        let allowed = delegations
+            .iter()
+            .map(|d| Prefixes::new(&d.paths))
+            .collect();
         Self {
             gun,
             root,
@@ -970,7 +1064,9 @@ mod tests {
     #[test]
     fn prefix_checks_agree_with_a_plain_scan() {
         let paths = strings(&["", "a", "ab", "abc", "b/", "b/c", "ba", "c", "cd/e"]);
-        let targets = ["", "a", "aa", "abd", "b", "b/", "b/cc", "bb", "c/", "cd/", "cd/ef", "d"];
+        let targets = [
+            "", "a", "aa", "abd", "b", "b/", "b/cc", "bb", "c/", "cd/", "cd/ef", "d",
+        ];
         for n in 0..(1 << paths.len()) {
             let subset: Vec<String> = (0..paths.len())
                 .filter(|i| n & (1 << i) != 0)

@@ -402,7 +402,14 @@ mod tests {
         verify_signatures(&role_keys(&[&compressed], 1), b"m", &[again.clone()]).unwrap();
         let err = verify_signatures(&keys, b"m", &[sig, again]).unwrap_err();
         assert!(
-            matches!(err, TufError::ThresholdNotMet { valid: 1, threshold: 2, .. }),
+            matches!(
+                err,
+                TufError::ThresholdNotMet {
+                    valid: 1,
+                    threshold: 2,
+                    ..
+                }
+            ),
             "{err}"
         );
     }
