@@ -16,7 +16,7 @@ use tufa_client::tuf::{
 use tufa_testkit::cert::{cert_der, pem_cert};
 use tufa_testkit::{
     now, sample, sample_time, sign, sign_value, target, tree, CertSpec, Files, Fixture, MemStore,
-    SoftKey, GUN,
+    Oddity, SoftKey, GUN,
 };
 
 /// A fresh trust directory.
@@ -958,31 +958,25 @@ async fn a_megabyte_of_roles_and_keys_verifies_in_linear_memory() {
     println!("{PEAK}{}", peak_kb());
 }
 
-/// The bytes of `body` signed by `key`, with the file text changed by `edit` afterwards.
-fn signed_then_edited(body: &Value, key: &SoftKey, edit: impl Fn(String) -> String) -> Vec<u8> {
-    edit(String::from_utf8(sign_value(body, &[key])).unwrap()).into_bytes()
-}
-
-/// `fx` with `targets/releases` replaced by `file`; the update succeeds and returns the repo.
-async fn served_with_releases(fx: &Fixture, file: Vec<u8>) -> VerifiedRepo {
-    let files = fx.build_replacing(RoleName::RELEASES, file);
-    run(&MemStore::serving(&files), &trust_dir().1, &fx.gun)
+/// A client reads the fixture (whose `targets` also holds a `v1`) with `odd` in its
+/// delegations: the update succeeds, with the warning the oddity calls for.
+async fn read_with(odd: Oddity) -> VerifiedRepo {
+    let mut fx = Fixture::new();
+    fx.targets
+        .targets
+        .insert("v1".into(), target(b"v1 from targets"));
+    let files = odd.build(&mut fx);
+    let repo = run(&MemStore::serving(&files), &trust_dir().1, &fx.gun)
         .await
-        .unwrap_or_else(|e| panic!("refused: {e}"))
+        .unwrap_or_else(|e| panic!("{}: refused: {e}", odd.describe()));
+    let (role, words) = odd.warning();
+    warned(&repo, role, words);
+    repo
 }
 
 #[tokio::test]
 async fn an_extra_signature_with_a_key_id_that_is_no_key_id_is_ignored_as_notary_does() {
-    let fx = Fixture::new();
-    let mut file: Value =
-        serde_json::from_slice(&sign(fx.releases.clone(), &[&fx.releases_key])).unwrap();
-    file["signatures"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!(
-            {"keyid": "not-a-key-id", "method": "ecdsa", "sig": "AAAA"}
-        ));
-    let repo = served_with_releases(&fx, serde_json::to_vec(&file).unwrap()).await;
+    let repo = read_with(Oddity::ExtraSignature).await;
     assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
     warned(&repo, "targets/releases", "not-a-key-id");
 }
@@ -990,14 +984,7 @@ async fn an_extra_signature_with_a_key_id_that_is_no_key_id_is_ignored_as_notary
 #[tokio::test]
 async fn a_lone_surrogate_reads_as_go_reads_it() {
     // Go decodes "\ud800" as U+FFFD, and verifies the signature over that.
-    let fx = Fixture::new();
-    let mut body = fx.releases.clone();
-    body.targets.insert("v2\u{FFFD}".into(), target(b"v2"));
-    let file = signed_then_edited(&body.to_value(), &fx.releases_key, |text| {
-        text.replace('\u{FFFD}', "\\ud800")
-    });
-    assert!(String::from_utf8_lossy(&file).contains("v2\\ud800"));
-    let repo = served_with_releases(&fx, file).await;
+    let repo = read_with(Oddity::LoneSurrogate).await;
     assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
     assert_eq!(
         repo.docker_target("v2\u{FFFD}").unwrap().role,
@@ -1010,57 +997,29 @@ async fn a_lone_surrogate_reads_as_go_reads_it() {
 async fn a_key_published_with_its_private_part_signs_for_nothing() {
     // targets/releases delegates to targets/releases/sub with a key whose private part it
     // publishes. Notary would use the key; anyone can sign with it, so tufa does not.
-    let mut fx = Fixture::new();
-    let leaked = SoftKey::ecdsa(22);
-    fx.delegate(
-        &RoleName::RELEASES,
-        "targets/releases/sub",
-        &[""],
-        1,
-        &leaked,
-        holding("sub"),
-    );
-    let mut body = fx.releases.to_value();
-    body["delegations"]["keys"][leaked.id().to_string()]["keyval"]["private"] =
-        Value::String("c2VjcmV0".into());
-    let file = sign_value(&body, &[&fx.releases_key]);
-    let repo = served_with_releases(&fx, file).await;
+    let repo = read_with(Oddity::PrivateKey).await;
     assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
-    assert!(repo.delegation(&role("targets/releases/sub")).is_none());
+    assert!(repo.delegation(&role(Oddity::SUB)).is_none());
     assert_eq!(repo.target("sub", None), None);
-    warned(&repo, "targets/releases", "private");
-    warned(&repo, "targets/releases/sub", "is ignored");
+    warned(
+        &repo,
+        Oddity::SUB,
+        "published with their private part and do not count",
+    );
 }
 
 #[tokio::test]
 async fn a_child_whose_key_is_missing_is_skipped_and_its_parent_served() {
-    let mut fx = Fixture::new();
-    let key = SoftKey::ecdsa(23);
-    fx.delegate(
-        &RoleName::RELEASES,
-        "targets/releases/sub",
-        &[""],
-        1,
-        &key,
-        holding("sub"),
-    );
-    fx.releases.delegations.keys.clear();
-    let repo = run(&MemStore::serving(&fx.build()), &trust_dir().1, &fx.gun)
-        .await
-        .unwrap_or_else(|e| panic!("refused: {e}"));
+    let repo = read_with(Oddity::MissingKey).await;
     assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
-    assert!(repo.delegation(&role("targets/releases/sub")).is_none());
-    warned(&repo, "targets/releases/sub", "has no public key");
+    assert!(repo.delegation(&role(Oddity::SUB)).is_none());
+    assert_eq!(repo.target("sub", None), None);
 }
 
 #[tokio::test]
 async fn a_target_hash_of_the_wrong_length_makes_only_that_target_unusable() {
     // Go reads any length; docker then cannot pull that tag. The other tags resolve.
-    let fx = Fixture::new();
-    let mut body = fx.releases.to_value();
-    body["targets"]["v2"] =
-        serde_json::json!({"hashes": {"sha256": "AAAAAAAAAAAAAAAAAAAAAA=="}, "length": 2});
-    let repo = served_with_releases(&fx, sign_value(&body, &[&fx.releases_key])).await;
+    let repo = read_with(Oddity::ShortHash).await;
     assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
     // Found in targets/releases, so docker's lookup stops there, without a digest.
     let v2 = repo.docker_target("v2").unwrap();
@@ -1070,16 +1029,16 @@ async fn a_target_hash_of_the_wrong_length_makes_only_that_target_unusable() {
 
 #[tokio::test]
 async fn a_damaged_delegation_file_is_skipped_and_the_rest_served() {
-    let mut fx = Fixture::new();
-    fx.targets
-        .targets
-        .insert("v1".into(), target(b"v1 from targets"));
-    let mut body = fx.releases.to_value();
-    body["targets"]["v1"]["length"] = Value::String("two".into());
-    let repo = served_with_releases(&fx, sign_value(&body, &[&fx.releases_key])).await;
+    let repo = read_with(Oddity::Damaged).await;
     assert!(repo.delegation(&RoleName::RELEASES).is_none());
     let v1 = repo.docker_target("v1").unwrap();
-    assert_eq!(v1.role, RoleName::TARGETS);
+    assert_eq!(
+        (v1.role, v1.sha256),
+        (
+            RoleName::TARGETS,
+            Some(Sha256Digest::of(b"v1 from targets"))
+        )
+    );
     assert_eq!(repo.docker_target("admin").unwrap().role, RoleName::TARGETS);
     warned(&repo, "targets/releases", "length");
 }

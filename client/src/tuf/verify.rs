@@ -399,7 +399,12 @@ mod tests {
             ..sig.clone()
         };
         // Alone, each ID verifies.
-        verify_signatures(&role_keys(&[&compressed], 1), b"m", &[again.clone()]).unwrap();
+        verify_signatures(
+            &role_keys(&[&compressed], 1),
+            b"m",
+            std::slice::from_ref(&again),
+        )
+        .unwrap();
         let err = verify_signatures(&keys, b"m", &[sig, again]).unwrap_err();
         assert!(
             matches!(
