@@ -87,13 +87,16 @@ impl Oddity {
         let mut body = fx.releases.to_value();
         let releases = match self {
             Self::ExtraSignature => {
-                let mut file: Value =
-                    serde_json::from_slice(&sign(fx.releases.clone(), &[&key])).expect("JSON");
-                file["signatures"]
-                    .as_array_mut()
-                    .expect("signatures")
-                    .push(json!({"keyid": "not-a-key-id", "method": "ecdsa", "sig": "AAAA"}));
-                serde_json::to_vec(&file).expect("JSON")
+                // Laid out as Go writes the file, so notary-server's re-serialisation of it
+                // (which its snapshot hashes) is these very bytes.
+                let text = String::from_utf8(sign(fx.releases.clone(), &[&key]))
+                    .expect("the file is UTF-8");
+                text.replacen(
+                    r#""signatures":["#,
+                    r#""signatures":[{"keyid":"not-a-key-id","method":"ecdsa","sig":"AAAA"},"#,
+                    1,
+                )
+                .into_bytes()
             }
             Self::LoneSurrogate => {
                 let mut with = fx.releases.clone();

@@ -9,11 +9,15 @@
 //! can show that its rule was used and not bypassed by the client's cache.
 //!
 //! The server has its own throwaway CA ([`HostileServer::ca_file`]); only GETs are answered.
+//! The real notary and docker CLIs can be pointed at it ([`HostileServer::go_notary`],
+//! [`HostileServer::docker`]) to see what Notary's own clients make of the same answers, and
+//! [`post_metadata`] uploads crafted files to a real notary-server, to see what it stores.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,9 +27,12 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tempfile::TempDir;
 
+use tufa_client::notary::{NotaryClient, NotaryConfig};
+use tufa_client::tuf::{Gun, RoleName};
 use tufa_testkit::pki::{make_ca, make_leaf};
 
 use crate::stack::Stack;
+use crate::{require, Run};
 
 /// A rewrite of the answers for one role.
 pub struct Tamper {
@@ -358,6 +365,78 @@ fn server_config(dir: &TempDir) -> rustls::ServerConfig {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .expect("a usable certificate and key")
+}
+
+impl HostileServer {
+    /// The real notary CLI (Go) against this server, `notary -s URL --tlscacert CA -d TRUST
+    /// ARGS` with `HOME` at `trust`: what Notary's own client makes of the same answers.
+    pub fn go_notary(&self, trust: &Path, args: &[&str]) -> Run {
+        require("notary", "apt-get install notary");
+        let (url, ca) = (self.url(), self.ca_file());
+        let mut cmd = Command::new("notary");
+        cmd.env("HOME", trust)
+            .args(["-s", &url, "--tlscacert"])
+            .arg(&ca)
+            .arg("-d")
+            .arg(trust)
+            .args(args)
+            .stdin(Stdio::null());
+        Run::of(
+            format!("notary (Go, via the hostile server) {args:?}"),
+            &mut cmd,
+        )
+    }
+
+    /// The docker CLI with this server as its trust server, `DOCKER_CONFIG` (trusting this
+    /// server's CA) and `HOME` under `dir`, and no daemon.
+    pub fn docker(&self, dir: &Path, args: &[&str]) -> Run {
+        require(
+            "docker",
+            "apt-get install docker.io, or any docker CLI on PATH",
+        );
+        let config = dir.join("docker-config");
+        let tls = config.join("tls").join(self.addr.to_string());
+        std::fs::create_dir_all(&tls).expect("docker tls dir");
+        std::fs::copy(self.ca_file(), tls.join("ca.crt")).expect("docker ca.crt");
+        let mut cmd = Command::new("docker");
+        cmd.env("HOME", dir)
+            .env("DOCKER_CONFIG", &config)
+            .env("DOCKER_CONTENT_TRUST_SERVER", self.url())
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", dir.join("no-daemon.sock").display()),
+            )
+            .env("DOCKER_CLI_HINTS", "false")
+            .env_remove("DOCKER_CONTENT_TRUST")
+            .env_remove("DOCKER_CONTEXT")
+            .args(args)
+            .stdin(Stdio::null());
+        Run::of(
+            format!("docker (via the hostile server) {args:?}"),
+            &mut cmd,
+        )
+    }
+}
+
+/// Uploads `files` to `stack`'s notary-server as a client publishes them (one multipart POST),
+/// whatever they hold: what a delegate holding only its own key can make the server store.
+/// Returns the server's refusal, if it refused.
+pub fn post_metadata(
+    stack: &Stack,
+    gun: &str,
+    files: &[(RoleName, Vec<u8>)],
+) -> Result<(), String> {
+    let client = NotaryClient::new(NotaryConfig {
+        server: stack.notary_url().parse().expect("the stack's URL"),
+        ca_file: Some(stack.ca_file()),
+        client_cert: None,
+        credentials: None,
+    })
+    .expect("a notary client for the stack");
+    let gun: Gun = gun.parse().expect("a GUN");
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(client.repo(&gun).publish(files))
+        .map_err(|e| e.to_string())
 }
 
 /// `bytes` with one byte of the first signature changed: same length, same JSON shape, but
