@@ -951,9 +951,15 @@ async fn a_megabyte_of_roles_and_keys_verifies_in_linear_memory() {
     assert_eq!(repo.all_targets().len(), 12);
     assert!(repo.docker_target("v1").is_some());
     let looked_up = start.elapsed();
+    // What `docker trust inspect` shows lists every signer.
+    let start = std::time::Instant::now();
+    let shown = tufa_client::trust::inspect::inspect(&repo, GUN, None);
+    assert_eq!(shown.signers.len(), ROLES);
+    let inspected = start.elapsed();
     println!(
         "targets.json {size} bytes, {ROLES} roles and keys: update {verified:?}, four lookups \
-         {looked_up:?} (this build; not asserted); peak while building the fixture {before} kB"
+         {looked_up:?}, inspect {inspected:?} (this build; not asserted); peak while building \
+         the fixture {before} kB"
     );
     println!("{PEAK}{}", peak_kb());
 }
