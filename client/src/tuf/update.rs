@@ -6,6 +6,20 @@
 //! (always from the server), snapshot by the hash the timestamp records, targets by the hash the
 //! snapshot records, then delegations pre-order in each parent's `delegations.roles` order.
 //! Nothing is written unless every check passed.
+//!
+//! Where tufa is stricter than Notary: a root that differs from the cached one under the same
+//! version is refused (a fork), a snapshot may not drop a delegation the cached snapshot listed
+//! while its parent still delegates to it (TUF 5.5.5), and a threshold counts distinct public
+//! keys. Where it is more lenient: a delegation that cannot be used is skipped with a warning
+//! (see `Session::delegations`), where Notary fails the whole update. Every walk is linear in
+//! the metadata, whatever a delegate repeats.
+//!
+//! Not checked, as in Notary: a role's name is not inside its signed body, so whoever holds
+//! the snapshot key (notary-server, in docker's repositories) can serve one delegation's file
+//! as another's when both roles share a key (`docker trust signer add` makes
+//! `targets/<signer>` and `targets/releases` share one). The file still verifies only with
+//! that key, so it swaps one signer's targets for another's, and can add nothing they did
+//! not sign.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
