@@ -40,7 +40,19 @@ struct Reader<'a> {
     gun: &'a str,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of `gun` through `server`, working in `cwd` with the trust dir
+    /// `cwd/reader-trust`.
+    fn new(agent: &'a Agent, server: &'a HostileServer, cwd: &'a Path, gun: &'a str) -> Self {
+        Self {
+            agent,
+            server,
+            cwd,
+            trust: cwd.join("reader-trust"),
+            gun,
+        }
+    }
+
     /// `tufa notary list GUN`, which must succeed; returns (stdout, stderr).
     fn list_ok(&self) -> (String, String) {
         let out = self.list();
@@ -153,13 +165,7 @@ fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
     );
 
     // The reader trusts the repository on first use, through the (honest) proxy.
-    let reader = Reader {
-        agent,
-        server: &proxy,
-        cwd,
-        trust: cwd.join("reader-trust"),
-        gun,
-    };
+    let reader = Reader::new(agent, &proxy, cwd, gun);
     let (listed, _) = reader.list_ok();
     assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
     let root_v1 = proxy.fetch(gun, "root.json").unwrap();
@@ -310,13 +316,7 @@ fn a_fake_server_holding_every_key_is_refused() {
     repo.snapshot_version = 3;
     repo.timestamp_version = 3;
     let server = HostileServer::fake(tufa_testkit::served(&repo.build()));
-    let reader = Reader {
-        agent,
-        server: &server,
-        cwd: cwd.path(),
-        trust: cwd.path().join("reader-trust"),
-        gun,
-    };
+    let reader = Reader::new(agent, &server, cwd.path(), gun);
     let (listed, stderr) = reader.list_ok();
     assert!(
         listed.contains("admin") && listed.contains("v1"),
@@ -433,13 +433,7 @@ fn hostile_delegates_and_a_server_forking_the_repository() {
     let client = rt.block_on(agent.client());
     let (base, root_key) = rt.block_on(agent_rooted_keyed(&client, "root", gun));
     let server = HostileServer::fake(served(&base.build()));
-    let reader = Reader {
-        agent,
-        server: &server,
-        cwd: cwd.path(),
-        trust: cwd.path().join("reader-trust"),
-        gun,
-    };
+    let reader = Reader::new(agent, &server, cwd.path(), gun);
     let (listed, _) = reader.list_ok();
     assert_eq!(
         listed_role(&listed, "v1").as_deref(),
