@@ -8,6 +8,13 @@
 //!   timestamp or snapshot key (an expired timestamp, a signed rollback of snapshot or targets,
 //!   a correctly signed wrong `_type`, too few of two targets signatures, a delegated target
 //!   outside its paths).
+//!
+//! Then hostile delegates (issue 11): a fake server serves what a delegate can publish (a role
+//! listed twice, repeated entries over four levels, a 1 MB targets.json of 3,000 roles, odd
+//! delegation files) and the lies of a server holding every key but root's (a snapshot that
+//! drops a delegation, a forked root, one key under two IDs); the Go notary CLI reads the
+//! same answers for comparison. Each odd file is also uploaded to the real notary-server, to
+//! see what it stores and what notary, docker and tufa make of it.
 
 use std::path::{Path, PathBuf};
 

@@ -83,7 +83,10 @@ impl Targets {
 
 impl Delegations {
     /// The delegated roles, each name once, in file order. A name listed again stands for its
-    /// first entry, keys, threshold and paths alike, as Notary's `BuildDelegationRole` finds it.
+    /// first entry, keys, threshold and paths alike, as Notary's `BuildDelegationRole` finds it
+    /// for every lookup. (Notary's client update then queues the role once per entry and fails
+    /// on the second, "has already been loaded"; using the first entry is as safe and keeps the
+    /// repository readable.)
     pub fn unique(&self) -> Vec<&Delegation> {
         let mut seen = HashSet::new();
         self.roles.iter().filter(|d| seen.insert(&d.name)).collect()
