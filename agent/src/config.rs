@@ -5,6 +5,8 @@
 //! audit_log = "/var/log/tufa/audit.log"       # default: no audit log
 //! allowed_uids = [1001]                       # besides the agent's own uid
 //! pin_cache_ttl_seconds = 900                 # how long an unlock PIN is kept
+//! state_dir = "/var/lib/tufa"                 # default: $STATE_DIRECTORY, else
+//!                                             # $XDG_STATE_HOME/tufa or ~/.local/state/tufa
 //!
 //! [[pkcs11]]
 //! module = "/usr/lib/softhsm/libsofthsm2.so"
@@ -42,6 +44,8 @@ pub struct ConfigFile {
     pub allowed_uids: Vec<u32>,
     /// Unlock PIN lifetime in seconds.
     pub pin_cache_ttl_seconds: Option<u64>,
+    /// Where the agent keeps what must outlive it (refused-PIN records).
+    pub state_dir: Option<PathBuf>,
     /// PKCS#11 tokens.
     #[serde(default)]
     pub pkcs11: Vec<Pkcs11Section>,
@@ -106,6 +110,8 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     /// Unlock PIN lifetime.
     pub pin_cache_ttl: Duration,
+    /// Where refused-PIN records are kept; `None`: nowhere (refusals last until restart).
+    pub state_dir: Option<PathBuf>,
     /// PKCS#11 tokens.
     pub pkcs11: Vec<Pkcs11Config>,
     /// YubiKeys.
@@ -207,6 +213,15 @@ impl Config {
             key: key.to_owned(),
             message,
         };
+        let state_dir = file.state_dir.clone().or_else(default_state_dir);
+        if let Some(d) = &state_dir {
+            if d.is_relative() {
+                return Err(invalid(
+                    "state_dir",
+                    format!("'{}' is relative: give an absolute path", d.display()),
+                ));
+            }
+        }
         let mut pkcs11 = Vec::new();
         for (i, s) in file.pkcs11.into_iter().enumerate() {
             let key = |k: &str| format!("pkcs11[{i}].{k}");
@@ -228,6 +243,7 @@ impl Config {
                 token: s.token,
                 pin,
                 sessions,
+                state_dir: state_dir.clone(),
             });
         }
         match (flags.pkcs11_module, flags.pkcs11_token) {
@@ -239,6 +255,7 @@ impl Config {
                     .map(PinSource::File)
                     .unwrap_or_default(),
                 sessions: 4,
+                state_dir: state_dir.clone(),
             }),
             (None, None) => {
                 if flags.pkcs11_pin_file.is_some() {
@@ -301,6 +318,7 @@ impl Config {
                 pin,
                 management_key,
                 touch_policy,
+                state_dir: state_dir.clone(),
             });
         }
         let flag_yubikeys = !flags.yubikeys.is_empty();
@@ -321,6 +339,7 @@ impl Config {
                     .unwrap_or_default(),
                 management_key: ManagementKey::Default,
                 touch_policy: TouchPolicy::Never,
+                state_dir: state_dir.clone(),
             });
         }
         if flags.yubikey_pin_file.is_some() && !flag_yubikeys {
@@ -354,6 +373,7 @@ impl Config {
             audit_log: flags.audit_log.or(file.audit_log),
             allowed_uids: file.allowed_uids,
             pin_cache_ttl: ttl,
+            state_dir,
             pkcs11,
             yubikeys,
         })
@@ -368,6 +388,20 @@ fn pin_source(file: Option<PathBuf>, env: Option<String>) -> Option<PinSource> {
         (None, Some(v)) => Some(PinSource::Env(v)),
         (None, None) => Some(PinSource::Unlock),
     }
+}
+
+/// The state directory when the file names none: systemd's `StateDirectory=` (the first of
+/// `$STATE_DIRECTORY`), else `$XDG_STATE_HOME/tufa`, else `~/.local/state/tufa`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let var = |v: &str| std::env::var_os(v).filter(|d| !d.is_empty());
+    if let Some(dirs) = var("STATE_DIRECTORY") {
+        return std::env::split_paths(&dirs).next();
+    }
+    var("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("tufa"))
 }
 
 /// `$XDG_RUNTIME_DIR/tufa/agent.sock`, the socket both binaries use by default.

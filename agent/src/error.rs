@@ -92,12 +92,14 @@ pub enum AgentError {
         fix: String,
     },
     /// One PIN try is left: the agent will not risk blocking the device.
-    #[error("{device} has one PIN try left: the agent will not try a PIN and risk blocking it; unblock the PIN with the PUK (`ykman --device {serial} piv access unblock-pin`), then unlock again")]
+    #[error(
+        "{device} has one PIN try left: the agent will not try a PIN and risk blocking it; {fix}"
+    )]
     LastPinTry {
         /// The device, described.
         device: String,
-        /// Its serial.
-        serial: u32,
+        /// How to reset the tries.
+        fix: String,
     },
     /// A key that needs a touch was not touched in time.
     #[error("{device} was not touched in time: sign again and touch the key when it blinks")]
@@ -130,6 +132,16 @@ pub enum AgentError {
         label: String,
         /// Labels that are there.
         present: Vec<String>,
+    },
+    /// Several tokens match the configured label (and serial, model, manufacturer).
+    #[error("{} tokens labelled '{label}' in PKCS#11 module {module} (serials {}): the agent will not guess which one gets the PIN; name one with `uri = \"pkcs11:token={label};serial=SERIAL\"` in the [[pkcs11]] section", serials.len(), serials.join(", "))]
+    AmbiguousToken {
+        /// Path of the module.
+        module: String,
+        /// Label looked for.
+        label: String,
+        /// Serials of the matching tokens.
+        serials: Vec<String>,
     },
     /// No configured device matches a request.
     #[error("no {wanted} is configured in this agent (configured: {}): check `tufa agent status`", if configured.is_empty() { "none".to_owned() } else { configured.join(", ") })]
@@ -223,6 +235,13 @@ pub enum Unavailable {
         /// The PKCS#11 error.
         error: String,
     },
+    /// A token with the configured label came back with another serial than before.
+    Replaced {
+        /// The serial the agent knew.
+        expected: String,
+        /// The serial of the token there now.
+        found: String,
+    },
 }
 
 impl fmt::Display for Unavailable {
@@ -254,6 +273,13 @@ impl fmt::Display for Unavailable {
                 f,
                 "{operation} failed ({error}); check the token is present, \
                  the agent reconnects by itself"
+            ),
+            Self::Replaced { expected, found } => write!(
+                f,
+                "a token with its label came back with serial {found}, not {expected}: \
+                 the agent refuses it (no PIN, no keys go to another token); put the \
+                 original token back, or restart the agent if the new token is meant to \
+                 replace it"
             ),
         }
     }
@@ -300,9 +326,10 @@ impl AgentError {
             | Self::PinBlocked { .. }
             | Self::LastPinTry { .. }
             | Self::NoDevice { .. } => Code::FailedPrecondition,
-            Self::Unavailable { .. } | Self::Module { .. } | Self::TokenNotFound { .. } => {
-                Code::Unavailable
-            }
+            Self::Unavailable { .. }
+            | Self::Module { .. }
+            | Self::TokenNotFound { .. }
+            | Self::AmbiguousToken { .. } => Code::Unavailable,
             Self::Unsupported(_) => Code::Unimplemented,
             Self::TouchTimeout { .. } => Code::DeadlineExceeded,
             Self::Device { .. } | Self::Internal(_) => Code::Internal,

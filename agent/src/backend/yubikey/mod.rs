@@ -38,7 +38,7 @@ use super::{
 use crate::error::AgentError;
 use crate::import::ImportedKey;
 use crate::keys::{EcdsaSignature, KeyId, Sha256Digest};
-use crate::pin::{Gated, Login, PinGate};
+use crate::pin::{Gated, Login, PinGate, RefusalRecord};
 
 pub mod classify;
 pub mod marker;
@@ -62,7 +62,11 @@ impl YubiKeyBackend {
     /// YubiKey is plugged and unplugged while the agent runs.
     pub fn open(config: YubiKeyConfig) -> Result<Self, AgentError> {
         let name = config.serial.to_string();
-        let gate = PinGate::new(config.pin.clone(), config.describe(), name.clone());
+        let record = config.state_dir.as_deref().map(|d| {
+            RefusalRecord::new(d, &format!("yubikey|{}", config.serial), config.describe())
+        });
+        let gate =
+            PinGate::remembering(config.pin.clone(), record, config.describe(), name.clone());
         let backend = Self {
             name,
             state: Mutex::new(State { conn: None, gate }),

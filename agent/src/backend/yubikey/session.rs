@@ -46,6 +46,8 @@ pub struct YubiKeyConfig {
     pub management_key: ManagementKey,
     /// Touch policy of new keys when the request names none.
     pub touch_policy: TouchPolicy,
+    /// Where a refused PIN is remembered across restarts; `None`: until restart only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl YubiKeyConfig {
@@ -193,7 +195,10 @@ impl<'a> Card<'a> {
         if tries == 1 {
             return Err(LoginError::Failed(AgentError::LastPinTry {
                 device: self.describe(),
-                serial: self.config.serial,
+                fix: format!(
+                    "unblock the PIN with the PUK (`ykman --device {} piv access unblock-pin`), then unlock again",
+                    self.config.serial
+                ),
             }));
         }
         let conn = self.connect()?;
