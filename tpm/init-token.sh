@@ -67,7 +67,9 @@ if [[ -n $stop ]]; then
 fi
 
 [[ -n $label ]] || usage
-((${#label} <= 32)) || die "token label '$label' is longer than PKCS#11's 32 characters"
+# PKCS#11 allows 32 characters, but tpm2-pkcs11 1.9 keeps 31 (it stores the label with a NUL),
+# so a 32-character label would be initialized under another name.
+((${#label} <= 31)) || die "token label '$label' is longer than the 31 characters tpm2-pkcs11 keeps"
 command -v swtpm >/dev/null || die "swtpm not found: run scripts/install-deps.sh (package swtpm)"
 [[ -r $module ]] || die "tpm2-pkcs11 module $module not found: run scripts/install-deps.sh (package libtpm2-pkcs11-1)"
 [[ -n $(ls /usr/lib/*/libtss2-tcti-swtpm.so* 2>/dev/null) ]] ||

@@ -23,6 +23,7 @@ pub mod hostile;
 pub mod offline;
 pub mod piv;
 pub mod stack;
+pub mod tpm;
 pub mod yubikey;
 
 /// The SoftHSM2 module Debian installs.
@@ -156,7 +157,14 @@ impl Device for SoftHsm {
     }
 
     fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
-        vec![("SOFTHSM2_CONF", self.conf().into_os_string())]
+        vec![
+            ("SOFTHSM2_CONF", self.conf().into_os_string()),
+            // The device's agents share their state (refused-PIN records), and only they do.
+            (
+                "XDG_STATE_HOME",
+                self.dir.path().join("state").into_os_string(),
+            ),
+        ]
     }
 
     fn flags(&self, pin_file: bool) -> Vec<std::ffi::OsString> {
@@ -251,7 +259,10 @@ impl Agent {
     /// The `tufad` command for `hsm` (for tests that expect it to fail at start).
     pub fn command(&self, hsm: &dyn Device, opts: &AgentOptions) -> Command {
         let mut cmd = Command::new(bin("tufad"));
-        cmd.envs(hsm.env())
+        // The agent's state stays in the test (a device may name its own, shared by its agents).
+        cmd.env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env_remove("STATE_DIRECTORY")
+            .envs(hsm.env())
             .env("TUFA_LOG", "info")
             .env_remove("TUFA_AGENT_SOCK")
             .arg("--socket")

@@ -112,7 +112,11 @@ impl Device for SimYubiKey {
     }
 
     fn env(&self) -> Vec<(&'static str, OsString)> {
-        Vec::new()
+        // The device's agents share their state (refused-PIN records), and only they do.
+        vec![(
+            "XDG_STATE_HOME",
+            self.dir.path().join("state").into_os_string(),
+        )]
     }
 
     fn flags(&self, pin_file: bool) -> Vec<OsString> {

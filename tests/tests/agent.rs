@@ -12,23 +12,50 @@ use tufa_client::agent::{AgentClientError, SignContext};
 use tufa_proto::v1;
 use tufa_tests::{require, verify_with_p256, Agent, AgentOptions, Device, SoftHsm};
 
-/// Runs each body, written once, against a fresh SoftHSM token (`NAME::softhsm`) and a fresh
-/// simulated YubiKey through pcscd (`NAME::yubikey`): the same assertions hold for both backends.
+/// Runs each body, written once, against a fresh SoftHSM token (`NAME::softhsm`), a fresh
+/// simulated YubiKey through pcscd (`NAME::yubikey`) and a tpm2-pkcs11 token on a fresh software
+/// TPM (`NAME::tpm`): the same assertions hold for every backend. `on_devices_that_import!`
+/// leaves out the TPM, whose module cannot import private keys (see
+/// `tpm_refuses_import_with_a_clear_error`).
 macro_rules! on_each_device {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn softhsm() {
-                let label = &stringify!($name)[..stringify!($name).len().min(32)];
-                let dev = tufa_tests::SoftHsm::new(label, "pin-Qx7wz");
-                super::$name(&dev).await;
-            }
+            on_each_device!(@softhsm $name);
+            on_each_device!(@yubikey $name);
+            on_each_device!(@tpm $name);
+        }
+    )*};
+    (@softhsm $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn softhsm() {
+            let label = &stringify!($name)[..stringify!($name).len().min(32)];
+            let dev = tufa_tests::SoftHsm::new(label, "pin-Qx7wz");
+            super::$name(&dev).await;
+        }
+    };
+    (@yubikey $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn yubikey() {
+            let dev = tufa_tests::yubikey::SimYubiKey::new();
+            super::$name(&dev).await;
+        }
+    };
+    (@tpm $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn tpm() {
+            // tpm2-pkcs11 keeps 31 characters of a label.
+            let label = &stringify!($name)[..stringify!($name).len().min(31)];
+            let dev = tufa_tests::tpm::SwTpm::new(label);
+            super::$name(&dev).await;
+        }
+    };
+}
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn yubikey() {
-                let dev = tufa_tests::yubikey::SimYubiKey::new();
-                super::$name(&dev).await;
-            }
+macro_rules! on_devices_that_import {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            on_each_device!(@softhsm $name);
+            on_each_device!(@yubikey $name);
         }
     )*};
 }
@@ -37,13 +64,16 @@ on_each_device!(
     generate_list_sign_and_verify_with_p256_and_openssl,
     keys_survive_an_agent_restart,
     sixteen_clients_times_two_hundred_signatures_all_valid,
-    imported_keys_sign_for_their_original_public_key,
-    imports_a_key_written_by_docker_trust_key_generate,
     bad_requests_get_clear_errors_and_change_nothing,
     pins_locked_wrong_and_right,
     a_refused_pin_file_is_not_tried_again,
     audit_log_has_a_line_per_signature_and_no_pin,
     an_unlock_pin_expires_with_its_ttl,
+);
+
+on_devices_that_import!(
+    imported_keys_sign_for_their_original_public_key,
+    imports_a_key_written_by_docker_trust_key_generate,
 );
 
 fn ctx() -> SignContext {
