@@ -5,10 +5,10 @@
 # Usage: tpm/init-token.sh --dir DIR --label LABEL [--pin-file FILE] [--so-pin-file FILE]
 #        tpm/init-token.sh --dir DIR --stop
 #
-# DIR holds the TPM's state (DIR/tpm), the tpm2-pkcs11 store (DIR/store), swtpm's pid and log,
-# and, without --pin-file/--so-pin-file, random PINs in DIR/pin and DIR/so-pin (mode 0600). A
-# swtpm already running for DIR is reused; otherwise one is started on a free pair of ports
-# (server P, control P+1, both on 127.0.0.1). The token is initialized only if no token
+# DIR holds the TPM's state (DIR/tpm), the tpm2-pkcs11 store (DIR/store), swtpm's pid, port and
+# log, and, without --pin-file/--so-pin-file, random PINs in DIR/pin and DIR/so-pin (mode 0600).
+# A swtpm already running for DIR is reused; a stopped one starts again on its old ports if they
+# are free, else on a free pair (server P, control P+1, both on 127.0.0.1). The token is initialized only if no token
 # labelled LABEL exists yet, so running this again is harmless. Stdout is the environment the
 # agent (and any PKCS#11 tool) needs, for the caller to eval:
 #   eval "$(tpm/init-token.sh --dir /tmp/tpm --label ci)"  # sets TPM2_PKCS11_TCTI, _STORE
@@ -62,7 +62,7 @@ if [[ -n $stop ]]; then
     kill "$pid"
     say "Stopped swtpm (pid $pid)"
   fi
-  rm -f "$pidfile" "$portfile"
+  rm -f "$pidfile"
   exit 0
 fi
 
@@ -84,11 +84,17 @@ mkdir -p "$dir/tpm" "$dir/store"
 
 # Starts swtpm on a random free port pair: a taken port makes swtpm exit before it daemonizes,
 # and the next pair is tried. No port is reserved ahead, so there is no race to lose.
+# A TPM that ran before is started on its old ports first, so its users' TCTI still holds.
 start_swtpm() {
-  local port tries
+  local port tries old
+  old=$(cat "$portfile" 2>/dev/null || true)
   for tries in $(seq 50); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    ((port % 2 == 0)) || port=$((port - 1))
+    if ((tries == 1)) && [[ $old =~ ^[0-9]+$ ]]; then
+      port=$old
+    else
+      port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+      ((port % 2 == 0)) || port=$((port - 1))
+    fi
     if swtpm socket --tpm2 --tpmstate "dir=$dir/tpm" \
       --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
       --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" \

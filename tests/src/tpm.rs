@@ -32,25 +32,58 @@ pub struct SwTpm {
 impl SwTpm {
     /// A fresh software TPM with a token labelled `label` and the fixture's PIN.
     pub fn new(label: &str) -> Self {
-        assert!(
-            Path::new(TPM2_PKCS11_MODULE).exists(),
-            "tpm2-pkcs11 is not installed ({TPM2_PKCS11_MODULE} is missing): run scripts/install-deps.sh (apt-get install libtpm2-pkcs11-1 libtss2-tcti-swtpm0)"
-        );
-        crate::require("swtpm", "apt-get install swtpm");
-        crate::require("pkcs11-tool", "apt-get install opensc");
         let dir = tempfile::Builder::new()
             .prefix("tufa-tpm-")
             .tempdir()
             .expect("tempdir");
         std::fs::write(dir.path().join("pin"), format!("{PIN}\n")).expect("pin file");
         std::fs::write(dir.path().join("so-pin"), "tpm-so-pin-5678\n").expect("so-pin file");
+        let (env, pid) = Self::set_up(dir.path(), label);
+        Self {
+            dir,
+            label: label.to_owned(),
+            env,
+            pid,
+        }
+    }
+
+    /// Stops swtpm and starts it again on the same ports with the same state, as a TPM that
+    /// restarted (or a VM that was resumed).
+    pub fn restart(&mut self) {
+        self.kill();
+        let (env, pid) = Self::set_up(self.dir.path(), &self.label);
+        assert_eq!(env, self.env, "swtpm came back on other ports");
+        self.pid = pid;
+    }
+
+    fn kill(&self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Path::new(&format!("/proc/{}", self.pid)).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "swtpm {} did not stop",
+                self.pid
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Runs tpm/init-token.sh on `dir`: the environment it prints and swtpm's pid.
+    fn set_up(dir: &Path, label: &str) -> (Vec<(&'static str, OsString)>, u32) {
+        assert!(
+            Path::new(TPM2_PKCS11_MODULE).exists(),
+            "tpm2-pkcs11 is not installed ({TPM2_PKCS11_MODULE} is missing): run scripts/install-deps.sh (apt-get install libtpm2-pkcs11-1 libtss2-tcti-swtpm0)"
+        );
+        crate::require("swtpm", "apt-get install swtpm");
+        crate::require("pkcs11-tool", "apt-get install opensc");
         let out = Command::new(script())
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .args(["--label", label, "--pin-file"])
-            .arg(dir.path().join("pin"))
+            .arg(dir.join("pin"))
             .arg("--so-pin-file")
-            .arg(dir.path().join("so-pin"))
+            .arg(dir.join("so-pin"))
             .env("TPM2_PKCS11_LOG_LEVEL", "0")
             .output()
             .expect("run tpm/init-token.sh");
@@ -75,18 +108,13 @@ impl SwTpm {
             };
             env.push((name, OsString::from(value)));
         }
-        env.push(("XDG_STATE_HOME", dir.path().join("state").into_os_string()));
-        let pid = std::fs::read_to_string(dir.path().join("swtpm.pid"))
+        env.push(("XDG_STATE_HOME", dir.join("state").into_os_string()));
+        let pid = std::fs::read_to_string(dir.join("swtpm.pid"))
             .expect("swtpm.pid")
             .trim()
             .parse()
             .expect("swtpm.pid holds a pid");
-        Self {
-            dir,
-            label: label.to_owned(),
-            env,
-            pid,
-        }
+        (env, pid)
     }
 
     /// The fixture's directory (PIN files, TPM state, tpm2-pkcs11 store, swtpm's log).

@@ -144,6 +144,7 @@ impl Sessions {
 
     /// What the token can do, connecting if needed.
     pub fn capabilities(&self) -> Result<Capabilities, AgentError> {
+        self.refresh_if_stale();
         let mut st = self.lock_state();
         Ok(st.link.connect(&self.token)?.caps.clone())
     }
@@ -167,7 +168,9 @@ impl Sessions {
                 match op() {
                     Ok(v) => Ok(v),
                     Err(Failure::Other(e)) => Err(e),
-                    Err(Failure::OutOfObjects(e)) => Err(match e {
+                    // Twice in a row: the module may have lost the token (a TPM that restarted
+                    // answers every call so); the next call starts it afresh.
+                    Err(Failure::OutOfObjects(e)) => Err(match self.drop_connection(e) {
                         AgentError::Device {
                             device,
                             operation,
@@ -185,6 +188,16 @@ impl Sessions {
                 }
             }
         }
+    }
+
+    /// Drops the connection, so the next call re-initializes the module and reconnects.
+    fn drop_connection(&self, e: AgentError) -> AgentError {
+        let mut st = self.lock_state();
+        st.link.conn = None;
+        st.link.stale = true;
+        drop(st);
+        self.returned.notify_all();
+        e
     }
 
     fn refresh_if_stale(&self) {
@@ -220,6 +233,7 @@ impl Sessions {
 
     /// Runs `f` with the token's PIN gate and login, under the lock.
     pub fn gated<R>(&self, f: impl FnOnce(&mut PinGate, &mut dyn Login) -> R) -> R {
+        self.refresh_if_stale();
         let mut st = self.lock_state();
         let State { link, gate } = &mut *st;
         f(
@@ -545,6 +559,14 @@ impl Login for TokenLogin<'_> {
                     "the PIN has a length {} does not accept",
                     token.describe()
                 ))))
+            }
+            // The module lost the token (a TPM that restarted answers so); the next call
+            // re-initializes it.
+            Err(e @ CkError::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _)) => {
+                let err = token.classify("logging in", e);
+                self.link.conn = None;
+                self.link.stale = true;
+                Err(err.into())
             }
             Err(e) => Err(self.link.fail(token, "logging in", e).into()),
         }
