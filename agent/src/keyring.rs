@@ -87,16 +87,26 @@ impl Keyring {
         &self.backends
     }
 
-    /// Re-reads the keys of every present device. Devices that fail are skipped and logged.
+    /// Re-reads the keys of every present device and returns them. A device that fails is
+    /// logged and keeps its keys in the cache (not in the answer), so a request for one of them
+    /// still reaches the device and gets the device's own error ("not available: plug it
+    /// in", "came back with another serial"), not "no such key".
     pub fn refresh(&self) -> Vec<KeyInfo> {
+        let old = self.cache.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut all = Vec::new();
+        let mut keys = Vec::new();
         for (i, b) in self.backends.iter().enumerate() {
             match b.keys() {
-                Ok(keys) => all.extend(keys.into_iter().map(|k| (i, k))),
-                Err(e) => tracing::warn!(device = b.name(), error = %e, "cannot list keys"),
+                Ok(found) => {
+                    keys.extend(found.iter().cloned());
+                    all.extend(found.into_iter().map(|k| (i, k)));
+                }
+                Err(e) => {
+                    tracing::warn!(device = b.name(), error = %e, "cannot list keys");
+                    all.extend(old.iter().filter(|(j, _)| *j == i).cloned());
+                }
             }
         }
-        let keys = all.iter().map(|(_, k)| k.clone()).collect();
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = all;
         keys
     }

@@ -824,3 +824,75 @@ async fn an_unlock_pin_expires_with_its_ttl(dev: &dyn Device) {
     assert_eq!(code_of(&e), Some(Code::FailedPrecondition), "{e}");
     assert!(client.status().await.unwrap().devices[0].locked);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_comes_back_with_another_serial_is_refused() {
+    let hsm = SoftHsm::new("swap", "pin-Qx7wz");
+    let mut agent = Agent::start(&hsm);
+    let client = agent.client().await;
+    let key = client
+        .generate(v1::GenerateKeyRequest {
+            name: "before".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client.sign(&key, b"before", &ctx()).await.unwrap();
+
+    // Another token with the same label takes the first one's place under the running agent
+    // (SoftHSM swaps it under the open sessions).
+    let tokens = hsm.dir().join("tokens");
+    std::fs::remove_dir_all(&tokens).unwrap();
+    std::fs::create_dir(&tokens).unwrap();
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "swap",
+            "--pin",
+            hsm.pin.as_str(),
+        ])
+        .args(["--so-pin", "so-pin-5678"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // The first call finds the key gone or the token changed (SoftHSM answers either way,
+    // depending on when it re-reads its directory); from then on the agent refuses the
+    // newcomer by name: no signature, no login, no new key on it.
+    let e = client.sign(&key, b"after", &ctx()).await.unwrap_err();
+    assert!(
+        matches!(code_of(&e), Some(Code::Unavailable | Code::NotFound)),
+        "{e}"
+    );
+    for _ in 0..2 {
+        let e = client.sign(&key, b"after", &ctx()).await.unwrap_err();
+        assert_eq!(code_of(&e), Some(Code::Unavailable), "{e}");
+        assert!(
+            e.to_string().contains("'swap'") && e.to_string().contains("came back with serial"),
+            "{e}"
+        );
+        let e = client
+            .generate(v1::GenerateKeyRequest {
+                name: "planted".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("came back with serial"), "{e}");
+    }
+    let status = client.status().await.unwrap();
+    assert!(!status.devices[0].present);
+    assert!(
+        status.devices[0].detail.contains("came back with serial"),
+        "{status:?}"
+    );
+    assert!(agent.log().contains("refusing it"), "{}", agent.log());
+    assert!(agent.stop().success());
+
+    // A restart is the owner's way to accept the new token: it is empty.
+    let agent = Agent::start(&hsm);
+    assert!(agent.client().await.list_keys().await.unwrap().is_empty());
+}

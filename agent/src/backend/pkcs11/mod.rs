@@ -196,7 +196,10 @@ impl Pkcs11Backend {
                     };
                     let Some(h) = found else {
                         self.sessions.release(lease);
-                        return Err(Self::not_found(id).into());
+                        self.sessions.check_serial()?;
+                        // A key the keyring knew that vanished may mean another token took
+                        // this one's place without the module saying so.
+                        return Err(Failure::Stale(Self::not_found(id)));
                     };
                     self.sessions.remember_handle(id, h, lease.generation());
                     h
@@ -256,6 +259,7 @@ impl Backend for Pkcs11Backend {
 
     fn keys(&self) -> Result<Vec<KeyInfo>, AgentError> {
         self.sessions.run(|| {
+            self.sessions.check_serial()?;
             let location = self.sessions.location();
             // Public objects need no login, so a locked token still shows its keys.
             Ok(self.sessions.with_session(false, "listing keys", |s| {
@@ -276,6 +280,8 @@ impl Backend for Pkcs11Backend {
             "import a key onto it instead (`tufa key load`), or use another token",
         )?;
         self.sessions.run(|| {
+            // New keys go only to the token the agent knows.
+            self.sessions.check_serial()?;
             let lease = self.sessions.lease(true)?;
             self.generate_on(lease, spec)
         })
@@ -284,6 +290,7 @@ impl Backend for Pkcs11Backend {
     fn import(&self, spec: &GenerateSpec, key: &ImportedKey) -> Result<KeyInfo, AgentError> {
         self.refuse_placement(spec)?;
         self.sessions.run(|| {
+            self.sessions.check_serial()?;
             let lease = self.sessions.lease(true)?;
             self.import_on(lease, spec, key)
         })

@@ -86,6 +86,9 @@ pub struct Lease {
 pub enum Failure {
     /// The token may be out of room for loaded objects: worth one retry after freeing them.
     OutOfObjects(AgentError),
+    /// What the module shows may be stale (a key the agent knew is gone: the token may have
+    /// been swapped under the open sessions): worth one retry after re-initializing it.
+    Stale(AgentError),
     /// Anything else.
     Other(AgentError),
 }
@@ -161,13 +164,28 @@ impl Sessions {
         match first {
             Ok(v) => Ok(v),
             Err(Failure::Other(e)) => Err(e),
+            Err(Failure::Stale(e)) => {
+                let _alone = self.running.write().unwrap_or_else(|p| p.into_inner());
+                tracing::info!(token = %self.token.config.token, error = %e, "re-initializing the PKCS#11 module to look at the token afresh");
+                {
+                    let mut st = self.lock_state();
+                    st.link.conn = None;
+                    st.link.stale = false;
+                    self.token.reinitialize()?;
+                }
+                self.returned.notify_all();
+                match op() {
+                    Ok(v) => Ok(v),
+                    Err(Failure::Other(e) | Failure::Stale(e) | Failure::OutOfObjects(e)) => Err(e),
+                }
+            }
             Err(Failure::OutOfObjects(e)) => {
                 let _alone = self.running.write().unwrap_or_else(|p| p.into_inner());
                 tracing::info!(token = %self.token.config.token, error = %e, "freeing the token's loaded objects and trying again");
                 self.free_objects();
                 match op() {
                     Ok(v) => Ok(v),
-                    Err(Failure::Other(e)) => Err(e),
+                    Err(Failure::Other(e) | Failure::Stale(e)) => Err(e),
                     // Twice in a row: the module may have lost the token (a TPM that restarted
                     // answers every call so); the next call starts it afresh.
                     Err(Failure::OutOfObjects(e)) => Err(match self.drop_connection(e) {
@@ -229,6 +247,14 @@ impl Sessions {
             conn.idle.clear();
             conn.handles.clear();
         }
+    }
+
+    /// Checks that the token in the slot is still the one the agent knows (a module may swap
+    /// the token under open sessions, as SoftHSM does when its token directory changes); a
+    /// token with another serial is refused and the connection dropped.
+    pub fn check_serial(&self) -> Result<(), AgentError> {
+        let mut st = self.lock_state();
+        st.link.check_serial(&self.token)
     }
 
     /// Runs `f` with the token's PIN gate and login, under the lock.
@@ -449,6 +475,45 @@ impl Link {
             .ok_or_else(|| AgentError::Internal("connection vanished".into()))
     }
 
+    fn check_serial(&mut self, token: &Token) -> Result<(), AgentError> {
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(());
+        };
+        let found = match token.serial(conn.slot) {
+            Ok(s) => s,
+            // A token whose info cannot be read is as good as gone: look for it afresh.
+            Err(e) => {
+                self.conn = None;
+                self.stale = true;
+                return Err(AgentError::Unavailable {
+                    device: token.describe(),
+                    cause: crate::error::Unavailable::TokenGone {
+                        operation: "reading the token's serial".into(),
+                        error: e.to_string(),
+                    },
+                });
+            }
+        };
+        self.refuse_other(token, found)
+    }
+
+    /// Refuses (and disconnects from) a token whose serial is not the one first seen.
+    fn refuse_other(&mut self, token: &Token, found: String) -> Result<(), AgentError> {
+        match &self.serial {
+            Some(known) if *known != found => {
+                tracing::error!(token = %token.config.token, expected = %known, found = %found, "the token in the slot has another serial; refusing it");
+                let expected = known.clone();
+                self.conn = None;
+                self.stale = true;
+                Err(AgentError::Unavailable {
+                    device: token.describe(),
+                    cause: crate::error::Unavailable::Replaced { expected, found },
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Maps an error and, when the token is gone, drops the connection so the next call
     /// reconnects (after re-initializing the module); a lost login is forgotten.
     fn fail(&mut self, token: &Token, operation: &str, e: CkError) -> AgentError {
@@ -481,7 +546,7 @@ impl TokenLogin<'_> {
         let token = self.token;
         let conn = self.link.connect(token)?;
         let slot = conn.slot;
-        let flags = match token.pin_flags(slot) {
+        let (flags, serial) = match token.pin_flags(slot) {
             Ok(f) => f,
             Err(e) => {
                 return Err(self
@@ -490,6 +555,8 @@ impl TokenLogin<'_> {
                     .into())
             }
         };
+        // The PIN goes only to the token the agent knows.
+        self.link.refuse_other(token, serial)?;
         match flags {
             PinFlags::Fine | PinFlags::Low => Ok(()),
             PinFlags::FinalTry => {
@@ -513,8 +580,8 @@ impl TokenLogin<'_> {
             return Retries::Unknown;
         };
         match self.token.pin_flags(conn.slot) {
-            Ok(PinFlags::FinalTry) => Retries::FinalTry,
-            Ok(PinFlags::Low) => Retries::Low,
+            Ok((PinFlags::FinalTry, _)) => Retries::FinalTry,
+            Ok((PinFlags::Low, _)) => Retries::Low,
             _ => Retries::Unknown,
         }
     }

@@ -169,10 +169,10 @@ impl Token {
         }
     }
 
-    /// What the token's flags say about the user PIN (read before every login).
-    pub fn pin_flags(&self, slot: Slot) -> Result<PinFlags, CkError> {
+    /// What the token's flags say about the user PIN (read before every login), and its serial.
+    pub fn pin_flags(&self, slot: Slot) -> Result<(PinFlags, String), CkError> {
         let i = self.ctx.get_token_info(slot)?;
-        Ok(if i.user_pin_locked() {
+        let flags = if i.user_pin_locked() {
             PinFlags::Locked
         } else if i.user_pin_final_try() {
             PinFlags::FinalTry
@@ -180,22 +180,22 @@ impl Token {
             PinFlags::Low
         } else {
             PinFlags::Fine
-        })
+        };
+        Ok((flags, i.serial_number().to_owned()))
     }
 
-    /// Asks the module what the token can do: its mechanisms and their flags, and how many
-    /// sessions it allows.
+    /// Asks the module what the token can do: `C_GetMechanismInfo` for the mechanisms the
+    /// agent uses and their flags, and how many sessions it allows.
     pub fn capabilities(&self, slot: Slot) -> Capabilities {
-        let mechanisms = self.ctx.get_mechanism_list(slot).unwrap_or_default();
         let check = |m: MechanismType,
                      what: &str,
                      flag: fn(&cryptoki::mechanism::MechanismInfo) -> bool| {
-            if !mechanisms.contains(&m) {
-                return Err(format!("its mechanism list has no {what}"));
-            }
             match self.ctx.get_mechanism_info(slot, m) {
                 Ok(info) if flag(&info) => Ok(()),
                 Ok(_) => Err(format!("its {what} mechanism is not flagged for this use")),
+                Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => {
+                    Err(format!("it has no {what} mechanism"))
+                }
                 Err(e) => Err(format!("C_GetMechanismInfo({what}): {e}")),
             }
         };
@@ -211,6 +211,11 @@ impl Token {
             sign,
             max_sessions: info.as_ref().map_or(usize::MAX, session_limit),
         }
+    }
+
+    /// The serial of the token in `slot` now.
+    pub fn serial(&self, slot: Slot) -> Result<String, CkError> {
+        Ok(self.ctx.get_token_info(slot)?.serial_number().to_owned())
     }
 
     /// Opens a read-write session on the token's slot.
