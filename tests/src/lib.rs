@@ -263,7 +263,10 @@ impl Agent {
         cmd.env("XDG_STATE_HOME", self.dir.path().join("state"))
             .env_remove("STATE_DIRECTORY")
             .envs(hsm.env())
-            .env("TUFA_LOG", "info")
+            .env(
+                "TUFA_LOG",
+                std::env::var("TUFA_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("TUFA_AGENT_SOCK")
             .arg("--socket")
             .arg(&self.socket)

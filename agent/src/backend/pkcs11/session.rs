@@ -249,9 +249,9 @@ impl Sessions {
         }
     }
 
-    /// Checks that the token in the slot is still the one the agent knows (a module may swap
-    /// the token under open sessions, as SoftHSM does when its token directory changes); a
-    /// token with another serial is refused and the connection dropped.
+    /// Checks, while no login is held, that the token in the slot is still the one the agent
+    /// knows (a module may swap the token under open sessions, as SoftHSM does when its token
+    /// directory changes); a token with another serial is refused and the connection dropped.
     pub fn check_serial(&self) -> Result<(), AgentError> {
         let mut st = self.lock_state();
         st.link.check_serial(&self.token)
@@ -479,6 +479,12 @@ impl Link {
         let Some(conn) = self.conn.as_ref() else {
             return Ok(());
         };
+        // Not while logged in: some modules' C_GetTokenInfo talks to the card and drops its
+        // PIN (ykcs11 re-selects the PIV applet to read the retry counter). A token swapped
+        // under a login shows as a lost login, and the next login checks the serial.
+        if conn.logged_in.is_some() {
+            return Ok(());
+        }
         let found = match token.serial(conn.slot) {
             Ok(s) => s,
             // A token whose info cannot be read is as good as gone: look for it afresh.
@@ -544,19 +550,15 @@ impl TokenLogin<'_> {
     /// Refuses a login that could block the token, or that cannot succeed, before any try.
     fn check_flags(&mut self) -> Result<(), LoginError> {
         let token = self.token;
-        let conn = self.link.connect(token)?;
-        let slot = conn.slot;
-        let (flags, serial) = match token.pin_flags(slot) {
-            Ok(f) => f,
-            Err(e) => {
-                return Err(self
-                    .link
-                    .fail(token, "reading the token's PIN flags", e)
-                    .into())
-            }
-        };
-        // The PIN goes only to the token the agent knows.
-        self.link.refuse_other(token, serial)?;
+        let mut flags = self.read_flags()?;
+        if matches!(flags, PinFlags::FinalTry | PinFlags::Locked) && self.idle_module() {
+            // A module may report the count it saw when it connected (ykcs11 does), so a
+            // counter reset by hand since shows only to a fresh module: look again, with
+            // nothing else in the module.
+            self.link.conn = None;
+            token.reinitialize()?;
+            flags = self.read_flags()?;
+        }
         match flags {
             PinFlags::Fine | PinFlags::Low => Ok(()),
             PinFlags::FinalTry => {
@@ -573,6 +575,33 @@ impl TokenLogin<'_> {
                 fix: PIN_BLOCKED_FIX.into(),
             })),
         }
+    }
+
+    /// The token's PIN flags, after checking it is the token the agent knows.
+    fn read_flags(&mut self) -> Result<PinFlags, LoginError> {
+        let token = self.token;
+        let slot = self.link.connect(token)?.slot;
+        let (flags, serial) = match token.pin_flags(slot) {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(self
+                    .link
+                    .fail(token, "reading the token's PIN flags", e)
+                    .into())
+            }
+        };
+        // The PIN goes only to the token the agent knows.
+        self.link.refuse_other(token, serial)?;
+        Ok(flags)
+    }
+
+    /// Whether no session is out of the pool: with the state locked, then, nothing but this
+    /// login is in the module, and it may be re-initialized.
+    fn idle_module(&self) -> bool {
+        self.link
+            .conn
+            .as_ref()
+            .is_none_or(|c| c.open == c.idle.len())
     }
 
     fn retries(&self) -> Retries {

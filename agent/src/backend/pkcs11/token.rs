@@ -106,7 +106,9 @@ impl Token {
     /// may see a re-created token, or reach a restarted TPM, only after that). No other call
     /// into the module may be in flight.
     pub fn reinitialize(&self) -> Result<(), AgentError> {
-        let _ = self.ctx.clone().finalize();
+        if let Err(e) = self.ctx.clone().finalize() {
+            tracing::debug!(module = %self.config.module, error = %e, "C_Finalize");
+        }
         match self
             .ctx
             .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
