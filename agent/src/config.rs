@@ -19,6 +19,12 @@
 //! pin_file = "/etc/tufa/yubikey-pin"          # or pin_env, or neither: unlock
 //! management_key = "default"                  # or "protected", or { file = "/etc/tufa/mgm.hex" }
 //! touch_policy = "never"                      # new keys' touch policy: never, always, cached
+//!
+//! [limits]                                    # what one caller may hold; the defaults:
+//! connections_per_uid = 32
+//! streams_per_connection = 16
+//! device_calls_per_uid = 8
+//! idle_timeout_seconds = 60
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -52,6 +58,47 @@ pub struct ConfigFile {
     /// YubiKeys.
     #[serde(default)]
     pub yubikey: Vec<YubiKeySection>,
+    /// Per-caller limits.
+    pub limits: Option<LimitsSection>,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Open connections per uid.
+    pub connections_per_uid: Option<usize>,
+    /// Concurrent calls per connection.
+    pub streams_per_connection: Option<u32>,
+    /// Device operations per uid running or waiting for a device.
+    pub device_calls_per_uid: Option<usize>,
+    /// Seconds a connection may stay silent.
+    pub idle_timeout_seconds: Option<u64>,
+}
+
+/// What one caller may hold, so that no neighbour can starve the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections per uid; more are closed as they are accepted.
+    pub connections_per_uid: usize,
+    /// Concurrent calls (HTTP/2 streams) per connection.
+    pub streams_per_connection: u32,
+    /// Device operations per uid that may run at once; more wait their turn.
+    pub device_calls_per_uid: usize,
+    /// A connection from which nothing arrives for this long is closed (live clients answer
+    /// the agent's pings well within it).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections_per_uid: 32,
+            streams_per_connection: 16,
+            device_calls_per_uid: 8,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// One `[[yubikey]]` section.
@@ -116,6 +163,8 @@ pub struct Config {
     pub pkcs11: Vec<Pkcs11Config>,
     /// YubiKeys.
     pub yubikeys: Vec<YubiKeyConfig>,
+    /// Per-caller limits.
+    pub limits: Limits,
 }
 
 /// Settings given as flags; each overrides the file.
@@ -368,6 +417,7 @@ impl Config {
                 )
             })?,
         };
+        let limits = limits(file.limits.unwrap_or_default(), &invalid)?;
         Ok(Self {
             socket,
             audit_log: flags.audit_log.or(file.audit_log),
@@ -376,8 +426,63 @@ impl Config {
             state_dir,
             pkcs11,
             yubikeys,
+            limits,
         })
     }
+}
+
+/// The `[limits]` table over the defaults, each value within its range.
+fn limits(
+    s: LimitsSection,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Limits, ConfigError> {
+    fn within<T: PartialOrd + std::fmt::Display + Copy>(
+        value: Option<T>,
+        default: T,
+        (min, max): (T, T),
+        key: &str,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<T, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) if v >= min && v <= max => Ok(v),
+            Some(_) => Err(invalid(
+                &format!("limits.{key}"),
+                format!("must be between {min} and {max}"),
+            )),
+        }
+    }
+    let d = Limits::default();
+    Ok(Limits {
+        connections_per_uid: within(
+            s.connections_per_uid,
+            d.connections_per_uid,
+            (1, 4096),
+            "connections_per_uid",
+            invalid,
+        )?,
+        streams_per_connection: within(
+            s.streams_per_connection,
+            d.streams_per_connection,
+            (1, 1024),
+            "streams_per_connection",
+            invalid,
+        )?,
+        device_calls_per_uid: within(
+            s.device_calls_per_uid,
+            d.device_calls_per_uid,
+            (1, 64),
+            "device_calls_per_uid",
+            invalid,
+        )?,
+        idle_timeout: Duration::from_secs(within(
+            s.idle_timeout_seconds,
+            d.idle_timeout.as_secs(),
+            (1, 86_400),
+            "idle_timeout_seconds",
+            invalid,
+        )?),
+    })
 }
 
 /// Where a device's PIN comes from; `None` when both a file and a variable are given.
@@ -433,6 +538,30 @@ mod tests {
         assert_eq!(c.allowed_uids, vec![7]);
         assert_eq!(c.pin_cache_ttl, Duration::from_secs(60));
         assert_eq!(c.pkcs11[0].pin, PinSource::Env("PIN".into()));
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn reads_limits_within_their_ranges() {
+        let base = "socket = \"/tmp/x.sock\"\n[[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"t\"\n";
+        let c = load(&format!(
+            "{base}[limits]\nconnections_per_uid = 4\nidle_timeout_seconds = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.connections_per_uid, 4);
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(2));
+        assert_eq!(c.limits.streams_per_connection, 16);
+        let e = load(&format!("{base}[limits]\ndevice_calls_per_uid = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("limits.device_calls_per_uid") && e.contains("between 1 and 64"),
+            "{e}"
+        );
+        let e = load(&format!("{base}[limits]\nconections = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conections"), "{e}");
     }
 
     #[test]

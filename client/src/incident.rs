@@ -178,7 +178,7 @@ pub fn plan(state: &RepoState, key: &str, choices: &Choices) -> Result<Plan, Inc
         if choices.drop_all || choices.drop.contains(name) {
             for role in roles.iter().filter(|r| plan.roles_kept.contains(r)) {
                 plan.changes.push(Change::RemoveTarget {
-                    role: role.to_string(),
+                    role: role.clone(),
                     name: name.clone(),
                 });
             }
@@ -189,11 +189,11 @@ pub fn plan(state: &RepoState, key: &str, choices: &Choices) -> Result<Plan, Inc
             };
             for role in &resign_roles {
                 plan.changes.push(Change::AddTarget {
-                    role: role.to_string(),
+                    role: role.clone(),
                     name: name.clone(),
                     length: meta.length,
-                    sha256: hex::encode(sha256.as_bytes()),
-                    sha512: meta.hashes.sha512.map(|d| hex::encode(d.as_bytes())),
+                    sha256,
+                    sha512: meta.hashes.sha512,
                     custom: meta.custom.clone(),
                 });
             }
@@ -209,21 +209,18 @@ pub fn plan(state: &RepoState, key: &str, choices: &Choices) -> Result<Plan, Inc
         return Err(IncidentError::NotSuspect { name: name.clone() });
     }
 
-    let ids: Vec<String> = plan.key_ids.iter().map(KeyId::to_string).collect();
+    let ids: Vec<KeyId> = plan.key_ids.iter().copied().collect();
     for role in &plan.roles_kept {
         plan.changes.push(Change::RemoveDelegationKeys {
-            role: role.to_string(),
+            role: role.clone(),
             key_ids: ids.clone(),
         });
         // Its file may carry the key's signature: re-signed by the keys it keeps.
-        plan.changes.push(Change::Resign {
-            role: role.to_string(),
-        });
+        plan.changes.push(Change::Resign { role: role.clone() });
     }
     for role in &plan.roles_removed {
-        plan.changes.push(Change::RemoveDelegation {
-            role: role.to_string(),
-        });
+        plan.changes
+            .push(Change::RemoveDelegation { role: role.clone() });
     }
     Ok(plan)
 }

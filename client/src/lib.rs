@@ -1,8 +1,10 @@
 //! tufa: the `docker trust` and `notary` verbs with every private key in the tufad agent.
 //!
 //! Layout:
-//! - [`agent`]: the gRPC client for tufad.
-//! - [`tuf`]: TUF data model, canonical JSON and signature verification, as Notary writes them.
+//! - [`agent`]: the edge to tufad: the gRPC client, its keys typed once ([`agent::AgentKey`]),
+//!   each as a [`tuf::DigestSigner`].
+//! - [`tuf`]: TUF data model, canonical JSON and signature verification, as Notary writes them;
+//!   it knows neither the agent nor its protocol.
 //! - [`notary`]: the notary-server client: metadata reads, publish, server keys, its error codes.
 //! - [`reference`]: image references as docker parses them; GUNs, registries, notary servers.
 //! - [`registry`]: the Distribution API client: what a tag or digest points to, on the scheme
@@ -10,9 +12,10 @@
 //! - [`http`]: the one authenticated HTTP client both use: credentials, the 401 challenge and
 //!   token service, TLS, transport errors ([`http::HttpError`]), error JSON.
 //! - [`docker_config`]: credentials and TLS files from `$DOCKER_CONFIG`, as docker keeps them.
-//! - [`repo`]: writing a repository: staged changes, signing through the agent, publishing.
+//! - [`repo`]: writing a repository: the typed staged changes and their changelist file, signing
+//!   through the agent, and the one publish-with-retry loop.
 //! - [`trust`]: the `docker trust` verbs.
-//! - [`ceremony`]: root requests signed offline, threshold roots, key rotation.
+//! - [`ceremony`]: root requests signed offline, threshold roots, the root-rotation plan.
 //! - [`incident`]: removing a compromised delegation key and what it signed.
 //! - [`status`]: each role's version, expiry and key holder; what is due for re-signing.
 //! - [`cli`]: the command line.

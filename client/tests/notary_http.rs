@@ -2,69 +2,63 @@
 //!
 //! Each test starts its own notary-server (local ed25519 signing, memory storage, TLS from a
 //! throwaway CA made with the `openssl` CLI) on a free 127.0.0.1 port; it is killed on drop.
-//! Nothing is skipped: a missing `notary-server` or `openssl` fails with the install command.
+//! Nothing is skipped: a missing `notary-server` or `openssl` fails with the install step.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
 
 use tufa_client::http::HttpError;
 use tufa_client::notary::{NotaryClient, NotaryConfig, NotaryError};
 use tufa_client::tuf::{Gun, KeyType, RemoteStore, RoleName, Sha256Digest};
+use tufa_testkit::pki::{make_ca, make_leaf};
+use tufa_testkit::require;
+use tufa_testkit::services::{self, free_ports, notary_server_config, Services, StartFailure};
 
 /// A notary-server process with its certificates, killed on drop.
 struct NotaryServer {
-    child: Child,
+    _services: Services,
     dir: tempfile::TempDir,
     url: url::Url,
 }
 
 impl NotaryServer {
     fn start() -> Self {
+        require("notary-server", "apt-get install notary");
+        services::start(Self::try_start)
+    }
+
+    fn try_start() -> Result<Self, StartFailure> {
         let dir = tempfile::tempdir().unwrap();
-        make_ca(dir.path(), "ca");
-        make_ca(dir.path(), "other-ca");
+        make_ca(dir.path(), "ca", "tufa test ca");
+        make_ca(dir.path(), "other-ca", "tufa test other-ca");
         make_leaf(dir.path(), "ca", "server");
-        let port = free_port();
-        let config = serde_json::json!({
-            "server": {
-                "http_addr": format!("127.0.0.1:{port}"),
-                "tls_cert_file": dir.path().join("server.crt"),
-                "tls_key_file": dir.path().join("server.key"),
-            },
-            "trust_service": {"type": "local"},
-            "storage": {"backend": "memory"},
-            "logging": {"level": "info"},
-        });
+        let [port] = free_ports();
+        let config = notary_server_config(
+            port,
+            &dir.path().join("server.crt"),
+            &dir.path().join("server.key"),
+            serde_json::json!({"type": "local"}),
+        );
         let config_path = dir.path().join("notary-server.json");
         std::fs::write(&config_path, config.to_string()).unwrap();
-        let log = std::fs::File::create(dir.path().join("notary-server.log")).unwrap();
-        let child = Command::new("notary-server")
-            .arg("-config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run notary-server ({e}): run scripts/install-deps.sh (apt-get install notary)")
-            });
-        let server = Self {
-            child,
+        let mut services = Services::new(dir.path());
+        services.spawn(
+            "notary-server",
+            Command::new("notary-server")
+                .arg("-config")
+                .arg(&config_path)
+                .current_dir(dir.path()),
+        );
+        services.wait_until("notary-server", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        services.wait_until("notary-server, still running", || true)?;
+        Ok(Self {
+            _services: services,
             dir,
             url: format!("https://127.0.0.1:{port}").parse().unwrap(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "notary-server did not listen on port {port}; log:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
+        })
     }
 
     fn ca(&self, name: &str) -> PathBuf {
@@ -85,123 +79,6 @@ impl NotaryServer {
     fn client(&self) -> NotaryClient {
         self.client_trusting(Some(self.ca("ca")))
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("notary-server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for NotaryServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install openssl"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn make_ca(dir: &Path, name: &str) {
-    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &key,
-        ],
-    );
-    let subj = format!("/CN=tufa test {name}");
-    openssl(
-        dir,
-        &[
-            "req", "-x509", "-new", "-key", &key, "-subj", &subj, "-days", "2", "-out", &crt,
-        ],
-    );
-}
-
-fn make_leaf(dir: &Path, ca: &str, name: &str) {
-    let ec = format!("{name}.ec");
-    let key = format!("{name}.key");
-    let csr = format!("{name}.csr");
-    let crt = format!("{name}.crt");
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &ec,
-        ],
-    );
-    openssl(
-        dir,
-        &["pkcs8", "-topk8", "-nocrypt", "-in", &ec, "-out", &key],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-subj",
-            "/CN=notary-server",
-            "-out",
-            &csr,
-        ],
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
-    )
-    .unwrap();
-    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_crt,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            &crt,
-        ],
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn gun(name: &str) -> Gun {
@@ -344,9 +221,8 @@ async fn tls_and_connection_failures_say_what_to_fix() {
     assert!(e.to_string().contains("system roots"), "{e}");
 
     // Nothing listening: the URL and the setting to check are named.
-    let url: url::Url = format!("https://127.0.0.1:{}", free_port())
-        .parse()
-        .unwrap();
+    let [free] = free_ports();
+    let url: url::Url = format!("https://127.0.0.1:{free}").parse().unwrap();
     let client = NotaryClient::new(NotaryConfig {
         server: url.clone(),
         ca_file: Some(server.ca("ca")),

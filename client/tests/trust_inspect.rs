@@ -1,33 +1,26 @@
 //! `tufa inspect` output against what the real `docker trust inspect` printed for the same
 //! repository (tests/data/docker/, metadata in tests/data/notary/reference-scenario/).
 
-mod support;
-
 use tufa_client::trust::inspect::{inspect, pretty, to_json};
-use tufa_client::tuf::{update, Expires, Gun, TrustCache, UpdateOptions, VerifiedRepo};
+use tufa_client::tuf::{update, Gun, TrustCache, UpdateOptions, VerifiedRepo};
+use tufa_testkit::{data_dir, sample, sample_time, MemStore};
 
 async fn reference_repo() -> VerifiedRepo {
-    let store = support::Served(support::sample("reference-scenario"));
+    let store = MemStore::serving(&sample("reference-scenario"));
     let dir = tempfile::tempdir().unwrap();
     let gun: Gun = "127.0.0.1:5000/dct/app".parse().unwrap();
-    let now = Expires::parse("2026-11-22T05:00:00Z").unwrap().time();
     update(
         &store,
         &TrustCache::new(dir.path()),
         &gun,
-        &UpdateOptions::at(now),
+        &UpdateOptions::at(sample_time()),
     )
     .await
     .unwrap()
 }
 
 fn expected(name: &str) -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/docker")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read_to_string(data_dir("docker").join(name)).unwrap()
 }
 
 #[tokio::test]

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tufa_client::tuf::{
     verify_signature, Envelope, KeyId, KeyType, Metadata, PublicKey, RoleKeys, RoleName, Root,
     Sha256Digest, Signed, Snapshot, Targets, Timestamp, TufError,
 };
+use tufa_testkit::{data_dir, sample};
 
 /// The saved repositories: one `<role>.json` per role, `targets_x.json` for `targets/x`.
 const REPOS: [&str; 4] = [
@@ -25,32 +26,6 @@ const REPOS: [&str; 4] = [
 
 /// The proxy captures: `NNN-METHOD-path.req` and `.resp` pairs.
 const CAPTURES: [&str; 2] = ["wire", "wire-docker"];
-
-fn data_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
-
-/// Loads a saved repository: role → file bytes exactly as served.
-fn load_repo(name: &str) -> BTreeMap<RoleName, Vec<u8>> {
-    let dir = data_dir(&format!("notary/{name}"));
-    let mut files = BTreeMap::new();
-    for entry in fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let stem = path.file_stem().unwrap().to_str().unwrap();
-        let role = match stem.strip_prefix("targets_") {
-            Some(child) => format!("targets/{child}"),
-            None => stem.to_owned(),
-        };
-        files.insert(RoleName::new(&role).unwrap(), fs::read(&path).unwrap());
-    }
-    assert!(
-        files.contains_key(&RoleName::ROOT),
-        "{name} has no root.json"
-    );
-    files
-}
 
 /// Parses a file as the body type of `role` and writes it again.
 fn rewrite(role: &RoleName, bytes: &[u8]) -> Vec<u8> {
@@ -104,7 +79,7 @@ fn verify_all(role: &RoleName, bytes: &[u8], keys: &RoleKeys) {
 fn served_files_round_trip_byte_for_byte() {
     let mut checked = 0;
     for repo in REPOS {
-        for (role, bytes) in load_repo(repo) {
+        for (role, bytes) in sample(repo) {
             let again = rewrite(&role, &bytes);
             assert!(
                 again == bytes,
@@ -121,7 +96,7 @@ fn served_files_round_trip_byte_for_byte() {
 #[test]
 fn every_signature_verifies_with_root_and_delegation_keys() {
     for repo in REPOS {
-        let files = load_repo(repo);
+        let files = sample(repo);
         let root = Signed::<Root>::from_slice(&RoleName::ROOT, &files[&RoleName::ROOT]).unwrap();
         for (role, bytes) in &files {
             let keys = match role.parent() {
@@ -139,7 +114,7 @@ fn every_signature_verifies_with_root_and_delegation_keys() {
 
 #[test]
 fn local_signing_server_uses_ed25519() {
-    let files = load_repo("local-trust-ed25519");
+    let files = sample("local-trust-ed25519");
     let root = Signed::<Root>::from_slice(&RoleName::ROOT, &files[&RoleName::ROOT]).unwrap();
     for role in [RoleName::SNAPSHOT, RoleName::TIMESTAMP] {
         let keys = root.signed.role_keys(&role).unwrap();
@@ -158,7 +133,7 @@ fn local_signing_server_uses_ed25519() {
 #[test]
 fn snapshot_and_timestamp_record_the_served_bytes() {
     for repo in REPOS {
-        let files = load_repo(repo);
+        let files = sample(repo);
         let snapshot =
             Signed::<Snapshot>::from_slice(&RoleName::SNAPSHOT, &files[&RoleName::SNAPSHOT])
                 .unwrap();
@@ -184,7 +159,7 @@ fn snapshot_and_timestamp_record_the_served_bytes() {
 
 #[test]
 fn altered_files_fail_with_the_role_named() {
-    let files = load_repo("demo");
+    let files = sample("demo");
     let root = Signed::<Root>::from_slice(&RoleName::ROOT, &files[&RoleName::ROOT]).unwrap();
     let keys = root.signed.role_keys(&RoleName::TARGETS).unwrap();
     let served = String::from_utf8(files[&RoleName::TARGETS].clone()).unwrap();
@@ -234,7 +209,7 @@ fn altered_files_fail_with_the_role_named() {
 #[test]
 fn key_ids_and_canonical_key_ids() {
     for repo in REPOS {
-        let files = load_repo(repo);
+        let files = sample(repo);
         let root = Signed::<Root>::from_slice(&RoleName::ROOT, &files[&RoleName::ROOT]).unwrap();
         let mut keys = root.signed.keys.clone();
         for (role, bytes) in &files {
@@ -263,7 +238,7 @@ fn key_ids_and_canonical_key_ids() {
         ),
     ];
     for (repo, role, tuf_id, canonical) in known {
-        let files = load_repo(repo);
+        let files = sample(repo);
         let keys = if role == RoleName::ROOT {
             Signed::<Root>::from_slice(&role, &files[&role])
                 .unwrap()
@@ -293,7 +268,7 @@ fn key_ids_and_canonical_key_ids() {
 #[test]
 fn target_hashes_match_what_the_clis_print() {
     // `docker trust inspect --pretty` shows tag admin at 9f44d46c…2888 (reference-scenario).
-    let files = load_repo("reference-scenario");
+    let files = sample("reference-scenario");
     let targets =
         Signed::<Targets>::from_slice(&RoleName::TARGETS, &files[&RoleName::TARGETS]).unwrap();
     let admin = &targets.signed.targets["admin"];

@@ -4,501 +4,25 @@
 //! Every hostile case checks that the update is refused with an error naming the role and the
 //! check, and that the trust cache is byte-for-byte what it was before.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 
-use base64::Engine as _;
-use p256::ecdsa::signature::Signer as _;
-use p256::pkcs8::EncodePublicKey as _;
 use serde_json::Value;
-use time::OffsetDateTime;
 use tufa_client::tuf::{
-    canonical, update, Delegation, Expires, FileMeta, Gun, KeyId, Metadata, PublicKey, RemoteError,
-    RemoteStore, RoleName, Root, RootRole, RootRoles, Sha256Digest, Signature, SignatureMethod,
-    Signed, Snapshot, Targets, Timestamp, TrustCache, TrustPinning, TufError, UpdateError,
-    UpdateOptions, UpdateWarning, VerifiedRepo,
+    update, Expires, Gun, KeyId, Metadata, RoleName, RootRole, Sha256Digest, TrustCache,
+    TrustPinning, TufError, UpdateError, UpdateOptions, UpdateWarning, VerifiedRepo,
 };
-
-// ---------------------------------------------------------------------------------------------
-// An in-memory notary server.
-
-/// One repository's files as notary-server serves them: current roles, every version of root,
-/// and every file ever published by its SHA-256.
-#[derive(Default)]
-struct MemStore {
-    current: Mutex<BTreeMap<RoleName, Vec<u8>>>,
-    by_hash: Mutex<HashMap<(RoleName, Sha256Digest), Vec<u8>>>,
-    root_versions: Mutex<BTreeMap<u64, Vec<u8>>>,
-    requests: Mutex<Vec<String>>,
-}
-
-impl MemStore {
-    fn serving(files: &Files) -> Self {
-        let store = Self::default();
-        store.serve(files);
-        store
-    }
-
-    /// Publishes `files`: each becomes current and fetchable by hash; roots by version too.
-    fn serve(&self, files: &Files) {
-        for (role, bytes) in files {
-            self.current
-                .lock()
-                .unwrap()
-                .insert(role.clone(), bytes.clone());
-            self.by_hash
-                .lock()
-                .unwrap()
-                .insert((role.clone(), Sha256Digest::of(bytes)), bytes.clone());
-            if *role == RoleName::ROOT {
-                let version = Signed::<Root>::from_slice(role, bytes)
-                    .unwrap()
-                    .signed
-                    .version;
-                self.root_versions
-                    .lock()
-                    .unwrap()
-                    .insert(version, bytes.clone());
-            }
-        }
-    }
-
-    /// Answers `<role>.<sha256>.json` with other bytes (a hostile or broken server).
-    fn serve_by_hash(&self, role: &RoleName, sha256: Sha256Digest, bytes: Vec<u8>) {
-        self.by_hash
-            .lock()
-            .unwrap()
-            .insert((role.clone(), sha256), bytes);
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    fn log(&self, what: String) {
-        self.requests.lock().unwrap().push(what);
-    }
-}
-
-// Like a careless transport, these return whole bodies whatever `max_len` says, so the update's
-// own length checks are what is tested.
-impl RemoteStore for MemStore {
-    async fn role(&self, role: &RoleName, _max_len: u64) -> Result<Option<Vec<u8>>, RemoteError> {
-        self.log(format!("{role}.json"));
-        Ok(self.current.lock().unwrap().get(role).cloned())
-    }
-
-    async fn role_by_hash(
-        &self,
-        role: &RoleName,
-        sha256: &Sha256Digest,
-        _max_len: u64,
-    ) -> Result<Option<Vec<u8>>, RemoteError> {
-        self.log(format!("{role}.{sha256}.json"));
-        Ok(self
-            .by_hash
-            .lock()
-            .unwrap()
-            .get(&(role.clone(), *sha256))
-            .cloned())
-    }
-
-    async fn role_version(
-        &self,
-        role: &RoleName,
-        version: u64,
-        _max_len: u64,
-    ) -> Result<Option<Vec<u8>>, RemoteError> {
-        self.log(format!("{version}.{role}.json"));
-        if *role != RoleName::ROOT {
-            return Ok(None);
-        }
-        Ok(self.root_versions.lock().unwrap().get(&version).cloned())
-    }
-}
-
-type Files = BTreeMap<RoleName, Vec<u8>>;
-
-// ---------------------------------------------------------------------------------------------
-// Keys, certificates and signing.
-
-/// A software P-256 key and the TUF public key (bare `ecdsa`, or an `ecdsa-x509` certificate).
-struct Signer {
-    signing: p256::ecdsa::SigningKey,
-    key: PublicKey,
-}
-
-impl Signer {
-    fn ecdsa(seed: u8) -> Self {
-        let signing = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
-        let spki = signing.verifying_key().to_public_key_der().unwrap();
-        Self {
-            key: PublicKey::ecdsa(spki.as_bytes().to_vec()),
-            signing,
-        }
-    }
-
-    /// A root key: a self-signed certificate as Notary makes one, for `cn`.
-    fn root(seed: u8, cn: &str) -> Self {
-        Self::with_cert(seed, &CertSpec::notary(cn))
-    }
-
-    fn with_cert(seed: u8, spec: &CertSpec) -> Self {
-        let signing = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
-        let der = cert_der(&signing, spec, &signing, &spec.cn);
-        Self {
-            key: PublicKey::ecdsa_x509(pem_cert(&der).into_bytes()),
-            signing,
-        }
-    }
-
-    fn id(&self) -> KeyId {
-        self.key.id()
-    }
-
-    fn signature(&self, msg: &[u8]) -> Signature {
-        let sig: p256::ecdsa::Signature = self.signing.sign(msg);
-        Signature {
-            key_id: self.id(),
-            method: SignatureMethod::Ecdsa,
-            sig: sig.to_bytes().to_vec(),
-        }
-    }
-}
-
-/// Signs `body` with every signer and returns the file bytes.
-fn sign<T: Metadata>(body: T, signers: &[&Signer]) -> Vec<u8> {
-    let mut file = Signed::new(body);
-    let msg = file.signed_bytes().unwrap();
-    file.signatures = signers.iter().map(|s| s.signature(&msg)).collect();
-    file.to_bytes().unwrap()
-}
-
-/// Signs an arbitrary `signed` value (for bodies the typed model refuses to write).
-fn sign_value(signed: &Value, signers: &[&Signer]) -> Vec<u8> {
-    let msg = canonical::to_canonical(signed).unwrap();
-    let sigs: Vec<String> = signers
-        .iter()
-        .map(|s| {
-            let sig = s.signature(&msg);
-            format!(
-                r#"{{"keyid":"{}","method":"ecdsa","sig":"{}"}}"#,
-                sig.key_id,
-                base64::engine::general_purpose::STANDARD.encode(&sig.sig)
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"signed":{},"signatures":[{}]}}"#,
-        String::from_utf8(msg).unwrap(),
-        sigs.join(",")
-    )
-    .into_bytes()
-}
-
-/// What goes into a test certificate.
-struct CertSpec {
-    cn: String,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    ca: bool,
-    code_signing_eku: bool,
-    sig_alg: &'static str,
-}
-
-impl CertSpec {
-    /// What Notary generates: CA:FALSE, EKU codeSigning, ECDSA-SHA256, ten years from now.
-    fn notary(cn: &str) -> Self {
-        let now = now();
-        Self {
-            cn: cn.to_owned(),
-            not_before: now - time::Duration::minutes(5),
-            not_after: now + time::Duration::days(3650),
-            ca: false,
-            code_signing_eku: true,
-            sig_alg: "1.2.840.10045.4.3.2",
-        }
-    }
-}
-
-/// A DER X.509 v3 certificate for `subject_key` per `spec`, signed by `issuer_key` as `issuer`.
-fn cert_der(
-    subject_key: &p256::ecdsa::SigningKey,
-    spec: &CertSpec,
-    issuer_key: &p256::ecdsa::SigningKey,
-    issuer: &str,
-) -> Vec<u8> {
-    let alg = der(0x30, &oid(spec.sig_alg));
-    let mut extensions = Vec::new();
-    let bc = if spec.ca {
-        der(0x30, &der(0x01, &[0xff]))
-    } else {
-        der(0x30, &[])
-    };
-    extensions.extend(der(
-        0x30,
-        &[oid("2.5.29.19"), der(0x01, &[0xff]), der(0x04, &bc)].concat(),
-    ));
-    if spec.code_signing_eku {
-        let eku = der(0x30, &oid("1.3.6.1.5.5.7.3.3"));
-        extensions.extend(der(0x30, &[oid("2.5.29.37"), der(0x04, &eku)].concat()));
-    }
-    let spki = subject_key
-        .verifying_key()
-        .to_public_key_der()
-        .unwrap()
-        .as_bytes()
-        .to_vec();
-    let tbs = der(
-        0x30,
-        &[
-            der(0xa0, &der(0x02, &[2])),
-            der(0x02, &[0x01, spec.cn.len() as u8]),
-            alg.clone(),
-            name(issuer),
-            der(
-                0x30,
-                &[time(spec.not_before), time(spec.not_after)].concat(),
-            ),
-            name(&spec.cn),
-            spki,
-            der(0xa3, &der(0x30, &extensions)),
-        ]
-        .concat(),
-    );
-    let sig: p256::ecdsa::Signature = issuer_key.sign(&tbs);
-    let mut bits = vec![0];
-    bits.extend_from_slice(sig.to_der().as_bytes());
-    der(0x30, &[tbs, alg, der(0x03, &bits)].concat())
-}
-
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend([0x81, len as u8]);
-    } else {
-        out.extend([0x82, (len >> 8) as u8, len as u8]);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-fn oid(dotted: &str) -> Vec<u8> {
-    let arcs: Vec<u64> = dotted.split('.').map(|a| a.parse().unwrap()).collect();
-    let mut body = vec![(arcs[0] * 40 + arcs[1]) as u8];
-    for &arc in &arcs[2..] {
-        let mut chunk = vec![(arc & 0x7f) as u8];
-        let mut rest = arc >> 7;
-        while rest > 0 {
-            chunk.push((rest & 0x7f) as u8 | 0x80);
-            rest >>= 7;
-        }
-        chunk.reverse();
-        body.extend(chunk);
-    }
-    der(0x06, &body)
-}
-
-/// `CN=<cn>` as a UTF8String.
-fn name(cn: &str) -> Vec<u8> {
-    let atv = der(0x30, &[oid("2.5.4.3"), der(0x0c, cn.as_bytes())].concat());
-    der(0x30, &der(0x31, &atv))
-}
-
-/// UTCTime before 2050, GeneralizedTime after, as RFC 5280 wants.
-fn time(t: OffsetDateTime) -> Vec<u8> {
-    let tail = format!(
-        "{:02}{:02}{:02}{:02}{:02}Z",
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    if t.year() < 2050 {
-        der(0x17, format!("{:02}{tail}", t.year() % 100).as_bytes())
-    } else {
-        der(0x18, format!("{:04}{tail}", t.year()).as_bytes())
-    }
-}
-
-fn pem_cert(der: &[u8]) -> String {
-    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
-    pem::encode_config(&pem::Pem::new("CERTIFICATE", der.to_vec()), config)
-}
-
-// ---------------------------------------------------------------------------------------------
-// A repository signed here.
-
-/// One "now" per test binary, so certificates made from the same seed are identical.
-fn now() -> OffsetDateTime {
-    static NOW: OnceLock<OffsetDateTime> = OnceLock::new();
-    *NOW.get_or_init(|| OffsetDateTime::now_utc().replace_nanosecond(0).unwrap())
-}
-
-fn in_days(days: i64) -> Expires {
-    Expires::new(now() + time::Duration::days(days)).unwrap()
-}
-
-/// A repository like docker makes: root (x509), targets with `targets/releases`, server-side
-/// snapshot and timestamp keys. Bodies are public so tests can change them before `build`.
-struct Fixture {
-    gun: Gun,
-    root_key: Signer,
-    targets_key: Signer,
-    snapshot_key: Signer,
-    timestamp_key: Signer,
-    releases_key: Signer,
-    root: Root,
-    targets: Targets,
-    releases: Targets,
-    snapshot_version: u64,
-    timestamp_version: u64,
-    timestamp_expires: Expires,
-}
-
-const GUN: &str = "127.0.0.1:5000/dct/app";
-
-impl Fixture {
-    fn new() -> Self {
-        let gun: Gun = GUN.parse().unwrap();
-        let root_key = Signer::root(1, GUN);
-        let targets_key = Signer::ecdsa(2);
-        let snapshot_key = Signer::ecdsa(3);
-        let timestamp_key = Signer::ecdsa(4);
-        let releases_key = Signer::ecdsa(5);
-        let root = root_body(1, &[&root_key], &targets_key, &snapshot_key, &timestamp_key);
-        let mut targets = Targets::new(1, in_days(3 * 365));
-        targets
-            .delegations
-            .keys
-            .insert(releases_key.id(), releases_key.key.clone());
-        targets.delegations.roles.push(Delegation {
-            name: RoleName::RELEASES,
-            keyids: vec![releases_key.id()],
-            threshold: 1,
-            paths: vec![String::new()],
-        });
-        targets.targets.insert("admin".into(), target(b"admin"));
-        let mut releases = Targets::new(1, in_days(3 * 365));
-        releases.targets.insert("v1".into(), target(b"v1"));
-        Self {
-            gun,
-            root_key,
-            targets_key,
-            snapshot_key,
-            timestamp_key,
-            releases_key,
-            root,
-            targets,
-            releases,
-            snapshot_version: 1,
-            timestamp_version: 1,
-            timestamp_expires: in_days(14),
-        }
-    }
-
-    /// Signs every role with its key, snapshot over the files, timestamp over the snapshot.
-    fn build(&self) -> Files {
-        let mut files = Files::new();
-        files.insert(RoleName::ROOT, sign(self.root.clone(), &[&self.root_key]));
-        files.insert(
-            RoleName::TARGETS,
-            sign(self.targets.clone(), &[&self.targets_key]),
-        );
-        files.insert(
-            RoleName::RELEASES,
-            sign(self.releases.clone(), &[&self.releases_key]),
-        );
-        self.resnapshot(&mut files, |_| {});
-        files
-    }
-
-    /// Re-signs snapshot (changed by `edit`) and timestamp over the files as they are now.
-    fn resnapshot(&self, files: &mut Files, edit: impl FnOnce(&mut Snapshot)) {
-        let mut snapshot = Snapshot {
-            version: self.snapshot_version,
-            expires: in_days(3 * 365),
-            meta: files
-                .iter()
-                .filter(|(role, _)| **role != RoleName::SNAPSHOT && **role != RoleName::TIMESTAMP)
-                .map(|(role, bytes)| (role.clone(), FileMeta::of_metadata(bytes)))
-                .collect(),
-        };
-        edit(&mut snapshot);
-        let snapshot = sign(snapshot, &[&self.snapshot_key]);
-        let timestamp = Timestamp {
-            version: self.timestamp_version,
-            expires: self.timestamp_expires,
-            snapshot: FileMeta::of_metadata(&snapshot),
-        };
-        files.insert(RoleName::TIMESTAMP, sign(timestamp, &[&self.timestamp_key]));
-        files.insert(RoleName::SNAPSHOT, snapshot);
-    }
-}
-
-fn root_body(
-    version: u64,
-    root_keys: &[&Signer],
-    targets: &Signer,
-    snapshot: &Signer,
-    timestamp: &Signer,
-) -> Root {
-    let mut keys = BTreeMap::new();
-    for k in root_keys.iter().chain([&targets, &snapshot, &timestamp]) {
-        keys.insert(k.id(), k.key.clone());
-    }
-    Root {
-        version,
-        expires: in_days(3650),
-        consistent_snapshot: false,
-        keys,
-        roles: RootRoles {
-            root: RootRole {
-                keyids: root_keys.iter().map(|k| k.id()).collect(),
-                threshold: 1,
-            },
-            targets: RootRole::single(targets.id()),
-            snapshot: RootRole::single(snapshot.id()),
-            timestamp: RootRole::single(timestamp.id()),
-        },
-    }
-}
-
-fn target(content: &[u8]) -> FileMeta {
-    FileMeta::of_target(content.len() as u64, Sha256Digest::of(content))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers for what a test checks.
+use tufa_testkit::cert::{cert_der, pem_cert};
+use tufa_testkit::{
+    now, sample, sample_time, sign, sign_value, target, tree, CertSpec, Files, Fixture, MemStore,
+    SoftKey, GUN,
+};
 
 /// A fresh trust directory.
 fn trust_dir() -> (tempfile::TempDir, TrustCache) {
     let dir = tempfile::tempdir().unwrap();
     let cache = TrustCache::new(dir.path());
     (dir, cache)
-}
-
-/// Every file under `dir` with its bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(tree(&path));
-        } else {
-            out.insert(path.clone(), fs::read(&path).unwrap());
-        }
-    }
-    out
 }
 
 async fn run(store: &MemStore, cache: &TrustCache, gun: &Gun) -> Result<VerifiedRepo, UpdateError> {
@@ -534,31 +58,6 @@ fn role_versions(files: &Files) -> Vec<(String, u64)> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// The real notary-server samples.
-
-fn sample(name: &str) -> Files {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/notary")
-        .join(name);
-    let mut files = Files::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let stem = path.file_stem().unwrap().to_str().unwrap();
-        let role = match stem.strip_prefix("targets_") {
-            Some(child) => format!("targets/{child}"),
-            None => stem.to_owned(),
-        };
-        files.insert(RoleName::new(&role).unwrap(), fs::read(&path).unwrap());
-    }
-    files
-}
-
-/// Just after the samples were made (their root certificates start at 2026-11-22T04:0x).
-fn sample_time() -> OffsetDateTime {
-    Expires::parse("2026-11-22T05:00:00Z").unwrap().time()
-}
-
 fn entries(repo: &VerifiedRepo, roles: Option<&[RoleName]>) -> Vec<(String, String)> {
     repo.targets(roles)
         .into_iter()
@@ -571,6 +70,9 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real notary-server samples.
 
 #[tokio::test]
 async fn real_samples_verify_and_are_cached_as_served() {
@@ -736,32 +238,16 @@ async fn root_chain_walk_across_two_rotations() {
     run(&store, &cache, &fx.gun).await.unwrap();
 
     // v2: new root key B, signed by A (old) and B; v3: key C, signed by B and C.
-    let a = std::mem::replace(&mut fx.root_key, Signer::root(11, GUN));
-    let b_root = root_body(
-        2,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
+    let a = fx.rotate_root(2, SoftKey::root(11, GUN));
     let mut v2 = Files::new();
-    v2.insert(RoleName::ROOT, sign(b_root, &[&a, &fx.root_key]));
+    v2.insert(RoleName::ROOT, sign(fx.root.clone(), &[&a, &fx.root_key]));
     store.serve(&v2);
-    let b = std::mem::replace(&mut fx.root_key, Signer::root(12, GUN));
-    fx.root = root_body(
-        3,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
+    let b = fx.rotate_root(3, SoftKey::root(12, GUN));
     // Notary keeps old root certificates in `keys` after a rotation.
-    fx.root.keys.insert(a.id(), a.key.clone());
+    fx.root.keys.insert(a.id(), a.public().clone());
     fx.snapshot_version = 2;
     fx.timestamp_version = 2;
-    let mut files = fx.build();
-    files.insert(RoleName::ROOT, sign(fx.root.clone(), &[&b, &fx.root_key]));
-    fx.resnapshot(&mut files, |_| {});
+    let files = fx.build_rotated(&b);
     store.serve(&files);
 
     let repo = run(&store, &cache, &fx.gun).await.unwrap();
@@ -780,20 +266,10 @@ async fn a_missing_intermediate_root_stops_the_walk() {
     let (_dir, cache) = trust_dir();
     run(&store, &cache, &fx.gun).await.unwrap();
     // Root jumps from v1 to v3 with no 2.root.json on the server.
-    let a = std::mem::replace(&mut fx.root_key, Signer::root(11, GUN));
-    fx.root = root_body(
-        3,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
+    let a = fx.rotate_root(3, SoftKey::root(11, GUN));
     fx.snapshot_version = 2;
     fx.timestamp_version = 2;
-    let mut files = fx.build();
-    files.insert(RoleName::ROOT, sign(fx.root.clone(), &[&a, &fx.root_key]));
-    fx.resnapshot(&mut files, |_| {});
-    store.serve(&files);
+    store.serve(&fx.build_rotated(&a));
     let err = refused(&store, &cache, &fx.gun).await;
     names(&err, "2.root.json", "no 2.root.json");
 }
@@ -808,13 +284,26 @@ async fn cached(files: &Files, gun: &Gun) -> (tempfile::TempDir, TrustCache) {
     (dir, cache)
 }
 
+/// A client that trusts nothing yet is served `files`: the update must be refused with
+/// nothing cached; returns the error.
+async fn refused_first(files: &Files, gun: &Gun) -> UpdateError {
+    let (_dir, cache) = trust_dir();
+    refused(&MemStore::serving(files), &cache, gun).await
+}
+
+/// A client trusts `fx`'s repository; then the server serves it changed by `lie`. The update
+/// must be refused with the cache unchanged; returns the error.
+async fn refused_after(mut fx: Fixture, lie: impl FnOnce(&mut Fixture)) -> UpdateError {
+    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
+    lie(&mut fx);
+    refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await
+}
+
 #[tokio::test]
 async fn rolled_back_timestamp_is_refused() {
     let mut fx = Fixture::new();
     fx.timestamp_version = 5;
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.timestamp_version = 4;
-    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    let err = refused_after(fx, |fx| fx.timestamp_version = 4).await;
     assert!(
         matches!(&err, UpdateError::Rollback { role, found: 4, trusted: 5, .. } if *role == RoleName::TIMESTAMP)
     );
@@ -825,10 +314,11 @@ async fn rolled_back_timestamp_is_refused() {
 async fn rolled_back_snapshot_is_refused() {
     let mut fx = Fixture::new();
     fx.snapshot_version = 3;
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.snapshot_version = 2;
-    fx.timestamp_version = 2;
-    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    let err = refused_after(fx, |fx| {
+        fx.snapshot_version = 2;
+        fx.timestamp_version = 2;
+    })
+    .await;
     assert!(
         matches!(&err, UpdateError::Rollback { role, found: 2, trusted: 3, .. } if *role == RoleName::SNAPSHOT)
     );
@@ -839,13 +329,13 @@ async fn rolled_back_snapshot_is_refused() {
 async fn rolled_back_targets_is_refused() {
     let mut fx = Fixture::new();
     fx.targets.version = 7;
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.targets.version = 6;
-    fx.snapshot_version = 2;
-    fx.timestamp_version = 2;
-    let old = fx.build();
-    assert!(role_versions(&old).contains(&("targets".into(), 6)));
-    let err = refused(&MemStore::serving(&old), &cache, &fx.gun).await;
+    let err = refused_after(fx, |fx| {
+        fx.targets.version = 6;
+        fx.snapshot_version = 2;
+        fx.timestamp_version = 2;
+        assert!(role_versions(&fx.build()).contains(&("targets".into(), 6)));
+    })
+    .await;
     assert!(
         matches!(&err, UpdateError::Rollback { role, found: 6, trusted: 7, .. } if *role == RoleName::TARGETS)
     );
@@ -854,11 +344,11 @@ async fn rolled_back_targets_is_refused() {
 
 #[tokio::test]
 async fn expired_timestamp_is_refused() {
-    let mut fx = Fixture::new();
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.timestamp_version = 2;
-    fx.timestamp_expires = Expires::new(now() - time::Duration::hours(1)).unwrap();
-    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    let err = refused_after(Fixture::new(), |fx| {
+        fx.timestamp_version = 2;
+        fx.timestamp_expires = Expires::new(now() - time::Duration::hours(1)).unwrap();
+    })
+    .await;
     assert!(matches!(&err, UpdateError::Expired { role, .. } if *role == RoleName::TIMESTAMP));
     names(&err, "timestamp.json", "freeze attack");
 }
@@ -867,9 +357,7 @@ async fn expired_timestamp_is_refused() {
 async fn expired_targets_is_refused() {
     let mut fx = Fixture::new();
     fx.targets.expires = Expires::new(now() - time::Duration::hours(1)).unwrap();
-    let store = MemStore::serving(&fx.build());
-    let (_dir, cache) = trust_dir();
-    let err = refused(&store, &cache, &fx.gun).await;
+    let err = refused_first(&fx.build(), &fx.gun).await;
     assert!(matches!(&err, UpdateError::Expired { role, .. } if *role == RoleName::TARGETS));
 }
 
@@ -905,15 +393,11 @@ async fn snapshot_with_the_wrong_targets_hash_is_refused() {
 #[tokio::test]
 async fn signature_by_an_unknown_key_only_is_refused() {
     let fx = Fixture::new();
-    let mut files = fx.build();
-    files.insert(
+    let files = fx.build_replacing(
         RoleName::TARGETS,
-        sign(fx.targets.clone(), &[&Signer::ecdsa(99)]),
+        sign(fx.targets.clone(), &[&SoftKey::ecdsa(99)]),
     );
-    fx.resnapshot(&mut files, |_| {});
-    let store = MemStore::serving(&files);
-    let (_dir, cache) = trust_dir();
-    let err = refused(&store, &cache, &fx.gun).await;
+    let err = refused_first(&files, &fx.gun).await;
     assert!(matches!(
         &err,
         UpdateError::Tuf(TufError::ThresholdNotMet { role, valid: 0, .. }) if *role == RoleName::TARGETS
@@ -924,22 +408,17 @@ async fn signature_by_an_unknown_key_only_is_refused() {
 #[tokio::test]
 async fn threshold_two_with_one_signature_is_refused() {
     let mut fx = Fixture::new();
-    let second = Signer::ecdsa(20);
-    fx.root.keys.insert(second.id(), second.key.clone());
+    let second = SoftKey::ecdsa(20);
+    fx.root.keys.insert(second.id(), second.public().clone());
     fx.root.roles.targets = RootRole {
-        keyids: vec![fx.targets_key.id(), second.id()],
+        keyids: vec![fx.targets_keys[0].id(), second.id()],
         threshold: 2,
     };
-    let mut files = fx.build();
     // The same key twice is still one key.
-    files.insert(
-        RoleName::TARGETS,
-        sign(fx.targets.clone(), &[&fx.targets_key, &fx.targets_key]),
-    );
-    fx.resnapshot(&mut files, |_| {});
-    let store = MemStore::serving(&files);
+    let key = &fx.targets_keys[0];
+    let files = fx.build_replacing(RoleName::TARGETS, sign(fx.targets.clone(), &[key, key]));
     let (_dir, cache) = trust_dir();
-    let err = refused(&store, &cache, &fx.gun).await;
+    let err = refused(&MemStore::serving(&files), &cache, &fx.gun).await;
     assert!(matches!(
         &err,
         UpdateError::Tuf(TufError::ThresholdNotMet { role, valid: 1, threshold: 2, .. })
@@ -947,11 +426,10 @@ async fn threshold_two_with_one_signature_is_refused() {
     ));
 
     // Both keys: accepted.
-    files.insert(
+    let files = fx.build_replacing(
         RoleName::TARGETS,
-        sign(fx.targets.clone(), &[&fx.targets_key, &second]),
+        sign(fx.targets.clone(), &[&fx.targets_keys[0], &second]),
     );
-    fx.resnapshot(&mut files, |_| {});
     run(&MemStore::serving(&files), &cache, &fx.gun)
         .await
         .unwrap();
@@ -959,19 +437,12 @@ async fn threshold_two_with_one_signature_is_refused() {
 
 #[tokio::test]
 async fn new_root_not_signed_by_the_old_root_is_refused() {
-    let mut fx = Fixture::new();
-    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
-    fx.root_key = Signer::root(30, GUN);
-    fx.root = root_body(
-        2,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
-    fx.snapshot_version = 2;
-    fx.timestamp_version = 2;
-    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    let err = refused_after(Fixture::new(), |fx| {
+        fx.rotate_root(2, SoftKey::root(30, GUN));
+        fx.snapshot_version = 2;
+        fx.timestamp_version = 2;
+    })
+    .await;
     assert!(matches!(
         &err,
         UpdateError::RootRotation { from: 1, to: 2, .. }
@@ -987,18 +458,8 @@ async fn new_root_not_signed_by_the_old_root_is_refused() {
 async fn rolled_back_root_is_refused() {
     let mut fx = Fixture::new();
     let old = fx.build();
-    let a = std::mem::replace(&mut fx.root_key, Signer::root(31, GUN));
-    fx.root = root_body(
-        2,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
-    let mut files = fx.build();
-    files.insert(RoleName::ROOT, sign(fx.root.clone(), &[&a, &fx.root_key]));
-    fx.resnapshot(&mut files, |_| {});
-    let store = MemStore::serving(&files);
+    let a = fx.rotate_root(2, SoftKey::root(31, GUN));
+    let store = MemStore::serving(&fx.build_rotated(&a));
     let (_dir, cache) = trust_dir();
     run(&store, &cache, &fx.gun).await.unwrap();
     let err = refused(&MemStore::serving(&old), &cache, &fx.gun).await;
@@ -1068,12 +529,10 @@ async fn delegated_target_outside_its_paths_is_ignored_as_notary_does() {
 #[tokio::test]
 async fn delegation_without_enough_signatures_is_skipped_as_notary_does() {
     let fx = Fixture::new();
-    let mut files = fx.build();
-    files.insert(
+    let files = fx.build_replacing(
         RoleName::RELEASES,
-        sign(fx.releases.clone(), &[&Signer::ecdsa(77)]),
+        sign(fx.releases.clone(), &[&SoftKey::ecdsa(77)]),
     );
-    fx.resnapshot(&mut files, |_| {});
     let store = MemStore::serving(&files);
     let (_dir, cache) = trust_dir();
     let repo = run(&store, &cache, &fx.gun).await.unwrap();
@@ -1090,14 +549,10 @@ async fn delegation_without_enough_signatures_is_skipped_as_notary_does() {
 #[tokio::test]
 async fn wrong_type_is_refused() {
     let fx = Fixture::new();
-    let mut files = fx.build();
     let mut body = fx.targets.to_value();
     body["_type"] = Value::String("Root".into());
-    files.insert(RoleName::TARGETS, sign_value(&body, &[&fx.targets_key]));
-    fx.resnapshot(&mut files, |_| {});
-    let store = MemStore::serving(&files);
-    let (_dir, cache) = trust_dir();
-    let err = refused(&store, &cache, &fx.gun).await;
+    let files = fx.build_replacing(RoleName::TARGETS, sign_value(&body, &[&fx.targets_keys[0]]));
+    let err = refused_first(&files, &fx.gun).await;
     assert!(matches!(
         &err,
         UpdateError::Tuf(TufError::WrongType { role, .. }) if *role == RoleName::TARGETS
@@ -1107,15 +562,7 @@ async fn wrong_type_is_refused() {
 
 #[tokio::test]
 async fn root_certificate_for_another_gun_is_refused() {
-    let mut fx = Fixture::new();
-    fx.root_key = Signer::root(40, "127.0.0.1:5000/dct/other");
-    fx.root = root_body(
-        1,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
+    let fx = Fixture::new().with_root_key(SoftKey::root(40, "127.0.0.1:5000/dct/other"));
     let store = MemStore::serving(&fx.build());
     let (_dir, cache) = trust_dir();
     let err = refused(&store, &cache, &fx.gun).await;
@@ -1127,14 +574,7 @@ async fn root_certificate_for_another_gun_is_refused() {
     );
 
     // A wildcard CN covering the GUN is accepted, as in Notary.
-    fx.root_key = Signer::root(41, "127.0.0.1:5000/dct/*");
-    fx.root = root_body(
-        1,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
+    let fx = Fixture::new().with_root_key(SoftKey::root(41, "127.0.0.1:5000/dct/*"));
     run(&MemStore::serving(&fx.build()), &cache, &fx.gun)
         .await
         .unwrap();
@@ -1174,32 +614,14 @@ async fn root_certificate_problems_are_refused() {
         ),
     ];
     for (check, spec) in cases {
-        let mut fx = Fixture::new();
-        fx.root_key = Signer::with_cert(50, &spec);
-        fx.root = root_body(
-            1,
-            &[&fx.root_key],
-            &fx.targets_key,
-            &fx.snapshot_key,
-            &fx.timestamp_key,
-        );
-        let store = MemStore::serving(&fx.build());
-        let (_dir, cache) = trust_dir();
-        let err = refused(&store, &cache, &fx.gun).await;
+        let fx = Fixture::new().with_root_key(SoftKey::with_cert(50, &spec));
+        let err = refused_first(&fx.build(), &fx.gun).await;
         names(&err, "no usable root certificate", check);
     }
 
     // A bare ecdsa root key is not a certificate.
-    let mut fx = Fixture::new();
-    fx.root_key = Signer::ecdsa(51);
-    fx.root = root_body(
-        1,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
-    let err = refused(&MemStore::serving(&fx.build()), &trust_dir().1, &fx.gun).await;
+    let fx = Fixture::new().with_root_key(SoftKey::ecdsa(51));
+    let err = refused_first(&fx.build(), &fx.gun).await;
     names(
         &err,
         "no usable root certificate",
@@ -1209,21 +631,13 @@ async fn root_certificate_problems_are_refused() {
 
 #[tokio::test]
 async fn root_certificate_near_expiry_is_a_warning() {
-    let mut fx = Fixture::new();
-    fx.root_key = Signer::with_cert(
+    let fx = Fixture::new().with_root_key(SoftKey::with_cert(
         52,
         &CertSpec {
             not_after: now() + time::Duration::days(30),
             ..CertSpec::notary(GUN)
         },
-    );
-    fx.root = root_body(
-        1,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
+    ));
     let repo = run(&MemStore::serving(&fx.build()), &trust_dir().1, &fx.gun)
         .await
         .unwrap();
@@ -1267,7 +681,7 @@ async fn trust_pinning_by_cert_id_and_by_ca() {
         &store,
         &cache,
         &fx.gun,
-        &pin(vec![Signer::root(60, GUN).id()]),
+        &pin(vec![SoftKey::root(60, GUN).id()]),
     )
     .await
     .unwrap_err();
@@ -1277,13 +691,14 @@ async fn trust_pinning_by_cert_id_and_by_ca() {
         .unwrap();
 
     // CA pinning: the root certificate must chain to the CA and allow serverAuth.
-    let ca_key = p256::ecdsa::SigningKey::from_slice(&[61; 32]).unwrap();
+    let ca = SoftKey::ecdsa(61);
     let ca_spec = CertSpec {
         ca: true,
         code_signing_eku: false,
         ..CertSpec::notary("tufa test CA")
     };
-    let ca_pem = pem_cert(&cert_der(&ca_key, &ca_spec, &ca_key, "tufa test CA"));
+    let ca_key = ca.signing_key();
+    let ca_pem = pem_cert(&cert_der(ca_key, &ca_spec, ca_key, "tufa test CA"));
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("ca.pem");
     fs::write(&ca_path, ca_pem).unwrap();
@@ -1292,27 +707,14 @@ async fn trust_pinning_by_cert_id_and_by_ca() {
         ..TrustPinning::default()
     });
     let issued = |seed: u8, code_signing_eku: bool| {
-        let signing = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
         let spec = CertSpec {
             code_signing_eku,
             ..CertSpec::notary(GUN)
         };
-        let der = cert_der(&signing, &spec, &ca_key, "tufa test CA");
-        Signer {
-            key: PublicKey::ecdsa_x509(pem_cert(&der).into_bytes()),
-            signing,
-        }
+        SoftKey::issued_by(seed, &spec, &ca, "tufa test CA")
     };
     for (eku, ok) in [(false, true), (true, false)] {
-        let mut fx = Fixture::new();
-        fx.root_key = issued(62, eku);
-        fx.root = root_body(
-            1,
-            &[&fx.root_key],
-            &fx.targets_key,
-            &fx.snapshot_key,
-            &fx.timestamp_key,
-        );
+        let fx = Fixture::new().with_root_key(issued(62, eku));
         let store = MemStore::serving(&fx.build());
         let (_d, cache) = trust_dir();
         let result = update(&store, &cache, &fx.gun, &ca_options).await;
@@ -1324,21 +726,13 @@ async fn trust_pinning_by_cert_id_and_by_ca() {
         .unwrap_err();
     names(&err, "trust_pinning", "does not allow serverAuth");
     // A self-signed root without EKU does not chain to the CA.
-    let mut fx = Fixture::new();
-    fx.root_key = Signer::with_cert(
+    let fx = Fixture::new().with_root_key(SoftKey::with_cert(
         63,
         &CertSpec {
             code_signing_eku: false,
             ..CertSpec::notary(GUN)
         },
-    );
-    fx.root = root_body(
-        1,
-        &[&fx.root_key],
-        &fx.targets_key,
-        &fx.snapshot_key,
-        &fx.timestamp_key,
-    );
+    ));
     let err = update(
         &MemStore::serving(&fx.build()),
         &trust_dir().1,

@@ -41,14 +41,14 @@ fn main() {
     });
     let digest: Vec<u8> = Sha256::digest(b"benchmark payload").to_vec();
 
-    let inproc = in_process(&hsm, &key.key_id, &digest);
-    let socket = rt.block_on(over_socket(&agent, &key.key_id, &digest));
-    let bare = rt.block_on(bare_round_trip(&agent, &key.key_id));
+    let inproc = in_process(&hsm, &key.id.to_string(), &digest);
+    let socket = rt.block_on(over_socket(&agent, &key.id.to_string(), &digest));
+    let bare = rt.block_on(bare_round_trip(&agent, &key.id.to_string()));
     let mut rates = Vec::new();
     for clients in [1usize, 4, 16] {
         rates.push((
             clients,
-            rt.block_on(throughput(&agent, &key.key_id, &digest, clients)),
+            rt.block_on(throughput(&agent, &key.id.to_string(), &digest, clients)),
         ));
     }
     agent.stop();

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 use tufa_client::repo::{Change, Changelist};
-use tufa_client::tuf::Gun;
+use tufa_client::tuf::{Gun, RoleName};
 use tufa_tests::stack::Stack;
 use tufa_tests::{bin, require, Agent, SoftHsm};
 
@@ -172,10 +172,10 @@ impl Bench {
         // Staged in one write: the benchmark measures listing, not how this repository was made.
         Changelist::new(&self.tufa_trust_dir(), &parsed)
             .add_all((0..LIST_TARGETS).map(|i| Change::AddTarget {
-                role: "targets".into(),
+                role: RoleName::TARGETS,
                 name: target_name(i),
                 length: 1000 + i as u64,
-                sha256: target_digest(i),
+                sha256: target_digest(i).parse().expect("hex digest"),
                 sha512: None,
                 custom: None,
             }))

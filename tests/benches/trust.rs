@@ -4,11 +4,10 @@
 //!
 //! `scripts/bench.sh` runs it after building the release binaries.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use tufa_tests::stack::{ManifestKind, Stack};
-use tufa_tests::{Agent, SoftHsm};
+use tufa_tests::{Agent, SoftHsm, User};
 
 // Loopback round trips vary by a few milliseconds from run to run: enough runs for a steady median.
 const RUNS: usize = 21;
@@ -20,19 +19,8 @@ fn main() {
     let agent = Agent::start(&hsm);
     let cwd = tempfile::tempdir().expect("tempdir");
     let cwd = cwd.path();
-    let tufa = |args: &[&str]| -> Output {
-        let out = Command::new(tufa_tests::bin("tufa"))
-            .current_dir(cwd)
-            .env("TUFA_AGENT_SOCK", &agent.socket)
-            .env("HOME", stack.dir().join("home"))
-            .env("DOCKER_CONFIG", stack.docker_config())
-            .env("DOCKER_CONTENT_TRUST_SERVER", stack.notary_url())
-            .args(args)
-            .output()
-            .expect("run tufa");
-        assert!(out.status.success(), "tufa {args:?}: {out:?}");
-        out
-    };
+    let user = User::new(&agent, &stack, cwd);
+    let tufa = |args: &[&str]| -> String { user.tufa_ok(args) };
 
     // A tufa repository with a signer, and a notary-CLI repository, each already published.
     let repo = format!("{}/bench/app", stack.registry_addr());
@@ -102,11 +90,7 @@ fn main() {
     run(notary_args(&["publish", big_gun]));
     // Both clients read once to fill their caches, then are timed warm.
     tufa(&["inspect", big_gun]);
-    let docker = |args: &[&str]| {
-        let out = stack.docker(cwd, args);
-        assert!(out.status.success(), "docker {args:?}: {out:?}");
-        out
-    };
+    let docker = |args: &[&str]| stack.docker(cwd, args).ok();
     docker(&["trust", "inspect", big_gun]);
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
@@ -118,7 +102,7 @@ fn main() {
             docker(&["trust", "inspect", big_gun]);
         }));
     }
-    let same = tufa(&["inspect", big_gun]).stdout == docker(&["trust", "inspect", big_gun]).stdout;
+    let same = tufa(&["inspect", big_gun]) == docker(&["trust", "inspect", big_gun]);
 
     println!("docker trust benchmark ({RUNS} runs each, medians; same notary-server and registry)");
     report(

@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
-use tufa_client::agent::SignContext;
-use tufa_proto::v1;
+use tufa_client::agent::{AgentKey, SignContext};
+use tufa_proto::{v1, Sha256Digest};
 use tufa_tests::piv::CardSpec;
 use tufa_tests::yubikey::{fresh_serial, open, SimYubiKey, PIN};
 use tufa_tests::Agent;
@@ -40,8 +39,8 @@ fn main() {
             ..CardSpec::default()
         },
     ]);
-    let digest: [u8; 32] = Sha256::digest(b"benchmark payload").into();
-    let card = in_process(dev.serial(1), &digest);
+    let digest = Sha256Digest::of(b"benchmark payload");
+    let card = in_process(dev.serial(1), digest.as_bytes());
 
     let mut agent = Agent::start(&dev);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -49,7 +48,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let keys: Vec<v1::Key> = rt.block_on(async {
+    let keys: Vec<AgentKey> = rt.block_on(async {
         let client = agent.client().await;
         let mut keys = Vec::new();
         for (i, touch) in [
@@ -68,7 +67,7 @@ fn main() {
                 .await
                 .expect("generate");
             // The card "touches" itself; no prompt per signature on the benchmark's stderr.
-            key.touch_policy = v1::TouchPolicy::Never as i32;
+            key.touch = v1::TouchPolicy::Never;
             keys.push(key);
         }
         keys
@@ -147,13 +146,13 @@ fn in_process(serial: u32, digest: &[u8; 32]) -> Vec<Duration> {
     times
 }
 
-async fn over_socket(agent: &Agent, key: &v1::Key, digest: &[u8; 32]) -> Vec<Duration> {
+async fn over_socket(agent: &Agent, key: &AgentKey, digest: &Sha256Digest) -> Vec<Duration> {
     let client = agent.client().await;
     let ctx = SignContext::default();
     let mut times = Vec::with_capacity(SAMPLES);
     for i in 0..WARMUP + SAMPLES {
         let t = Instant::now();
-        client.sign_digest(key, digest, &ctx).await.expect("sign");
+        client.sign_digest(key, *digest, &ctx).await.expect("sign");
         if i >= WARMUP {
             times.push(t.elapsed());
         }
@@ -162,7 +161,7 @@ async fn over_socket(agent: &Agent, key: &v1::Key, digest: &[u8; 32]) -> Vec<Dur
 }
 
 /// Signatures per second with `CLIENTS` clients spread over `keys` (one key per card).
-async fn throughput(agent: &Agent, keys: &[v1::Key], digest: &[u8; 32]) -> f64 {
+async fn throughput(agent: &Agent, keys: &[AgentKey], digest: &Sha256Digest) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -173,7 +172,7 @@ async fn throughput(agent: &Agent, keys: &[v1::Key], digest: &[u8; 32]) -> f64 {
         tasks.push(tokio::spawn(async move {
             let ctx = SignContext::default();
             while !stop.load(Ordering::Relaxed) {
-                client.sign_digest(&key, &digest, &ctx).await.expect("sign");
+                client.sign_digest(&key, digest, &ctx).await.expect("sign");
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }));

@@ -23,7 +23,9 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tempfile::TempDir;
 
-use crate::stack::{make_ca, make_leaf, Stack};
+use tufa_testkit::pki::{make_ca, make_leaf};
+
+use crate::stack::Stack;
 
 /// A rewrite of the answers for one role.
 pub struct Tamper {
@@ -118,7 +120,7 @@ impl HostileServer {
     }
 
     /// A fake notary-server serving `files` (names after `/_trust/tuf/`, see
-    /// [`crate::fake_repo::served`]) for any GUN.
+    /// [`tufa_testkit::served`]) for any GUN.
     pub fn fake(files: BTreeMap<String, Vec<u8>>) -> Self {
         Self::start(Backend::Files(files))
     }
@@ -128,8 +130,8 @@ impl HostileServer {
             .prefix("tufa-hostile-")
             .tempdir()
             .expect("tempdir");
-        make_ca(dir.path());
-        make_leaf(dir.path(), "hostile");
+        make_ca(dir.path(), "ca", "tufa hostile server CA");
+        make_leaf(dir.path(), "ca", "hostile");
         let tls = Arc::new(server_config(&dir));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");

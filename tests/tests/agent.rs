@@ -10,7 +10,8 @@ use sha2::{Digest as _, Sha256};
 use tonic::Code;
 use tufa_client::agent::{AgentClientError, SignContext};
 use tufa_proto::v1;
-use tufa_tests::{require, verify_with_p256, Agent, AgentOptions, Device, SoftHsm};
+use tufa_testkit::pki::{openssl, openssl_ok};
+use tufa_tests::{require, signing, verify_with_p256, Agent, AgentOptions, Device, Run, SoftHsm};
 
 /// Runs each body, written once, against a fresh SoftHSM token (`NAME::softhsm`), a fresh
 /// simulated YubiKey through pcscd (`NAME::yubikey`) and a tpm2-pkcs11 token on a fresh software
@@ -76,11 +77,9 @@ on_devices_that_import!(
     imports_a_key_written_by_docker_trust_key_generate,
 );
 
+/// What the tests sign as: targets of `example.com/app`.
 fn ctx() -> SignContext {
-    SignContext {
-        gun: "example.com/app".into(),
-        role: "targets".into(),
-    }
+    signing("targets")
 }
 
 fn work_dir() -> tempfile::TempDir {
@@ -117,25 +116,25 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl(dev: &dyn Device) {
     assert_eq!(keys.len(), 1);
     let key = &keys[0];
     assert_eq!(key.name, "alice");
-    assert_eq!(key.origin, v1::KeyOrigin::Generated as i32);
+    assert_eq!(key.origin, v1::KeyOrigin::Generated);
     assert_eq!(
-        key.key_id,
-        tufa_proto::KeyId::for_ecdsa_spki(&key.public_key_spki).to_string()
+        key.id.to_string(),
+        tufa_proto::KeyId::for_ecdsa_spki(key.spki()).to_string()
     );
     let list = agent.tufa_ok(cwd.path(), &["key", "list"]);
     assert!(
-        list.contains("alice") && list.contains(&key.key_id),
+        list.contains("alice") && list.contains(&key.id.to_string()),
         "{list}"
     );
     let json: serde_json::Value =
         serde_json::from_str(&agent.tufa_ok(cwd.path(), &["key", "list", "--json"])).unwrap();
-    assert_eq!(json[0]["key_id"], key.key_id.as_str());
+    assert_eq!(json[0]["key_id"], key.id.to_string());
 
     // Signed through the socket, verified with p256 alone.
     let data = b"{\"signed\":{\"_type\":\"Targets\"}}";
     let sig = client.sign(key, data, &ctx()).await.unwrap();
-    assert!(verify_with_p256(&key.public_key_spki, data, &sig));
-    assert!(!verify_with_p256(&key.public_key_spki, b"other", &sig));
+    assert!(verify_with_p256(key.spki(), data, sig.as_bytes()));
+    assert!(!verify_with_p256(key.spki(), b"other", sig.as_bytes()));
 
     // And with openssl, from the DER signature and the exported PEM public key.
     let msg = cwd.path().join("msg");
@@ -148,9 +147,9 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl(dev: &dyn Device) {
     );
     let pem = agent.tufa_ok(cwd.path(), &["key", "public", "alice"]);
     std::fs::write(cwd.path().join("alice.pem"), pem).unwrap();
-    let out = Command::new("openssl")
-        .current_dir(cwd.path())
-        .args([
+    let out = openssl(
+        cwd.path(),
+        &[
             "dgst",
             "-sha256",
             "-verify",
@@ -158,9 +157,8 @@ async fn generate_list_sign_and_verify_with_p256_and_openssl(dev: &dyn Device) {
             "-signature",
             "sig.der",
             "msg",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
         "openssl: {out:?}"
@@ -174,15 +172,15 @@ async fn keys_survive_an_agent_restart(dev: &dyn Device) {
         agent.tufa_ok(cwd.path(), &["key", "generate", "bob"]);
         let key = agent.client().await.key("bob").await.unwrap();
         assert!(agent.stop().success());
-        (key.key_id, key.public_key_spki)
+        (key.id.to_string(), key.spki().to_vec())
     };
     let agent = Agent::start(dev);
     let client = agent.client().await;
     let key = client.key(&id).await.unwrap();
     assert_eq!(key.name, "bob");
-    assert_eq!(key.public_key_spki, spki);
+    assert_eq!(key.spki(), spki);
     let sig = client.sign(&key, b"after restart", &ctx()).await.unwrap();
-    assert!(verify_with_p256(&spki, b"after restart", &sig));
+    assert!(verify_with_p256(&spki, b"after restart", sig.as_bytes()));
 }
 
 async fn sixteen_clients_times_two_hundred_signatures_all_valid(dev: &dyn Device) {
@@ -199,9 +197,9 @@ async fn sixteen_clients_times_two_hundred_signatures_all_valid(dev: &dyn Device
                 let data = format!("client {c} message {i}");
                 let sig = client.sign(&key, data.as_bytes(), &ctx()).await.unwrap();
                 assert!(verify_with_p256(
-                    &key.public_key_spki,
+                    key.spki(),
                     data.as_bytes(),
-                    &sig
+                    sig.as_bytes()
                 ));
             }
         }));
@@ -239,62 +237,68 @@ async fn imported_keys_sign_for_their_original_public_key(dev: &dyn Device) {
             .unwrap(),
             _ => {
                 std::fs::write(cwd.path().join("plain.pem"), plain.as_bytes()).unwrap();
-                let out = Command::new("openssl")
-                    .current_dir(cwd.path())
-                    .args(["pkcs8", "-topk8", "-in", "plain.pem", "-out"])
-                    .arg(&file)
-                    .args([
+                let out = file.display().to_string();
+                openssl_ok(
+                    cwd.path(),
+                    &[
+                        "pkcs8",
+                        "-topk8",
+                        "-in",
+                        "plain.pem",
+                        "-out",
+                        &out,
                         "-v2",
                         "aes-256-cbc",
                         "-v2prf",
                         "hmacWithSHA1",
                         "-passout",
                         "pass:s3cret",
-                    ])
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{out:?}");
+                    ],
+                );
             }
         }
         cases.push((kind.to_string(), secret));
     }
     for (kind, secret) in &cases {
         let name = format!("imported-{kind}");
-        let out = Command::new(tufa_tests::bin("tufa"))
-            .current_dir(cwd.path())
-            .env("TUFA_AGENT_SOCK", &agent.socket)
-            .env("TUFA_KEY_PASSPHRASE", "s3cret")
-            .args(["key", "load", &format!("{kind}.pem"), "--name", &name])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{kind}: {out:?}");
+        let args = ["key", "load", &format!("{kind}.pem"), "--name", &name];
+        let stdout = Run::of(
+            format!("tufa {args:?}"),
+            agent
+                .tufa_command(cwd.path())
+                .env("TUFA_KEY_PASSPHRASE", "s3cret")
+                .args(args),
+        )
+        .ok();
         assert!(
             stdout.contains(&format!("Loading key from \"{kind}.pem\"...")),
             "{stdout}"
         );
         assert!(stdout.contains(&format!("Successfully imported key from {kind}.pem")));
         let key = client.key(&name).await.unwrap();
-        assert_eq!(key.origin, v1::KeyOrigin::Imported as i32);
+        assert_eq!(key.origin, v1::KeyOrigin::Imported);
         let original = secret.public_key().to_public_key_der().unwrap();
-        assert_eq!(key.public_key_spki, original.as_bytes());
+        assert_eq!(key.spki(), original.as_bytes());
         let sig = client.sign(&key, b"imported", &ctx()).await.unwrap();
-        assert!(verify_with_p256(original.as_bytes(), b"imported", &sig));
+        assert!(verify_with_p256(
+            original.as_bytes(),
+            b"imported",
+            sig.as_bytes()
+        ));
     }
 
     // The same key again is refused and nothing new appears on the token.
-    let out = agent.tufa(cwd.path(), &["key", "load", "pkcs8.pem", "--name", "again"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("already in the agent as 'imported-pkcs8'"),
-        "{err}"
-    );
+    agent
+        .tufa(cwd.path(), &["key", "load", "pkcs8.pem", "--name", "again"])
+        .fails_saying("already in the agent as 'imported-pkcs8'");
     assert_eq!(client.list_keys().await.unwrap().len(), 3);
 }
 
 async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
-    require("docker", "the docker CLI (/usr/local/bin/docker)");
+    require(
+        "docker",
+        "apt-get install docker.io, or any docker CLI on PATH",
+    );
     let agent = Agent::start(dev);
     let cwd = work_dir();
     let docker_config = cwd.path().join("docker-config");
@@ -315,18 +319,18 @@ async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
         .path();
     // Docker names the file after the key's canonical ID: the agent must compute the same.
     let docker_id = key_file.file_stem().unwrap().to_string_lossy().into_owned();
-    let out = Command::new(tufa_tests::bin("tufa"))
-        .current_dir(cwd.path())
-        .env("TUFA_AGENT_SOCK", &agent.socket)
-        .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "docker-pass")
-        .args(["key", "load"])
-        .arg(&key_file)
-        .args(["--name", "carol"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tufa key load: {out:?}");
+    Run::of(
+        "tufa key load",
+        agent
+            .tufa_command(cwd.path())
+            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "docker-pass")
+            .args(["key", "load"])
+            .arg(&key_file)
+            .args(["--name", "carol"]),
+    )
+    .ok();
     let key = agent.client().await.key("carol").await.unwrap();
-    assert_eq!(key.key_id, docker_id);
+    assert_eq!(key.id.to_string(), docker_id);
     // And the public key docker wrote is the one the agent holds.
     let pub_pem = std::fs::read_to_string(cwd.path().join("carol.pub")).unwrap();
     let b64: String = pub_pem
@@ -338,16 +342,16 @@ async fn imports_a_key_written_by_docker_trust_key_generate(dev: &dyn Device) {
         base64::engine::general_purpose::STANDARD
             .decode(b64)
             .unwrap(),
-        key.public_key_spki
+        key.spki()
     );
 
     // Without the passphrase there is a clear error.
-    let out = agent.tufa(
-        cwd.path(),
-        &["key", "load", key_file.to_str().unwrap(), "--name", "x"],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = agent
+        .tufa(
+            cwd.path(),
+            &["key", "load", key_file.to_str().unwrap(), "--name", "x"],
+        )
+        .fails();
     assert!(
         err.contains("encrypted") && err.contains("TUFA_KEY_PASSPHRASE"),
         "{err}"
@@ -382,7 +386,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
     // A digest of the wrong length, and an empty payload: InvalidArgument.
     let e = raw
         .sign(sign_req(
-            &key.key_id,
+            &key.id.to_string(),
             v1::sign_request::Payload::Sha256Digest(vec![0; 20]),
         ))
         .await
@@ -391,7 +395,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
     assert!(e.message().contains("32 bytes"), "{}", e.message());
     let e = raw
         .sign(sign_req(
-            &key.key_id,
+            &key.id.to_string(),
             v1::sign_request::Payload::Data(vec![]),
         ))
         .await
@@ -401,9 +405,9 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
 
     // A malformed PEM says what was expected.
     std::fs::write(cwd.path().join("junk.pem"), "not a key").unwrap();
-    let out = agent.tufa(cwd.path(), &["key", "load", "junk.pem", "--name", "junk"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = agent
+        .tufa(cwd.path(), &["key", "load", "junk.pem", "--name", "junk"])
+        .fails();
     assert!(
         err.contains("expected") && err.contains("PRIVATE KEY"),
         "{err}"
@@ -414,7 +418,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
     )
     .unwrap();
     let out = agent.tufa(cwd.path(), &["key", "load", "rsa.pem", "--name", "rsa"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ECDSA P-256 keys only"));
+    assert!(out.stderr().contains("ECDSA P-256 keys only"));
 
     // A taken name, an invalid name, and an existing .pub file: refused before the token is touched.
     let e = client
@@ -435,7 +439,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(dev: &dyn Device) {
         .unwrap_err();
     assert_eq!(code_of(&e), Some(Code::InvalidArgument));
     let out = agent.tufa(cwd.path(), &["key", "generate", "dave"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert!(out.stderr().contains("already exists"));
     assert_eq!(client.list_keys().await.unwrap().len(), 1);
 
     // A certificate for another key is refused.
@@ -498,10 +502,9 @@ async fn pins_locked_wrong_and_right(dev: &dyn Device) {
 
     // A wrong PIN: refused with a clear message, and the device stays locked.
     std::fs::write(cwd.path().join("wrong"), "0000\n").unwrap();
-    let out = agent.tufa(cwd.path(), &["agent", "unlock", "--pin-file", "wrong"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("wrong PIN"), "{err}");
+    agent
+        .tufa(cwd.path(), &["agent", "unlock", "--pin-file", "wrong"])
+        .fails_saying("wrong PIN");
     assert!(client.status().await.unwrap().devices[0].locked);
 
     // The right PIN unlocks; lock forgets it at once.
@@ -727,7 +730,7 @@ async fn audit_log_has_a_line_per_signature_and_no_pin(dev: &dyn Device) {
     let signs: Vec<_> = lines.iter().filter(|l| l["op"] == "sign").collect();
     assert_eq!(signs.len(), 5);
     for (i, l) in signs.iter().enumerate() {
-        assert_eq!(l["key_id"], key.key_id.as_str());
+        assert_eq!(l["key_id"], key.id.to_string());
         assert_eq!(l["key_name"], "hank");
         assert_eq!(l["gun"], "example.com/app");
         assert_eq!(l["role"], "targets");
@@ -766,9 +769,9 @@ async fn sigterm_during_a_burst_loses_no_answered_request() {
                     // Every answer is a valid signature; the client also checked it.
                     Ok(sig) => {
                         assert!(verify_with_p256(
-                            &key.public_key_spki,
+                            key.spki(),
                             data.as_bytes(),
-                            &sig
+                            sig.as_bytes()
                         ));
                         ok += 1;
                     }

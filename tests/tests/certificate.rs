@@ -2,20 +2,21 @@
 //! certificate read back with x509-cert, p256 and the openssl CLI.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey as _;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
-use tufa_client::agent::AgentClient;
+use tufa_client::agent::{AgentClient, AgentKey, SignContext};
 use tufa_client::tuf::{
     canonical, certificate_pem, root_certificate, x509_public_key, CertificateError, Gun, KeyId,
-    KeyType,
+    KeyType, RoleName,
 };
 use tufa_proto::v1;
-use tufa_tests::{require, Agent, SoftHsm};
+use tufa_testkit::pki::openssl;
+use tufa_tests::{require, Person};
 use x509_cert::der::asn1::BitString;
 use x509_cert::der::oid::db::{rfc4519, rfc5280, rfc5912};
 use x509_cert::der::{Any, Decode as _, Encode as _};
@@ -31,27 +32,29 @@ fn gun() -> Gun {
 }
 
 /// A fresh token and agent with one generated key, `root`.
-async fn agent_with_root_key(label: &str) -> (SoftHsm, Agent, AgentClient, v1::Key) {
-    let hsm = SoftHsm::new(label, "pin-Cw9rt");
-    let agent = Agent::start(&hsm);
+async fn agent_with_root_key(label: &str) -> (Person, AgentClient, AgentKey) {
+    let person = Person::new(label);
     let cwd = tempfile::tempdir().expect("tempdir");
-    agent.tufa_ok(cwd.path(), &["key", "generate", "root"]);
-    let client = agent.client().await;
+    person
+        .agent
+        .tufa_ok(cwd.path(), &["key", "generate", "root"]);
+    let client = person.agent.client().await;
     let key = client.key("root").await.expect("the generated key");
-    (hsm, agent, client, key)
+    (person, client, key)
+}
+
+/// Notary's root certificate for GUN, signed by `key` through the agent.
+async fn certificate(
+    client: &AgentClient,
+    key: &AgentKey,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, CertificateError> {
+    let signer = client.signer(key, SignContext::new(&gun(), &RoleName::ROOT));
+    root_certificate(&signer, &gun(), now).await
 }
 
 fn unix_seconds(t: &Time) -> i64 {
     t.to_unix_duration().as_secs() as i64
-}
-
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) -> Output {
-    Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl")
 }
 
 /// The check that really verifies a self-signed leaf's own signature: without `-check_ss_sig`
@@ -70,15 +73,32 @@ fn openssl_verify_self_signed(dir: &Path, pem_file: &str) -> Output {
     )
 }
 
+/// `openssl verify` of the self-signed `pem_file` fails on its signature (what openssl said is
+/// printed, labelled `what`).
+fn openssl_refuses_the_signature(dir: &Path, pem_file: &str, what: &str) {
+    let out = openssl_verify_self_signed(dir, pem_file);
+    eprintln!(
+        "openssl verify ({what}): {:?}\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("certificate signature failure"),
+        "{out:?}"
+    );
+}
+
 fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
 #[tokio::test]
 async fn root_certificate_has_every_field_notary_writes() {
-    let (_hsm, agent, client, key) = agent_with_root_key("cert-fields").await;
+    let (me, client, key) = agent_with_root_key("cert-fields").await;
     let now = OffsetDateTime::now_utc();
-    let der = root_certificate(&client, &key, &gun(), now).await.unwrap();
+    let der = certificate(&client, &key, now).await.unwrap();
 
     let cert = Certificate::from_der(&der).expect("x509-cert parses it");
     let tbs = cert.tbs_certificate();
@@ -119,10 +139,7 @@ async fn root_certificate_has_every_field_notary_writes() {
     );
 
     // The agent's key, byte for byte.
-    assert_eq!(
-        tbs.subject_public_key_info().to_der().unwrap(),
-        key.public_key_spki
-    );
+    assert_eq!(tbs.subject_public_key_info().to_der().unwrap(), key.spki());
     assert!(tbs.issuer_unique_id().is_none() && tbs.subject_unique_id().is_none());
 
     // Exactly three extensions, in Go's order, with Notary's criticality.
@@ -148,7 +165,8 @@ async fn root_certificate_has_every_field_notary_writes() {
     assert_eq!(basic.path_len_constraint, None);
 
     // The agent signed in the context of the root role of this GUN.
-    let signs: Vec<_> = agent
+    let signs: Vec<_> = me
+        .agent
         .audit_lines()
         .into_iter()
         .filter(|l| l["op"] == "sign")
@@ -159,18 +177,18 @@ async fn root_certificate_has_every_field_notary_writes() {
     assert_eq!(signs[0]["result"], "ok");
 
     // Two certificates never share a serial.
-    let again = root_certificate(&client, &key, &gun(), now).await.unwrap();
+    let again = certificate(&client, &key, now).await.unwrap();
     let again = Certificate::from_der(&again).unwrap();
     assert_ne!(again.tbs_certificate().serial_number(), tbs.serial_number());
 }
 
 #[tokio::test]
 async fn validity_past_2049_is_generalized_time() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-2050").await;
+    let (_me, client, key) = agent_with_root_key("cert-2050").await;
     // 2045-06-01T12:00:00.5Z: NotBefore stays UTCTime, NotAfter (2055) must be GeneralizedTime.
     let now = OffsetDateTime::from_unix_timestamp(2_379_931_200).unwrap()
         + time::Duration::milliseconds(500);
-    let der = root_certificate(&client, &key, &gun(), now).await.unwrap();
+    let der = certificate(&client, &key, now).await.unwrap();
     let cert = Certificate::from_der(&der).unwrap();
     let validity = cert.tbs_certificate().validity();
     assert!(matches!(validity.not_before, Time::UtcTime(_)));
@@ -184,8 +202,8 @@ async fn validity_past_2049_is_generalized_time() {
 
 #[tokio::test]
 async fn signature_is_der_ecdsa_over_sha256_of_the_tbs() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-sig").await;
-    let der = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
+    let (_me, client, key) = agent_with_root_key("cert-sig").await;
+    let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap();
     let cert = Certificate::from_der(&der).unwrap();
@@ -195,7 +213,7 @@ async fn signature_is_der_ecdsa_over_sha256_of_the_tbs() {
     // An ECDSA-Sig-Value (SEQUENCE of r and s), not the agent's 64-byte r||s.
     assert_eq!(signature_value[0], 0x30, "{signature_value:02x?}");
     let signature = DerSignature::from_bytes(signature_value).expect("DER ECDSA-Sig-Value");
-    let vk = VerifyingKey::from_public_key_der(&key.public_key_spki).unwrap();
+    let vk = VerifyingKey::from_public_key_der(key.spki()).unwrap();
     vk.verify(&tbs, &signature)
         .expect("verifies over the TBSCertificate with the key's SPKI");
 
@@ -210,8 +228,8 @@ async fn signature_is_der_ecdsa_over_sha256_of_the_tbs() {
 #[tokio::test]
 async fn openssl_reads_it_and_checks_its_signature() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-openssl").await;
-    let der = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
+    let (_me, client, key) = agent_with_root_key("cert-openssl").await;
+    let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -250,18 +268,7 @@ async fn openssl_reads_it_and_checks_its_signature() {
     let mut bad = der.clone();
     *bad.last_mut().unwrap() ^= 1;
     std::fs::write(dir.path().join("bad.pem"), certificate_pem(&bad)).unwrap();
-    let out = openssl_verify_self_signed(dir.path(), "bad.pem");
-    eprintln!(
-        "openssl verify (corrupted): {:?}\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("certificate signature failure"),
-        "{out:?}"
-    );
+    openssl_refuses_the_signature(dir.path(), "bad.pem", "corrupted");
 
     // Notary's YubiKey bug (docker/cli#3303): a correct signature written as raw r||s.
     let mut parts = Vec::<Any>::from_der(&der).unwrap();
@@ -276,24 +283,13 @@ async fn openssl_reads_it_and_checks_its_signature() {
     parts[2] = Any::encode_from(&BitString::from_bytes(&signature.to_bytes()).unwrap()).unwrap();
     let raw = parts.to_der().unwrap();
     std::fs::write(dir.path().join("raw.pem"), certificate_pem(&raw)).unwrap();
-    let out = openssl_verify_self_signed(dir.path(), "raw.pem");
-    eprintln!(
-        "openssl verify (raw r||s): {:?}\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("certificate signature failure"),
-        "{out:?}"
-    );
+    openssl_refuses_the_signature(dir.path(), "raw.pem", "raw r||s");
 }
 
 #[tokio::test]
 async fn x509_key_is_found_under_the_agent_key_id() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-keyid").await;
-    let der = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
+    let (_me, client, key) = agent_with_root_key("cert-keyid").await;
+    let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap();
     let root_key = x509_public_key(&der);
@@ -312,8 +308,8 @@ async fn x509_key_is_found_under_the_agent_key_id() {
 
     // Canonical ID = the bare ecdsa key of the leaf SPKI = the agent's key ID.
     let canonical_id = root_key.canonical_id().unwrap();
-    assert_eq!(canonical_id.to_string(), key.key_id);
-    assert_eq!(canonical_id, KeyId::for_ecdsa_spki(&key.public_key_spki));
+    assert_eq!(canonical_id, key.id);
+    assert_eq!(canonical_id, KeyId::for_ecdsa_spki(key.spki()));
 
     // TUF ID = SHA-256 of the canonical key object, and differs from the canonical ID.
     let canonical_json = canonical::to_canonical(&object).unwrap();
@@ -326,27 +322,27 @@ async fn x509_key_is_found_under_the_agent_key_id() {
 
 #[tokio::test]
 async fn certificate_is_stored_with_the_key() {
-    let (_hsm, _agent, client, key) = agent_with_root_key("cert-store").await;
-    assert!(key.certificate_der.is_empty());
-    let der = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
+    let (_me, client, key) = agent_with_root_key("cert-store").await;
+    assert!(key.certificate.is_none());
+    let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap();
     let stored = client
-        .set_certificate(&key.key_id, der.clone())
+        .set_certificate(&key.id.to_string(), der.clone())
         .await
         .unwrap();
-    assert_eq!(stored.certificate_der, der);
+    assert_eq!(stored.certificate.as_ref(), Some(&der));
 
     let keys = client.list_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].key_id, key.key_id);
-    assert_eq!(keys[0].certificate_der, der);
+    assert_eq!(keys[0].id, key.id);
+    assert_eq!(keys[0].certificate.as_ref(), Some(&der));
 }
 
 #[tokio::test]
 async fn keys_that_are_not_p256_are_refused_before_signing() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, agent, client, _key) = agent_with_root_key("cert-bad").await;
+    let (me, client, _key) = agent_with_root_key("cert-bad").await;
     let dir = tempfile::tempdir().unwrap();
 
     let mut spkis = vec![
@@ -374,13 +370,14 @@ async fn keys_that_are_not_p256_are_refused_before_signing() {
     }
 
     for (name, spki) in spkis {
-        let key = v1::Key {
+        let key = AgentKey::try_from(v1::Key {
             key_id: KeyId::for_ecdsa_spki(&spki).to_string(),
             name: name.into(),
             public_key_spki: spki,
             ..Default::default()
-        };
-        let err = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
+        })
+        .unwrap();
+        let err = certificate(&client, &key, OffsetDateTime::now_utc())
             .await
             .unwrap_err();
         assert!(
@@ -397,7 +394,7 @@ async fn keys_that_are_not_p256_are_refused_before_signing() {
         );
     }
     assert!(
-        !agent.audit_lines().iter().any(|l| l["op"] == "sign"),
+        !me.agent.audit_lines().iter().any(|l| l["op"] == "sign"),
         "nothing was sent to the agent"
     );
 }
@@ -405,7 +402,7 @@ async fn keys_that_are_not_p256_are_refused_before_signing() {
 #[tokio::test]
 async fn a_p256_key_the_agent_does_not_hold_fails_at_signing() {
     require("openssl", "apt-get install openssl");
-    let (_hsm, _agent, client, _key) = agent_with_root_key("cert-missing").await;
+    let (_me, client, _key) = agent_with_root_key("cert-missing").await;
     let dir = tempfile::tempdir().unwrap();
     let args = [
         "genpkey",
@@ -421,13 +418,14 @@ async fn a_p256_key_the_agent_does_not_hold_fails_at_signing() {
         &["pkey", "-in", "k.pem", "-pubout", "-outform", "DER"],
     );
     assert!(out.status.success(), "{out:?}");
-    let key = v1::Key {
+    let key = AgentKey::try_from(v1::Key {
         key_id: KeyId::for_ecdsa_spki(&out.stdout).to_string(),
         name: "elsewhere".into(),
         public_key_spki: out.stdout,
         ..Default::default()
-    };
-    let err = root_certificate(&client, &key, &gun(), OffsetDateTime::now_utc())
+    })
+    .unwrap();
+    let err = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap_err();
     let message = err.to_string();

@@ -9,16 +9,14 @@
 //!   a correctly signed wrong `_type`, too few of two targets signatures, a delegated target
 //!   outside its paths).
 
-use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tufa_client::tuf::{Metadata as _, RoleName, Root, Signed, Snapshot, Timestamp};
-use tufa_tests::fake_repo::{self, sign, sign_value, AgentRootKey, FakeRepo, SoftKey};
+use tufa_testkit::{in_days, sign, sign_value, target, tree, Files, Fixture, SoftKey};
+use tufa_tests::fake_repo::{agent_rooted, AgentRootKey};
 use tufa_tests::hostile::{one_byte_changed, HostileServer, Tamper};
-use tufa_tests::stack::Stack;
-use tufa_tests::{notary_args, Agent, SoftHsm};
+use tufa_tests::{notary_args, Agent, Person, Run, World};
 
 /// What tufa prints after every refusal of the server's trust data.
 const HINT: [&str; 2] = [
@@ -39,16 +37,11 @@ impl Reader<'_> {
     /// `tufa notary list GUN`, which must succeed; returns (stdout, stderr).
     fn list_ok(&self) -> (String, String) {
         let out = self.list();
-        let (stdout, stderr) = text(&out);
-        assert!(
-            out.status.success(),
-            "list failed:\n{stdout}\n{stderr}\nserved: {:?}",
-            self.server.served()
-        );
-        (stdout, stderr)
+        assert!(out.success(), "{out:?}\nserved: {:?}", self.server.served());
+        (out.stdout(), out.stderr())
     }
 
-    fn list(&self) -> std::process::Output {
+    fn list(&self) -> Run {
         let url = self.server.url();
         let ca = self.server.ca_file();
         self.agent.tufa(
@@ -67,10 +60,11 @@ impl Reader<'_> {
         let out = self.list();
         self.server.tamper(Vec::new());
         let served = self.server.served();
-        let (stdout, stderr) = text(&out);
+        let stderr = out.stderr();
         assert!(
-            !out.status.success(),
-            "{scenario}: accepted\n{stdout}\nserved: {served:?}"
+            !out.success(),
+            "{scenario}: accepted\n{}\nserved: {served:?}",
+            out.stdout()
         );
         for needle in expected.iter().chain(&HINT) {
             assert!(
@@ -89,30 +83,6 @@ impl Reader<'_> {
         println!("--- {scenario}\n{stderr}");
         stderr
     }
-}
-
-fn text(out: &std::process::Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Every file under `dir` with its bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            out.extend(tree(&path));
-        } else {
-            out.insert(path.clone(), fs::read(&path).expect("read cached file"));
-        }
-    }
-    out
 }
 
 /// A repository's timestamp, snapshot and targets files as the server serves them now.
@@ -150,33 +120,22 @@ impl Recorded {
 /// The lies a proxy can tell with what a real notary-server serves.
 #[test]
 fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
-    let stack = Stack::start();
-    let hsm = SoftHsm::new("hostile-proxy", "pin-Qx7wz");
-    let agent = Agent::start(&hsm);
-    let cwd = tempfile::tempdir().unwrap();
+    let w = World::new("hostile-proxy");
+    let (agent, cwd) = (&w.me.agent, w.cwd());
     let gun = "example.com/tufa/hostile";
-    let proxy = HostileServer::proxy(&stack);
-    let (url, ca) = (stack.notary_url(), stack.ca_file());
-    let publisher = cwd.path().join("publisher-trust");
+    let proxy = HostileServer::proxy(&w.stack);
+    let me = w.user();
     let publish = |args: &[&str]| {
-        agent.tufa_ok(cwd.path(), &notary_args(&url, &ca, &publisher, args));
+        me.notary_ok(args);
     };
     let sha = |c: &str| c.repeat(64);
 
     // Published straight to notary-server: root and targets, then a delegation to an agent key.
     publish(&["init", gun, "-p"]);
-    publish(&["addhash", gun, "v1", "10", "--sha256", &sha("a"), "-p"]);
+    me.publish_target(gun, "v1", 10, &sha("a"));
     let first = Recorded::now(&proxy, gun);
-    agent.tufa_ok(cwd.path(), &["key", "generate", "releaser"]);
-    publish(&[
-        "delegation",
-        "add",
-        gun,
-        "targets/releases",
-        "releaser.pub",
-        "--all-paths",
-        "-p",
-    ]);
+    me.generate_key("releaser");
+    me.delegate(gun, "targets/releases", "releaser.pub");
     let rel = ["--roles", "targets/releases", "-p"];
     publish(
         &[
@@ -188,10 +147,10 @@ fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
 
     // The reader trusts the repository on first use, through the (honest) proxy.
     let reader = Reader {
-        agent: &agent,
+        agent,
         server: &proxy,
-        cwd: cwd.path(),
-        trust: cwd.path().join("reader-trust"),
+        cwd,
+        trust: cwd.join("reader-trust"),
         gun,
     };
     let (listed, _) = reader.list_ok();
@@ -199,7 +158,7 @@ fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
     let root_v1 = proxy.fetch(gun, "root.json").unwrap();
 
     // The repository moves on, so the reader must fetch new snapshot, targets and releases.
-    publish(&["addhash", gun, "v3", "30", "--sha256", &sha("c"), "-p"]);
+    me.publish_target(gun, "v3", 30, &sha("c"));
     publish(
         &[
             &["addhash", gun, "v4", "40", "--sha256", &sha("d")][..],
@@ -266,7 +225,7 @@ fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
         "timestamp.json signed by an unknown key",
         vec![Tamper::map("timestamp", |b| {
             let file: Value = serde_json::from_slice(b).unwrap();
-            sign_value(&file["signed"], &[&SoftKey::new(99)])
+            sign_value(&file["signed"], &[&SoftKey::ecdsa(99)])
         })],
         &[
             "timestamp.json has valid signatures from 0",
@@ -332,20 +291,20 @@ fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
 /// The lies that need the server's keys: told by a fake server that holds them all.
 #[test]
 fn a_fake_server_holding_every_key_is_refused() {
-    let hsm = SoftHsm::new("hostile-fake", "pin-Qx7wz");
-    let agent = Agent::start(&hsm);
+    let me = Person::new("hostile-fake");
+    let agent = &me.agent;
     let cwd = tempfile::tempdir().unwrap();
     let gun = "example.com/tufa/fake";
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut repo = rt.block_on(async { FakeRepo::new(&agent.client().await, "root", gun).await });
+    let mut repo = rt.block_on(async { agent_rooted(&agent.client().await, "root", gun).await });
 
     // The honest state the reader caches: targets v2, snapshot and timestamp v3.
     repo.targets.version = 2;
     repo.snapshot_version = 3;
     repo.timestamp_version = 3;
-    let server = HostileServer::fake(fake_repo::served(&repo.files()));
+    let server = HostileServer::fake(tufa_testkit::served(&repo.build()));
     let reader = Reader {
-        agent: &agent,
+        agent,
         server: &server,
         cwd: cwd.path(),
         trust: cwd.path().join("reader-trust"),
@@ -359,11 +318,11 @@ fn a_fake_server_holding_every_key_is_refused() {
     assert!(stderr.is_empty(), "{stderr}");
 
     // Each lie is a whole repository served in place of the honest one.
-    let lie = |scenario: &str, files: fake_repo::Files, expected: &[&str]| {
-        server.set_files(fake_repo::served(&files));
+    let lie = |scenario: &str, files: Files, expected: &[&str]| {
+        server.set_files(tufa_testkit::served(&files));
         reader.refused(scenario, Vec::new(), expected)
     };
-    let next = |edit: &dyn Fn(&mut FakeRepo)| {
+    let next = |edit: &dyn Fn(&mut Fixture)| {
         let mut r = repo.clone();
         r.snapshot_version = 4;
         r.timestamp_version = 4;
@@ -371,10 +330,10 @@ fn a_fake_server_holding_every_key_is_refused() {
         r
     };
 
-    let expired = next(&|r| r.timestamp_expires = fake_repo::in_days(-1));
+    let expired = next(&|r| r.timestamp_expires = in_days(-1));
     lie(
         "expired timestamp",
-        expired.files(),
+        expired.build(),
         &[
             "timestamp.json of example.com/tufa/fake expired at",
             "freeze attack",
@@ -384,24 +343,22 @@ fn a_fake_server_holding_every_key_is_refused() {
     let old_snapshot = next(&|r| r.snapshot_version = 2);
     lie(
         "rolled-back snapshot, signed",
-        old_snapshot.files(),
+        old_snapshot.build(),
         &["snapshot.json", "is version 2, older than version 3"],
     );
 
     let old_targets = next(&|r| r.targets.version = 1);
     lie(
         "rolled-back targets, signed",
-        old_targets.files(),
+        old_targets.build(),
         &["targets.json", "is version 1, older than version 2"],
     );
 
     let one_of_two = next(&|r| r.targets.version = 3);
-    let mut files = one_of_two.files();
-    files.insert(
+    let files = one_of_two.build_replacing(
         RoleName::TARGETS,
         sign(one_of_two.targets.clone(), &[&one_of_two.targets_keys[0]]),
     );
-    one_of_two.resnapshot(&mut files);
     lie(
         "targets signed by one of its two keys (threshold 2)",
         files,
@@ -409,7 +366,7 @@ fn a_fake_server_holding_every_key_is_refused() {
     );
 
     let wrong_type = next(&|_| {});
-    let mut files = wrong_type.files();
+    let mut files = wrong_type.build();
     let mut body = wrong_type
         .timestamp_body(&files[&RoleName::SNAPSHOT])
         .to_value();
@@ -430,11 +387,9 @@ fn a_fake_server_holding_every_key_is_refused() {
         r.targets.version = 3;
         r.targets.delegations.roles[0].paths = vec!["app/".into()];
         r.releases.version = 2;
-        r.releases
-            .targets
-            .insert("app/v2".into(), fake_repo::target(b"v2"));
+        r.releases.targets.insert("app/v2".into(), target(b"v2"));
     });
-    server.set_files(fake_repo::served(&outside.files()));
+    server.set_files(tufa_testkit::served(&outside.build()));
     let (listed, stderr) = reader.list_ok();
     println!("--- delegated target outside its paths\n{stderr}");
     assert!(listed.contains("app/v2"), "{listed}");

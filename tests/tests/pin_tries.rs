@@ -7,7 +7,7 @@ use tonic::Code;
 use tufa_tests::yubikey::Ykcs11Token;
 use tufa_tests::{Agent, AgentOptions, Device};
 
-fn unlock(agent: &Agent, cwd: &std::path::Path, pin: &str) -> std::process::Output {
+fn unlock(agent: &Agent, cwd: &std::path::Path, pin: &str) -> tufa_tests::Run {
     std::fs::write(cwd.join("pin"), format!("{pin}\n")).unwrap();
     agent.tufa(cwd, &["agent", "unlock", "--pin-file", "pin"])
 }
@@ -19,21 +19,16 @@ async fn the_final_pin_try_is_never_spent_by_the_agent() {
     let cwd = tempfile::tempdir().unwrap();
     assert_eq!(token.card.pin_retries_left(), 3);
 
-    let out = unlock(&agent, cwd.path(), "000000");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("wrong PIN"), "{err}");
+    let err = unlock(&agent, cwd.path(), "000000").fails_saying("wrong PIN");
     assert!(err.contains("few tries left"), "{err}");
-    let out = unlock(&agent, cwd.path(), "111111");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = unlock(&agent, cwd.path(), "111111").fails_saying("wrong PIN");
     assert!(err.contains("one try left"), "{err}");
     assert_eq!(token.card.pin_retries_left(), 1);
 
     // At the final try the agent does not log in at all, not even with the right PIN, and
     // says how to reset the counter.
     for pin in ["222222", token.pin()] {
-        let out = unlock(&agent, cwd.path(), pin);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success());
+        let err = unlock(&agent, cwd.path(), pin).fails();
         assert!(
             err.contains("has one PIN try left") && err.contains("--login --test"),
             "{err}"
@@ -56,8 +51,7 @@ async fn the_final_pin_try_is_never_spent_by_the_agent() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(token.card.pin_retries_left(), 3);
-    let out = unlock(&agent, cwd.path(), token.pin());
-    assert!(out.status.success(), "{out:?}\n{}", agent.log());
+    unlock(&agent, cwd.path(), token.pin()).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,79 +1,52 @@
 //! Root ceremonies: roots signed offline one card at a time through request files, checked with
 //! the real notary-server and notary CLI.
 
-use std::path::Path;
-use std::process::Output;
-
 use tufa_tests::offline::Card;
-use tufa_tests::stack::Stack;
-use tufa_tests::{notary_args, Agent, SoftHsm};
+use tufa_tests::{Run, User, World};
 
 /// `tufa root ARGS` on the online machine, against the stack, with its own trust dir.
-fn root(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> Output {
+fn root(online: &User, args: &[&str]) -> Run {
     let mut full: Vec<String> = vec![
         "root".into(),
         "--server".into(),
-        stack.notary_url(),
+        online.stack.notary_url(),
         "--tls-ca".into(),
-        stack.ca_file().display().to_string(),
+        online.stack.ca_file().display().to_string(),
         "--trust-dir".into(),
-        cwd.join("tufa-trust").display().to_string(),
+        online.cwd.join("tufa-trust").display().to_string(),
     ];
     full.extend(args.iter().map(|a| (*a).to_owned()));
-    agent.tufa(cwd, &full)
+    online.agent.tufa(online.cwd, &full)
 }
 
-fn root_ok(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
-    let out = root(agent, stack, cwd, args);
+/// `tufa root ARGS`, which must succeed (the server's log shown if not); returns stdout.
+fn root_ok(online: &User, args: &[&str]) -> String {
+    let out = root(online, args);
     assert!(
-        out.status.success(),
-        "tufa root {args:?} failed:\nstdout: {}\nstderr: {}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        stack.server_log()
+        out.success(),
+        "{out:?}\nserver log:\n{}",
+        online.stack.server_log()
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout()
 }
 
-/// `tufa root ARGS` that must fail; returns stderr.
-fn root_fails(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
-    let out = root(agent, stack, cwd, args);
-    assert!(
-        !out.status.success(),
-        "tufa root {args:?} succeeded:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn notary(agent: &Agent, stack: &Stack, cwd: &Path, args: &[&str]) -> String {
-    let trust = cwd.join("tufa-trust");
-    agent.tufa_ok(
-        cwd,
-        &notary_args(&stack.notary_url(), &stack.ca_file(), &trust, args),
-    )
-}
-
-/// The version of the root the server serves, 0 when it has none.
-fn server_root_version(stack: &Stack, gun: &str) -> u64 {
-    stack.trust_file(gun, "root").map_or(0, |b| {
-        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-        v["signed"]["version"].as_u64().unwrap()
-    })
+/// `tufa root ARGS`, which must fail; returns stderr.
+fn root_fails(online: &User, args: &[&str]) -> String {
+    root(online, args).fails()
 }
 
 /// An ordinary repository made online (root key in the online agent) with tag v1; notary has
 /// cached its root v1.
-fn repository_with_v1(online: &Agent, stack: &Stack, cwd: &Path, gun: &str) {
-    notary(online, stack, cwd, &["init", gun, "-p"]);
+fn repository_with_v1(online: &User, gun: &str) {
+    online.notary_ok(&["init", gun, "-p"]);
     let digest = "ab".repeat(32);
-    notary(
-        online,
-        stack,
-        cwd,
-        &["addhash", gun, "v1", "3", "--sha256", &digest, "-p"],
-    );
-    assert!(stack.notary_ok(&["list", gun]).contains("v1"));
+    online.publish_target(gun, "v1", 3, &digest);
+    assert!(online.stack.notary_ok(&["list", gun]).contains("v1"));
+}
+
+/// `--key CERT` for each certificate.
+fn key_args(certs: &[String]) -> Vec<&str> {
+    certs.iter().flat_map(|c| ["--key", c.as_str()]).collect()
 }
 
 /// `rotate GUN --key CERT... --threshold K --out REQ`.
@@ -84,9 +57,7 @@ fn rotate_args<'a>(
     out: &'a str,
 ) -> Vec<&'a str> {
     let mut args = vec!["rotate", gun];
-    for c in certs {
-        args.extend(["--key", c.as_str()]);
-    }
+    args.extend(key_args(certs));
     args.extend(["--threshold", threshold, "--out", out]);
     args
 }
@@ -97,25 +68,22 @@ fn cards() -> [Card; 3] {
 
 #[test]
 fn a_two_of_three_root_signed_one_card_at_a_time_is_read_by_notary() {
-    let stack = Stack::start();
-    let hsm = SoftHsm::new("online", "pin-Qx7wz");
-    let online = Agent::start(&hsm);
-    let cwd = tempfile::tempdir().unwrap();
-    let cwd = cwd.path();
+    let w = World::new("online");
+    let (online, stack, cwd) = (w.user(), &w.stack, w.cwd());
     let gun = "example.com/ceremony/rotated";
 
     // An ordinary repository, its root key in the online agent; notary caches root v1.
-    repository_with_v1(&online, &stack, cwd, gun);
+    repository_with_v1(&online, gun);
 
     // Each card certifies its key offline; the online machine prepares the 2-of-3 root.
     let cards = cards();
     let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
     let req = cwd.join("req.json");
     let reqs = req.display().to_string();
-    root_ok(&online, &stack, cwd, &rotate_args(gun, &certs, "2", &reqs));
+    root_ok(&online, &rotate_args(gun, &certs, "2", &reqs));
     assert!(!std::fs::read_to_string(&req).unwrap().contains("PRIVATE"));
 
-    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    let shown = root_ok(&online, &["show", &reqs]);
     for want in [
         &format!("Repository: {gun}") as &str,
         "Change: root version 1 -> 2",
@@ -128,132 +96,76 @@ fn a_two_of_three_root_signed_one_card_at_a_time_is_read_by_notary() {
     }
 
     // The old root key (online), then two cards, one at a time.
-    root_ok(&online, &stack, cwd, &["sign", &reqs]);
+    root_ok(&online, &["sign", &reqs]);
     cards[0].sign(&req);
-    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    let err = root_fails(&online, &["publish", &reqs]);
     assert!(err.contains("new root 1 of 2"), "{err}");
-    assert_eq!(server_root_version(&stack, gun), 1);
+    assert_eq!(stack.root_version(gun), 1);
     cards[2].sign(&req);
-    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    let shown = root_ok(&online, &["show", &reqs]);
     assert!(
         shown.contains("new root (2 of 3 needed, 2 present)"),
         "{shown}"
     );
     assert!(shown.contains("Ready to publish"), "{shown}");
-    root_ok(&online, &stack, cwd, &["publish", &reqs]);
-    assert_eq!(server_root_version(&stack, gun), 2);
+    root_ok(&online, &["publish", &reqs]);
+    assert_eq!(stack.root_version(gun), 2);
 
     // notary, holding root v1, follows the rotation to the 2-of-3 root; tufa keeps publishing.
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
-    notary(
-        &online,
-        &stack,
-        cwd,
-        &[
-            "addhash",
-            gun,
-            "v2",
-            "3",
-            "--sha256",
-            &"cd".repeat(32),
-            "-p",
-        ],
-    );
+    online.publish_target(gun, "v2", 3, &"cd".repeat(32));
     let listed = stack.notary_ok(&["list", gun]);
     assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
 
     // A further rotation needs 2 of the 3 cards: the online agent alone cannot publish one.
     let err = root_fails(
         &online,
-        &stack,
-        cwd,
         &["rotate", gun, "--key", &certs[1], "--threshold", "1"],
     );
     assert!(err.contains("--out REQ.json"), "{err}");
-    assert_eq!(server_root_version(&stack, gun), 2);
+    assert_eq!(stack.root_version(gun), 2);
 }
 
 #[test]
 fn publish_refuses_a_short_or_changed_request_and_publishes_nothing() {
-    let stack = Stack::start();
-    let hsm = SoftHsm::new("online", "pin-Qx7wz");
-    let online = Agent::start(&hsm);
-    let cwd = tempfile::tempdir().unwrap();
-    let cwd = cwd.path();
+    let w = World::new("online");
+    let (online, stack, cwd) = (w.user(), &w.stack, w.cwd());
     let gun = "example.com/ceremony/refused";
-    notary(&online, &stack, cwd, &["init", gun, "-p"]);
+    online.notary_ok(&["init", gun, "-p"]);
     let before = stack.trust_file(gun, "root");
 
     let cards = cards();
     let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
     let req = cwd.join("req.json");
     let reqs = req.display().to_string();
-    root_ok(
-        &online,
-        &stack,
-        cwd,
-        &[
-            "rotate",
-            gun,
-            "--key",
-            &certs[0],
-            "--key",
-            &certs[1],
-            "--key",
-            &certs[2],
-            "--threshold",
-            "2",
-            "--out",
-            &reqs,
-        ],
-    );
+    root_ok(&online, &rotate_args(gun, &certs, "2", &reqs));
 
     // Bad thresholds and a certificate for another repository are refused up front.
-    let err = root_fails(
-        &online,
-        &stack,
-        cwd,
-        &[
-            "rotate",
-            gun,
-            "--key",
-            &certs[0],
-            "--key",
-            &certs[1],
-            "--threshold",
-            "3",
-            "--out",
-            &reqs,
-        ],
-    );
+    let err = root_fails(&online, &rotate_args(gun, &certs[..2], "3", &reqs));
     assert!(err.contains("threshold of 3 with 2 root key(s)"), "{err}");
     let err = root_fails(
         &online,
-        &stack,
-        cwd,
         &[
-            "rotate", gun, "--key", &certs[0], "--key", &certs[1], "--out", &reqs,
-        ],
+            &["rotate", gun][..],
+            &key_args(&certs[..2]),
+            &["--out", &reqs],
+        ]
+        .concat(),
     );
     assert!(err.contains("without --threshold"), "{err}");
     let elsewhere = cwd.join("other");
     std::fs::create_dir(&elsewhere).unwrap();
     let other = cards[0].certificate("example.com/other", &elsewhere);
-    let err = root_fails(
-        &online,
-        &stack,
-        cwd,
-        &["rotate", gun, "--key", &other, "--out", &reqs],
-    );
+    let err = root_fails(&online, &["rotate", gun, "--key", &other, "--out", &reqs]);
     assert!(
         err.contains("cannot be a root key of") && err.contains("tufa root cert"),
         "{err}"
     );
 
     // One signature short: the old root and one card.
-    root_ok(&online, &stack, cwd, &["sign", &reqs]);
+    root_ok(&online, &["sign", &reqs]);
     cards[1].sign(&req);
-    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    let err = root_fails(&online, &["publish", &reqs]);
     assert!(
         err.contains("not signed enough")
             && err.contains("new root 1 of 2")
@@ -265,14 +177,11 @@ fn publish_refuses_a_short_or_changed_request_and_publishes_nothing() {
     let out = cards[1]
         .agent
         .tufa(cwd, &["root", "sign", &reqs, "--key", "card2"]);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("already signed"),
-        "{out:?}"
-    );
+    assert!(out.stderr().contains("already signed"), "{out:?}");
     let stranger = Card::new("stranger");
     let out = stranger.agent.tufa(cwd, &["root", "sign", &reqs]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("holds none of the root keys"),
+        out.stderr().contains("holds none of the root keys"),
         "{out:?}"
     );
 
@@ -285,21 +194,21 @@ fn publish_refuses_a_short_or_changed_request_and_publishes_nothing() {
     bad[at] = if bad[at] == b'7' { b'8' } else { b'7' };
     std::fs::write(&req, &bad).unwrap();
     for cmd in ["publish", "show"] {
-        let err = root_fails(&online, &stack, cwd, &[cmd, &reqs]);
+        let err = root_fails(&online, &[cmd, &reqs]);
         assert!(
             err.contains("does not verify") && err.contains("changed"),
             "{cmd}: {err}"
         );
     }
     let out = cards[0].agent.tufa(cwd, &["root", "sign", &reqs]);
-    assert!(!out.status.success());
+    assert!(!out.success());
     assert_eq!(stack.trust_file(gun, "root"), before);
     // A changed byte in the previous root is caught too.
     let at = text.find("\"previous_root\": \"").unwrap() + "\"previous_root\": \"".len() + 20;
     let mut bad = good.clone();
     bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(&req, &bad).unwrap();
-    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    let err = root_fails(&online, &["publish", &reqs]);
     assert!(
         err.contains("previous_root") && err.contains("changed"),
         "{err}"
@@ -308,49 +217,37 @@ fn publish_refuses_a_short_or_changed_request_and_publishes_nothing() {
 
     // The intact file publishes; published again (or replayed), it is stale and refused.
     std::fs::write(&req, &good).unwrap();
-    root_ok(&online, &stack, cwd, &["publish", &reqs]);
-    assert_eq!(server_root_version(&stack, gun), 2);
-    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    root_ok(&online, &["publish", &reqs]);
+    assert_eq!(stack.root_version(gun), 2);
+    let err = root_fails(&online, &["publish", &reqs]);
     assert!(err.contains("make a new request"), "{err}");
-    assert_eq!(server_root_version(&stack, gun), 2);
+    assert_eq!(stack.root_version(gun), 2);
 }
 
 #[test]
 fn a_repository_whose_root_is_offline_from_the_start() {
-    let stack = Stack::start();
-    let hsm = SoftHsm::new("online", "pin-Qx7wz");
-    let online = Agent::start(&hsm);
-    let cwd = tempfile::tempdir().unwrap();
-    let cwd = cwd.path();
+    let w = World::new("online");
+    let (online, stack, cwd) = (w.user(), &w.stack, w.cwd());
     let gun = "example.com/ceremony/offline";
 
     let cards = cards();
     let certs: Vec<String> = cards.iter().map(|c| c.certificate(gun, cwd)).collect();
-    online.tufa_ok(cwd, &["key", "generate", "app-targets"]);
+    online.generate_key("app-targets");
     let req = cwd.join("init.json");
     let reqs = req.display().to_string();
+    let plan = [
+        "--threshold",
+        "2",
+        "--targets-key",
+        "app-targets",
+        "--out",
+        &reqs,
+    ];
     root_ok(
         &online,
-        &stack,
-        cwd,
-        &[
-            "init",
-            gun,
-            "--key",
-            &certs[0],
-            "--key",
-            &certs[1],
-            "--key",
-            &certs[2],
-            "--threshold",
-            "2",
-            "--targets-key",
-            "app-targets",
-            "--out",
-            &reqs,
-        ],
+        &[&["init", gun][..], &key_args(&certs), &plan].concat(),
     );
-    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    let shown = root_ok(&online, &["show", &reqs]);
     assert!(
         shown.contains("Change: version 1 root of a new repository"),
         "{shown}"
@@ -360,18 +257,18 @@ fn a_repository_whose_root_is_offline_from_the_start() {
         "{shown}"
     );
     // The online agent holds no root key.
-    let err = root_fails(&online, &stack, cwd, &["sign", &reqs]);
+    let err = root_fails(&online, &["sign", &reqs]);
     assert!(err.contains("holds none of the root keys"), "{err}");
-    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    let err = root_fails(&online, &["publish", &reqs]);
     assert!(err.contains("new root 0 of 2"), "{err}");
-    assert_eq!(server_root_version(&stack, gun), 0);
+    assert_eq!(stack.root_version(gun), 0);
 
     // The unsigned init plan may only name keys the root lists.
     let good = std::fs::read_to_string(&req).unwrap();
     let listed: serde_json::Value = serde_json::from_str(&good).unwrap();
     let plan_key = listed["init"]["targets_key"].as_str().unwrap().to_owned();
     std::fs::write(&req, good.replace(&plan_key, &"0".repeat(64))).unwrap();
-    let err = root_fails(&online, &stack, cwd, &["show", &reqs]);
+    let err = root_fails(&online, &["show", &reqs]);
     assert!(
         err.contains("init plan") && err.contains("changed"),
         "{err}"
@@ -380,44 +277,24 @@ fn a_repository_whose_root_is_offline_from_the_start() {
 
     cards[0].sign(&req);
     cards[1].sign(&req);
-    let out = root_ok(&online, &stack, cwd, &["publish", &reqs]);
+    let out = root_ok(&online, &["publish", &reqs]);
     assert!(out.contains("Published root version 1"), "{out}");
-    assert_eq!(server_root_version(&stack, gun), 1);
+    assert_eq!(stack.root_version(gun), 1);
 
     // notary trusts it on first use; targets changes need no root key.
     assert!(stack
         .notary_ok(&["list", gun])
         .contains("No targets present"));
-    notary(
-        &online,
-        &stack,
-        cwd,
-        &[
-            "addhash",
-            gun,
-            "v1",
-            "3",
-            "--sha256",
-            &"ab".repeat(32),
-            "-p",
-        ],
-    );
+    online.publish_target(gun, "v1", 3, &"ab".repeat(32));
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
     // A key change needs the root keys: without them online, no publish, and the way out named.
-    online.tufa_ok(cwd, &["key", "generate", "app-targets-2"]);
-    let err = root_fails(
-        &online,
-        &stack,
-        cwd,
-        &["rotate", gun, "--targets-key", "app-targets-2"],
-    );
+    online.generate_key("app-targets-2");
+    let err = root_fails(&online, &["rotate", gun, "--targets-key", "app-targets-2"]);
     assert!(err.contains("--out REQ.json"), "{err}");
-    assert_eq!(server_root_version(&stack, gun), 1);
+    assert_eq!(stack.root_version(gun), 1);
     // The same change through a request the cards sign (the old root's 2 of 3, and the new's).
     root_ok(
         &online,
-        &stack,
-        cwd,
         &[
             "rotate",
             gun,
@@ -429,8 +306,8 @@ fn a_repository_whose_root_is_offline_from_the_start() {
     );
     cards[1].sign(&req);
     cards[2].sign(&req);
-    root_ok(&online, &stack, cwd, &["publish", &reqs]);
-    assert_eq!(server_root_version(&stack, gun), 2);
+    root_ok(&online, &["publish", &reqs]);
+    assert_eq!(stack.root_version(gun), 2);
     let listed = stack.notary_ok(&["list", gun]);
     assert!(listed.contains("v1"), "{listed}");
 }
@@ -443,13 +320,10 @@ fn a_two_of_three_root_on_yubikeys_plugged_in_one_at_a_time() {
     use tufa_tests::piv::{CardSpec, Firmware};
     use tufa_tests::yubikey::{fresh_serial, SimYubiKey};
 
-    let stack = Stack::start();
-    let hsm = SoftHsm::new("online", "pin-Qx7wz");
-    let online = Agent::start(&hsm);
-    let cwd = tempfile::tempdir().unwrap();
-    let cwd = cwd.path();
+    let w = World::new("online");
+    let (online, stack, cwd) = (w.user(), &w.stack, w.cwd());
     let gun = "example.com/ceremony/yubikeys";
-    repository_with_v1(&online, &stack, cwd, gun);
+    repository_with_v1(&online, gun);
 
     let firmware = [Firmware::V5_4_3, Firmware::V5_7_1, Firmware::V5_4_3];
     let mut cards = SimYubiKey::with(
@@ -462,7 +336,7 @@ fn a_two_of_three_root_on_yubikeys_plugged_in_one_at_a_time() {
             })
             .collect(),
     );
-    let offline = Agent::start(&cards);
+    let offline = tufa_tests::Agent::start(&cards);
     let serials: Vec<String> = (0..3).map(|i| cards.serial(i).to_string()).collect();
 
     // Each card makes its root key and certifies it (the online machine gets the certificates).
@@ -479,8 +353,8 @@ fn a_two_of_three_root_on_yubikeys_plugged_in_one_at_a_time() {
 
     let req = cwd.join("req.json");
     let reqs = req.display().to_string();
-    root_ok(&online, &stack, cwd, &rotate_args(gun, &certs, "2", &reqs));
-    root_ok(&online, &stack, cwd, &["sign", &reqs]);
+    root_ok(&online, &rotate_args(gun, &certs, "2", &reqs));
+    root_ok(&online, &["sign", &reqs]);
 
     // Only card 0 in the offline machine: `root sign` uses what is there.
     cards.cards[1].unplug();
@@ -488,32 +362,30 @@ fn a_two_of_three_root_on_yubikeys_plugged_in_one_at_a_time() {
     let out = offline.tufa_ok(cwd, &["root", "sign", &reqs]);
     assert_eq!(out.matches("Signed with root key").count(), 1, "{out}");
     assert_eq!(out.matches("its device is not here").count(), 2, "{out}");
-    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    let shown = root_ok(&online, &["show", &reqs]);
     assert!(
         shown.contains("new root (2 of 3 needed, 1 present)"),
         "{shown}"
     );
-    let err = root_fails(&online, &stack, cwd, &["publish", &reqs]);
+    let err = root_fails(&online, &["publish", &reqs]);
     assert!(err.contains("new root 1 of 2"), "{err}");
 
     // Card 0 out, card 2 in (the AES-192 one is card 1; card 2 is like card 0).
     cards.cards[0].unplug();
     cards.cards[2].plug().unwrap();
     offline.tufa_ok(cwd, &["root", "sign", &reqs]);
-    let shown = root_ok(&online, &stack, cwd, &["show", &reqs]);
+    let shown = root_ok(&online, &["show", &reqs]);
     assert!(
         shown.contains("new root (2 of 3 needed, 2 present)"),
         "{shown}"
     );
-    root_ok(&online, &stack, cwd, &["publish", &reqs]);
-    assert_eq!(server_root_version(&stack, gun), 2);
+    root_ok(&online, &["publish", &reqs]);
+    assert_eq!(stack.root_version(gun), 2);
 
     // notary, holding root v1, follows the rotation; the next root needs two of the cards.
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
     let err = root_fails(
         &online,
-        &stack,
-        cwd,
         &["rotate", gun, "--key", &certs[1], "--threshold", "1"],
     );
     assert!(err.contains("--out REQ.json"), "{err}");
@@ -521,15 +393,10 @@ fn a_two_of_three_root_on_yubikeys_plugged_in_one_at_a_time() {
     // Card 1 (firmware 5.7, AES-192 management key) signs the next rotation with card 2.
     let req2 = cwd.join("req2.json");
     let req2s = req2.display().to_string();
-    root_ok(
-        &online,
-        &stack,
-        cwd,
-        &["rotate", gun, "--renew", "--out", &req2s],
-    );
+    root_ok(&online, &["rotate", gun, "--renew", "--out", &req2s]);
     cards.cards[1].plug().unwrap();
     offline.tufa_ok(cwd, &["root", "sign", &req2s]);
-    root_ok(&online, &stack, cwd, &["publish", &req2s]);
-    assert_eq!(server_root_version(&stack, gun), 3);
+    root_ok(&online, &["publish", &req2s]);
+    assert_eq!(stack.root_version(gun), 3);
     assert!(stack.notary_ok(&["list", gun]).contains("v1"));
 }

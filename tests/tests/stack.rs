@@ -79,10 +79,12 @@ fn docker_trust_signer_add_and_inspect() {
     let gun = format!("{}/stack/signed", stack.registry_addr());
 
     let out = stack.docker(cwd.path(), &["trust", "key", "generate", "jeff"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("Successfully generated and loaded private key"),
-        "docker trust key generate: {out:?}"
+        out.success()
+            && out
+                .stdout()
+                .contains("Successfully generated and loaded private key"),
+        "{out:?}"
     );
     assert!(cwd.path().join("jeff.pub").exists());
 
@@ -90,17 +92,17 @@ fn docker_trust_signer_add_and_inspect() {
         cwd.path(),
         &["trust", "signer", "add", "--key", "jeff.pub", "jeff", &gun],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success()
-            && stdout.contains(&format!("Successfully added signer: jeff to {gun}")),
-        "docker trust signer add: {out:?}\n{}",
+        out.success()
+            && out
+                .stdout()
+                .contains(&format!("Successfully added signer: jeff to {gun}")),
+        "{out:?}\n{}",
         stack.server_log()
     );
 
-    let out = stack.docker(cwd.path(), &["trust", "inspect", &gun]);
-    assert!(out.status.success(), "docker trust inspect: {out:?}");
-    let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+    let out = stack.docker(cwd.path(), &["trust", "inspect", &gun]).ok();
+    let inspect: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
     let repo = &inspect[0];
     assert_eq!(repo["Name"], gun.as_str());
     assert_eq!(repo["SignedTags"], serde_json::json!([]));

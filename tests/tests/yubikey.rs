@@ -11,17 +11,16 @@ use p256::pkcs8::DecodePublicKey as _;
 use tonic::Code;
 use tufa_client::agent::SignContext;
 use tufa_proto::v1;
+use tufa_testkit::pki::openssl_ok;
 use tufa_tests::piv::{CardSpec, Firmware};
 use tufa_tests::stack::Stack;
 use tufa_tests::yubikey::{fresh_serial, open, SimYubiKey, PIN};
-use tufa_tests::{notary_args, require, verify_with_p256, Agent, AgentOptions, Device as _};
+use tufa_tests::{signing, verify_with_p256, Agent, AgentOptions, Device as _, User};
 use x509_cert::der::{Decode as _, Encode as _};
 
+/// What the tests sign as: targets/releases of `example.com/app`.
 fn ctx() -> SignContext {
-    SignContext {
-        gun: "example.com/app".into(),
-        role: "targets/releases".into(),
-    }
+    signing("targets/releases")
 }
 
 fn card(firmware: Firmware) -> CardSpec {
@@ -46,12 +45,12 @@ async fn both_firmware_personalities_generate_sign_and_list() {
         agent.tufa_ok(cwd.path(), &["key", "generate", "alice"]);
         let client = agent.client().await;
         let key = client.key("alice").await.unwrap();
-        assert_eq!(key.backend, v1::Backend::Yubikey as i32);
-        assert_eq!(key.origin, v1::KeyOrigin::Generated as i32);
-        assert_eq!(key.pin_policy, v1::PinPolicy::Once as i32, "{firmware:?}");
-        assert_eq!(key.touch_policy, v1::TouchPolicy::Never as i32);
+        assert_eq!(key.backend, v1::Backend::Yubikey);
+        assert_eq!(key.origin, v1::KeyOrigin::Generated);
+        assert_eq!(key.pin, v1::PinPolicy::Once, "{firmware:?}");
+        assert_eq!(key.touch, v1::TouchPolicy::Never);
         let sig = client.sign(&key, b"payload", &ctx()).await.unwrap();
-        assert!(verify_with_p256(&key.public_key_spki, b"payload", &sig));
+        assert!(verify_with_p256(key.spki(), b"payload", sig.as_bytes()));
         let list = agent.tufa_ok(cwd.path(), &["key", "list"]);
         let location = format!("yubikey:{}/82", dev.serial(0));
         assert!(
@@ -91,11 +90,8 @@ async fn custom_and_pin_protected_management_keys() {
     // With the default key the card refuses, and the error says what to set.
     let agent = Agent::start(&dev);
     let out = agent.tufa(dev.dir(), &["key", "generate", "refused"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("management_key"),
-        "{err}"
-    );
+    let err = out.stderr();
+    assert!(!out.success() && err.contains("management_key"), "{err}");
     drop(agent);
     write(dev.dir(), "mgm.hex", &format!("{}\n", hex::encode(custom)));
     dev.section_extra = format!(
@@ -129,7 +125,7 @@ async fn custom_and_pin_protected_management_keys() {
     let agent = Agent::start_with(&dev, opts);
     agent.tufa_ok(dev.dir(), &["key", "generate", "protected"]);
     let key = agent.client().await.key("protected").await.unwrap();
-    assert_eq!(key.origin, v1::KeyOrigin::Generated as i32);
+    assert_eq!(key.origin, v1::KeyOrigin::Generated);
 }
 
 #[tokio::test]
@@ -143,7 +139,7 @@ async fn two_cards_at_once_selected_by_serial() {
     let client = agent.client().await;
     for (name, serial) in [("on-a", &a), ("on-b", &b)] {
         let key = client.key(name).await.unwrap();
-        match key.location.and_then(|l| l.location) {
+        match key.location {
             Some(v1::key_location::Location::Yubikey(y)) => {
                 assert_eq!(y.serial.to_string(), *serial)
             }
@@ -152,9 +148,9 @@ async fn two_cards_at_once_selected_by_serial() {
         let key = client.key(name).await.unwrap();
         let sig = client.sign(&key, name.as_bytes(), &ctx()).await.unwrap();
         assert!(verify_with_p256(
-            &key.public_key_spki,
+            key.spki(),
             name.as_bytes(),
-            &sig
+            sig.as_bytes()
         ));
     }
     let status = client.status().await.unwrap();
@@ -172,7 +168,7 @@ async fn wrong_pin_then_right_pin_and_the_last_try_is_never_spent() {
 
     // A wrong PIN, then the right one.
     let out = agent.tufa(cwd.path(), &["agent", "unlock", "--pin-file", "wrong"]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = out.stderr();
     assert!(
         err.contains("wrong PIN") && err.contains("2 tries left"),
         "{err}"
@@ -184,13 +180,13 @@ async fn wrong_pin_then_right_pin_and_the_last_try_is_never_spent() {
     // Two wrong PINs leave one try: the agent then refuses to try any PIN at all.
     for left in ["2 tries left", "1 tries left"] {
         let out = agent.tufa(cwd.path(), &["agent", "unlock", "--pin-file", "wrong"]);
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = out.stderr();
         assert!(err.contains(left), "{err}");
     }
     for pin in ["wrong", "right"] {
         let out = agent.tufa(cwd.path(), &["agent", "unlock", "--pin-file", pin]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success());
+        let err = out.stderr();
+        assert!(!out.success());
         assert!(
             err.contains("one PIN try left")
                 && err.contains(&format!(
@@ -245,9 +241,9 @@ async fn an_unplugged_card_is_unavailable_and_works_again_when_plugged_back() {
     dev.cards[0].plug().unwrap();
     let sig = client.sign(&key, b"plugged again", &ctx()).await.unwrap();
     assert!(verify_with_p256(
-        &key.public_key_spki,
+        key.spki(),
         b"plugged again",
-        &sig
+        sig.as_bytes()
     ));
 }
 
@@ -287,7 +283,7 @@ async fn attestation_chains_up_to_the_device_certificate() {
             .subject_public_key_info()
             .to_der()
             .unwrap(),
-        key.public_key_spki
+        key.spki()
     );
     assert_eq!(
         leaf.tbs_certificate().issuer(),
@@ -306,11 +302,8 @@ async fn attestation_chains_up_to_the_device_certificate() {
     write(cwd.path(), "k.pem", &pem_key);
     agent.tufa_ok(cwd.path(), &["key", "load", "k.pem", "--name", "imported"]);
     let out = agent.tufa(cwd.path(), &["key", "attest", "imported"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("imported key"),
-        "{err}"
-    );
+    let err = out.stderr();
+    assert!(!out.success() && err.contains("imported key"), "{err}");
     let json: serde_json::Value =
         serde_json::from_str(&agent.tufa_ok(cwd.path(), &["key", "list", "--json"])).unwrap();
     let origins: Vec<_> = json
@@ -340,15 +333,15 @@ async fn a_touch_longer_than_the_usual_timeout_completes_after_the_prompt() {
         &["key", "generate", "touchy", "--touch-policy", "always"],
     );
     let key = agent.client().await.key("touchy").await.unwrap();
-    assert_eq!(key.touch_policy, v1::TouchPolicy::Always as i32);
+    assert_eq!(key.touch, v1::TouchPolicy::Always);
     write(cwd.path(), "msg", "sign me");
     let started = Instant::now();
     let out = agent.tufa(
         cwd.path(),
         &["key", "sign", "touchy", "--in", "msg", "--out", "sig"],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = out.stderr();
+    assert!(out.success(), "{err}");
     assert!(
         err.contains(&format!(
             "Touch the YubiKey (serial {}) to sign with touchy",
@@ -362,7 +355,7 @@ async fn a_touch_longer_than_the_usual_timeout_completes_after_the_prompt() {
         .unwrap()
         .try_into()
         .unwrap();
-    assert!(verify_with_p256(&key.public_key_spki, b"sign me", &sig));
+    assert!(verify_with_p256(key.spki(), b"sign me", &sig));
     // The client knows the role and GUN when it signs metadata.
     let prompt = tufa_client::agent::touch_prompt(&key, &ctx()).unwrap();
     assert_eq!(
@@ -386,8 +379,8 @@ async fn a_card_held_exclusively_by_another_program_is_reported() {
     let agent = Agent::start(&dev);
     let cwd = tempfile::tempdir().unwrap();
     let out = agent.tufa(cwd.path(), &["key", "generate", "blocked"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = out.stderr();
+    assert!(!out.success());
     assert!(
         err.contains(&format!("YubiKey serial {}", dev.serial(0)))
             && err.contains("another program holds it exclusively"),
@@ -406,28 +399,14 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
     let dev = SimYubiKey::new();
     let agent = Agent::start(&dev);
     let cwd = tempfile::tempdir().unwrap();
-    let trust = cwd.path().join("tufa-trust");
-    let notary = |args: &[&str]| {
-        agent.tufa_ok(
-            cwd.path(),
-            &notary_args(&stack.notary_url(), &stack.ca_file(), &trust, args),
-        )
-    };
+    let me = User::new(&agent, &stack, cwd.path());
     let gun = "example.com/tufa/yubikey";
     // Root (with its certificate, CN = GUN), targets and snapshot keys go to the card too.
-    notary(&["init", gun, "-p"]);
-    agent.tufa_ok(cwd.path(), &["key", "generate", "releaser"]);
-    notary(&[
-        "delegation",
-        "add",
-        gun,
-        "targets/releases",
-        "releaser.pub",
-        "--all-paths",
-        "-p",
-    ]);
+    me.notary_ok(&["init", gun, "-p"]);
+    me.generate_key("releaser");
+    me.delegate(gun, "targets/releases", "releaser.pub");
     write(cwd.path(), "artifact", "signed on a YubiKey");
-    notary(&[
+    me.notary_ok(&[
         "add",
         gun,
         "v1",
@@ -453,12 +432,11 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
 
     // A certificate for the root key (CN = GUN, as notary makes it) goes into the root key's
     // slot; the key keeps its name, and the client still signs with it.
-    require("openssl", "apt-get install openssl");
     let pub_pem = agent.tufa_ok(cwd.path(), &["key", "public", "root"]);
     write(cwd.path(), "root.pem", &pub_pem);
-    let out = std::process::Command::new("openssl")
-        .current_dir(cwd.path())
-        .args([
+    openssl_ok(
+        cwd.path(),
+        &[
             "ecparam",
             "-name",
             "prime256v1",
@@ -466,21 +444,17 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
             "-noout",
             "-out",
             "ca.key",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let out = std::process::Command::new("openssl")
-        .current_dir(cwd.path())
-        .args([
+        ],
+    );
+    openssl_ok(
+        cwd.path(),
+        &[
             "x509",
             "-new",
             "-subj",
             "/CN=example.com\\/tufa\\/yubikey",
             "-key",
             "ca.key",
-        ])
-        .args([
             "-force_pubkey",
             "root.pem",
             "-days",
@@ -489,31 +463,21 @@ fn a_delegation_key_on_the_card_signs_a_tag_notary_lists() {
             "DER",
             "-out",
             "root.der",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+        ],
+    );
     let der = std::fs::read(cwd.path().join("root.der")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = agent.client().await;
         let root = client.set_certificate("root", der.clone()).await.unwrap();
         assert_eq!(root.name, "root");
-        assert_eq!(root.certificate_der, der);
+        assert_eq!(root.certificate.as_ref(), Some(&der));
         let root = client.key("root").await.unwrap();
-        assert_eq!(root.certificate_der, der);
+        assert_eq!(root.certificate.as_ref(), Some(&der));
         let sig = client.sign(&root, b"root signs", &ctx()).await.unwrap();
-        assert!(verify_with_p256(&root.public_key_spki, b"root signs", &sig));
+        assert!(verify_with_p256(root.spki(), b"root signs", sig.as_bytes()));
     });
-    notary(&[
-        "addhash",
-        gun,
-        "v2",
-        "3",
-        "--sha256",
-        &"cd".repeat(32),
-        "-p",
-    ]);
+    me.publish_target(gun, "v2", 3, &"cd".repeat(32));
     assert!(stack.notary_ok(&["list", gun]).contains("v2"));
     assert_eq!(dev.name(), dev.serial(0).to_string());
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::notary::{parse_gun, server_of, verified_repo, Context};
 use super::{table, CliError};
 use crate::incident::{self, Choices};
-use crate::repo::{self, AgentKeys, Change, RepoState};
+use crate::repo::{self, AgentKeys, Change, FromServer, RepoState, StartingWith};
 use crate::status::{self, Holder};
 use crate::tuf::{self, Gun, RoleName, TrustCache};
 
@@ -185,7 +185,7 @@ impl ResignArgs {
             .iter()
             .filter(|s| s.role == RoleName::TARGETS || s.role.is_delegation())
             .map(|s| Change::Resign {
-                role: s.role.to_string(),
+                role: s.role.clone(),
             })
             .collect();
         if here.is_empty() {
@@ -194,16 +194,17 @@ impl ResignArgs {
         }
         let remote = server_of(ctx)?.repo(&gun);
         let cache = TrustCache::new(&ctx.trust_dir);
-        let load = repo::starting_with(Some(reading.state), || {
-            repo::load_state(&remote, &cache, &gun, &ctx.options)
-        });
+        let source = StartingWith::new(
+            Some(reading.state),
+            FromServer::new(&remote, &cache, &gun, &ctx.options),
+        );
         let agent = ctx.agent.get().await?;
         let held = match reading.held {
             Some(held) => held,
             None => AgentKeys::load(agent).await?,
         };
         let published =
-            repo::publish_changes(agent, &held, &remote, &gun, &changes, load, now).await?;
+            repo::publish_changes(agent, &held, &remote, &gun, &changes, source, now).await?;
         refresh(ctx, &remote, &cache, &gun).await;
         let roles: Vec<String> = published.roles.iter().map(RoleName::to_string).collect();
         println!("Re-signed {} of {gun}", roles.join(", "));
@@ -217,12 +218,7 @@ impl IncidentArgs {
         let gun = parse_gun(&self.gun)?;
         let state = RepoState::from(verified_repo(ctx, &gun).await?);
         let resign_with = match &self.resign_with {
-            Some(r) => {
-                let key = ctx.agent.get().await?.key(r).await?;
-                Some(key.key_id.parse::<tuf::KeyId>().map_err(|e| {
-                    CliError::Usage(format!("the agent's key {r} has a bad ID: {e}"))
-                })?)
-            }
+            Some(r) => Some(ctx.agent.get().await?.key(r).await?.id),
             None => None,
         };
         let choices = Choices {
@@ -249,9 +245,10 @@ impl IncidentArgs {
         }
         let remote = server_of(ctx)?.repo(&gun);
         let cache = TrustCache::new(&ctx.trust_dir);
-        let load = repo::starting_with(Some(state), || {
-            repo::load_state(&remote, &cache, &gun, &ctx.options)
-        });
+        let source = StartingWith::new(
+            Some(state),
+            FromServer::new(&remote, &cache, &gun, &ctx.options),
+        );
         let agent = ctx.agent.get().await?;
         repo::publish_changes(
             agent,
@@ -259,7 +256,7 @@ impl IncidentArgs {
             &remote,
             &gun,
             &plan.changes,
-            load,
+            source,
             OffsetDateTime::now_utc(),
         )
         .await?;

@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use serde::Serialize;
 use tufa_proto::v1;
+use tufa_proto::v1::key_location::Location;
 
-use crate::agent::{default_socket, AgentClient, AgentClientError};
+use crate::agent::{default_socket, AgentClient, AgentClientError, AgentKey, LazyAgent};
 
 pub mod maintain;
 pub mod notary;
@@ -304,12 +305,12 @@ impl Cli {
                 );
                 return Ok(());
             }
-            Command::Notary(a) => return a.run(notary::LazyAgent::new(socket)).await,
-            Command::Root(a) => return a.run(notary::LazyAgent::new(socket)).await,
+            Command::Notary(a) => return a.run(LazyAgent::new(socket).with_messages(say)).await,
+            Command::Root(a) => return a.run(LazyAgent::new(socket).with_messages(say)).await,
             other => other,
         };
         let socket = socket.ok_or(CliError::NoSocket)?;
-        let agent = AgentClient::connect(&socket).await?;
+        let agent = AgentClient::connect(&socket).await?.with_messages(say);
         match command {
             Command::Inspect(_)
             | Command::Verify(_)
@@ -337,7 +338,7 @@ impl Cli {
             Command::Key(KeyCommand::Public(a)) => {
                 let key = agent.key(&a.key).await?;
                 let pem = pem::encode_config(
-                    &pem::Pem::new("PUBLIC KEY", key.public_key_spki),
+                    &pem::Pem::new("PUBLIC KEY", key.spki()),
                     pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
                 );
                 print!("{pem}");
@@ -367,6 +368,11 @@ impl Cli {
     }
 }
 
+/// What the agent client tells the user (a YubiKey waiting for a touch): a line on stderr.
+fn say(message: &str) {
+    eprintln!("{message}");
+}
+
 impl StatusArgs {
     async fn run(self, agent: &AgentClient) -> Result<(), CliError> {
         let s = agent.status().await?;
@@ -376,9 +382,9 @@ impl StatusArgs {
                 .iter()
                 .map(|d| {
                     serde_json::json!({
-                        "backend": backend_name(d.backend),
+                        "backend": backend_name(d.backend()),
                         "name": d.name,
-                        "location": d.location.as_ref().map(location_text),
+                        "location": d.location.as_ref().map(|l| l.location.as_ref().map(location_text).unwrap_or_default()),
                         "present": d.present,
                         "locked": d.locked,
                         "keys": d.key_count,
@@ -405,9 +411,13 @@ impl StatusArgs {
             };
             println!(
                 "{} {} ({}): {state}",
-                backend_name(d.backend),
+                backend_name(d.backend()),
                 d.name,
-                d.location.as_ref().map(location_text).unwrap_or_default()
+                d.location
+                    .as_ref()
+                    .and_then(|l| l.location.as_ref())
+                    .map(location_text)
+                    .unwrap_or_default()
             );
         }
         Ok(())
@@ -481,9 +491,9 @@ impl GenerateArgs {
                 ..Default::default()
             })
             .await?;
-        if let Err(e) = write_public_key(&pub_path, &self.name, &key.public_key_spki) {
+        if let Err(e) = write_public_key(&pub_path, &self.name, key.spki()) {
             // No key is left behind whose public half nobody has.
-            let _ = agent.delete(&key.key_id).await;
+            let _ = agent.delete(&key.id.to_string()).await;
             return Err(e);
         }
         println!(
@@ -511,7 +521,7 @@ impl ListArgs {
             .map(|k| {
                 [
                     k.name.clone(),
-                    k.key_id.clone(),
+                    k.id.to_string(),
                     backend_name(k.backend).to_owned(),
                     k.location.as_ref().map(short_location).unwrap_or_default(),
                     origin_name(k.origin).to_owned(),
@@ -537,8 +547,8 @@ impl SignArgs {
         let context = crate::agent::SignContext::default();
         let raw = agent.sign(&key, &data, &context).await?;
         let bytes = match self.format {
-            SignatureFormat::Raw => raw.to_vec(),
-            SignatureFormat::Der => p256::ecdsa::Signature::from_slice(&raw)
+            SignatureFormat::Raw => raw.as_bytes().to_vec(),
+            SignatureFormat::Der => p256::ecdsa::Signature::from_slice(raw.as_bytes())
                 .map_err(|e| CliError::Usage(format!("bad signature from the agent: {e}")))?
                 .to_der()
                 .as_bytes()
@@ -552,7 +562,7 @@ impl SignArgs {
             "Signed {} with key {} ({}); signature in {}",
             self.input.display(),
             key.name,
-            key.key_id,
+            key.id,
             self.out.display()
         );
         Ok(())
@@ -595,9 +605,9 @@ pub(crate) fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<crate::tuf::Publ
                 path: path.clone(),
                 message: format!("cannot read the public key: {e}"),
             })?;
-            crate::repo::public_key_from_pem(&pem).map_err(|message| CliError::File {
+            crate::tuf::PublicKey::from_pem(&pem).map_err(|e| CliError::File {
                 path: path.clone(),
-                message,
+                message: e.to_string(),
             })
         })
         .collect()
@@ -681,27 +691,27 @@ struct KeyJson {
     origin: &'static str,
 }
 
-impl From<&v1::Key> for KeyJson {
-    fn from(k: &v1::Key) -> Self {
+impl From<&AgentKey> for KeyJson {
+    fn from(k: &AgentKey) -> Self {
         let b64 = base64::engine::general_purpose::STANDARD;
         Self {
-            key_id: k.key_id.clone(),
+            key_id: k.id.to_string(),
             name: k.name.clone(),
             backend: backend_name(k.backend),
             location: k.location.as_ref().map(location_text).unwrap_or_default(),
             algorithm: "ecdsa-p256",
-            public_key: b64.encode(&k.public_key_spki),
-            certificate: (!k.certificate_der.is_empty()).then(|| b64.encode(&k.certificate_der)),
-            pin_policy: match v1::PinPolicy::try_from(k.pin_policy) {
-                Ok(v1::PinPolicy::Never) => "never",
-                Ok(v1::PinPolicy::Once) => "once",
-                Ok(v1::PinPolicy::Always) => "always",
+            public_key: b64.encode(k.spki()),
+            certificate: k.certificate.as_ref().map(|der| b64.encode(der)),
+            pin_policy: match k.pin {
+                v1::PinPolicy::Never => "never",
+                v1::PinPolicy::Once => "once",
+                v1::PinPolicy::Always => "always",
                 _ => "unknown",
             },
-            touch_policy: match v1::TouchPolicy::try_from(k.touch_policy) {
-                Ok(v1::TouchPolicy::Never) => "never",
-                Ok(v1::TouchPolicy::Always) => "always",
-                Ok(v1::TouchPolicy::Cached) => "cached",
+            touch_policy: match k.touch {
+                v1::TouchPolicy::Never => "never",
+                v1::TouchPolicy::Always => "always",
+                v1::TouchPolicy::Cached => "cached",
                 _ => "unknown",
             },
             origin: origin_name(k.origin),
@@ -717,48 +727,47 @@ fn keys_text(n: u32) -> String {
     }
 }
 
-fn backend_name(b: i32) -> &'static str {
-    match v1::Backend::try_from(b) {
-        Ok(v1::Backend::Pkcs11) => "pkcs11",
-        Ok(v1::Backend::Yubikey) => "yubikey",
+fn backend_name(b: v1::Backend) -> &'static str {
+    match b {
+        v1::Backend::Pkcs11 => "pkcs11",
+        v1::Backend::Yubikey => "yubikey",
         _ => "unknown",
     }
 }
 
-fn origin_name(o: i32) -> &'static str {
-    match v1::KeyOrigin::try_from(o) {
-        Ok(v1::KeyOrigin::Generated) => "generated",
-        Ok(v1::KeyOrigin::Imported) => "imported",
+fn origin_name(o: v1::KeyOrigin) -> &'static str {
+    match o {
+        v1::KeyOrigin::Generated => "generated",
+        v1::KeyOrigin::Imported => "imported",
         _ => "unknown",
     }
 }
 
 /// A location without the module path, for tables.
-fn short_location(l: &v1::KeyLocation) -> String {
-    match &l.location {
-        Some(v1::key_location::Location::Pkcs11(p)) => {
+fn short_location(l: &Location) -> String {
+    match l {
+        Location::Pkcs11(p) => {
             format!("pkcs11:token={};serial={}", p.token_label, p.token_serial)
         }
         _ => location_text(l),
     }
 }
 
-fn location_text(l: &v1::KeyLocation) -> String {
-    match &l.location {
-        Some(v1::key_location::Location::Pkcs11(p)) => {
+fn location_text(l: &Location) -> String {
+    match l {
+        Location::Pkcs11(p) => {
             format!(
                 "pkcs11:token={};serial={} ({})",
                 p.token_label, p.token_serial, p.module
             )
         }
-        Some(v1::key_location::Location::Yubikey(y)) => {
+        Location::Yubikey(y) => {
             if y.slot.is_empty() {
                 format!("yubikey:{}", y.serial)
             } else {
                 format!("yubikey:{}/{}", y.serial, y.slot)
             }
         }
-        None => String::new(),
     }
 }
 

@@ -7,15 +7,16 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use clap::{Args, Subcommand};
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
-use tokio::sync::OnceCell;
 
 use super::{table, CliError};
-use crate::agent::AgentClient;
+use crate::agent::LazyAgent;
+use crate::ceremony::Rotation;
 use crate::notary::{NotaryClient, NotaryConfig};
-use crate::repo::{self, Change, Changelist, RepoState};
-use crate::tuf::{self, Gun, PublicKey, RoleName, TrustCache, UpdateOptions, VerifiedRepo};
+use crate::repo::{self, Change, Changelist, FromServer, RepoState};
+use crate::tuf::{
+    self, Gun, RoleName, Sha256Digest, Sha512Digest, TrustCache, UpdateOptions, VerifiedRepo,
+};
 
 /// Where the notary verbs find the server and the local trust data.
 #[derive(Debug, Args)]
@@ -340,31 +341,6 @@ pub(crate) struct Context {
     pub(crate) options: UpdateOptions,
 }
 
-/// The agent's socket, connected on first use.
-pub struct LazyAgent {
-    socket: Option<PathBuf>,
-    client: OnceCell<AgentClient>,
-}
-
-impl LazyAgent {
-    /// The agent at `socket` (`None`: none configured, an error when a key is needed).
-    pub fn new(socket: Option<PathBuf>) -> Self {
-        Self {
-            socket,
-            client: OnceCell::new(),
-        }
-    }
-
-    /// The connected client.
-    pub(crate) async fn get(&self) -> Result<&AgentClient, CliError> {
-        let socket = self.socket.as_deref().ok_or(CliError::NoSocket)?;
-        Ok(self
-            .client
-            .get_or_try_init(|| AgentClient::connect(socket))
-            .await?)
-    }
-}
-
 impl ServerArgs {
     /// The flags and the config file resolved, with `agent` for signing.
     pub(crate) fn context(&self, agent: LazyAgent) -> Result<Context, CliError> {
@@ -418,16 +394,14 @@ impl NotaryArgs {
                     message: format!("cannot read the target file: {e}"),
                 })?;
                 // Both digests, as `notary add` records them.
-                let sha256 = hex::encode(Sha256::digest(&data));
-                let sha512 = hex::encode(sha2::Sha512::digest(&data));
                 stage_target(
                     &ctx,
-                    &a.gun,
+                    parse_gun(&a.gun)?,
                     &a.name,
                     TargetHashes {
                         size: data.len() as u64,
-                        sha256: &sha256,
-                        sha512: Some(&sha512),
+                        sha256: Sha256Digest::of(&data),
+                        sha512: Some(Sha512Digest::of(&data)),
                     },
                     &a.stage,
                     "",
@@ -435,15 +409,12 @@ impl NotaryArgs {
                 .await
             }
             NotaryCommand::Addhash(a) => {
+                let gun = parse_gun(&a.gun)?;
                 stage_target(
                     &ctx,
-                    &a.gun,
+                    gun,
                     &a.name,
-                    TargetHashes {
-                        size: a.size,
-                        sha256: &a.sha256,
-                        sha512: a.sha512.as_deref(),
-                    },
+                    TargetHashes::parse(a.size, &a.sha256, a.sha512.as_deref())?,
                     &a.stage,
                     " by sha256 hash",
                 )
@@ -454,7 +425,7 @@ impl NotaryArgs {
                 let list = Changelist::new(&ctx.trust_dir, &gun);
                 for role in roles_or_targets(&a.stage.roles)? {
                     list.add(Change::RemoveTarget {
-                        role: role.to_string(),
+                        role,
                         name: a.name.clone(),
                     })?;
                 }
@@ -572,47 +543,56 @@ pub(crate) fn server_of(ctx: &Context) -> Result<&NotaryClient, CliError> {
     Ok(ctx.client.get_or_init(|| client))
 }
 
-/// A target's size and digests (hex), as given on the command line.
-struct TargetHashes<'a> {
+/// A target's size and digests.
+struct TargetHashes {
     size: u64,
-    sha256: &'a str,
-    sha512: Option<&'a str>,
+    sha256: Sha256Digest,
+    sha512: Option<Sha512Digest>,
+}
+
+impl TargetHashes {
+    /// The size and digests (hex) given on the command line.
+    fn parse(size: u64, sha256: &str, sha512: Option<&str>) -> Result<Self, CliError> {
+        let sha256 = (sha256.len() == 64)
+            .then(|| sha256.parse().ok())
+            .flatten()
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "'{sha256}' is not a SHA-256 digest: give 64 hex digits"
+                ))
+            })?;
+        let sha512 = match sha512 {
+            None => None,
+            Some(hex) => Some(hex.parse().map_err(|_| {
+                CliError::Usage(format!(
+                    "'{hex}' is not a SHA-512 digest: give 128 hex digits"
+                ))
+            })?),
+        };
+        Ok(Self {
+            size,
+            sha256,
+            sha512,
+        })
+    }
 }
 
 async fn stage_target(
     ctx: &Context,
-    gun: &str,
+    gun: Gun,
     name: &str,
-    target: TargetHashes<'_>,
+    target: TargetHashes,
     stage: &StageArgs,
     how: &str,
 ) -> Result<(), CliError> {
-    let TargetHashes {
-        size,
-        sha256,
-        sha512,
-    } = target;
-    let gun = parse_gun(gun)?;
-    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(CliError::Usage(format!(
-            "'{sha256}' is not a SHA-256 digest: give 64 hex digits"
-        )));
-    }
-    if let Some(sha512) = sha512 {
-        if sha512.len() != 128 || !sha512.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CliError::Usage(format!(
-                "'{sha512}' is not a SHA-512 digest: give 128 hex digits"
-            )));
-        }
-    }
     let list = Changelist::new(&ctx.trust_dir, &gun);
     for role in roles_or_targets(&stage.roles)? {
         list.add(Change::AddTarget {
-            role: role.to_string(),
+            role,
             name: name.to_owned(),
-            length: size,
-            sha256: sha256.to_ascii_lowercase(),
-            sha512: sha512.map(str::to_ascii_lowercase),
+            length: target.size,
+            sha256: target.sha256,
+            sha512: target.sha512,
             custom: None,
         })?;
     }
@@ -632,13 +612,12 @@ async fn publish(ctx: &Context, gun: &Gun) -> Result<(), CliError> {
     let remote = server_of(ctx)?.repo(gun);
     let cache = TrustCache::new(&ctx.trust_dir);
     let list = Changelist::new(&ctx.trust_dir, gun);
-    let load = || repo::load_state(&remote, &cache, gun, &ctx.options);
     repo::publish(
         ctx.agent.get().await?,
         &remote,
         gun,
         &list,
-        load,
+        FromServer::new(&remote, &cache, gun, &ctx.options),
         OffsetDateTime::now_utc(),
     )
     .await?;
@@ -770,8 +749,8 @@ impl DelegationAddArgs {
             ));
         }
         Changelist::new(&ctx.trust_dir, &gun).add(Change::AddDelegation {
-            role: role.to_string(),
-            keys: keys.iter().map(PublicKey::to_value).collect(),
+            role: role.clone(),
+            keys: keys.clone(),
             paths: paths.clone(),
             threshold: 0,
         })?;
@@ -807,14 +786,23 @@ impl DelegationRemoveArgs {
             .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))?;
         let list = Changelist::new(&ctx.trust_dir, &gun);
         if self.key_ids.is_empty() {
-            list.add(Change::RemoveDelegation {
-                role: role.to_string(),
-            })?;
+            list.add(Change::RemoveDelegation { role: role.clone() })?;
             println!("\nRemoval of delegation role {role} to repository \"{gun}\" staged for next publish.\n");
         } else {
+            let key_ids = self
+                .key_ids
+                .iter()
+                .map(|id| {
+                    id.parse().map_err(|e| {
+                        CliError::Usage(format!(
+                            "{e}: give the key IDs `tufa notary delegation list {gun}` shows"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
             list.add(Change::RemoveDelegationKeys {
-                role: role.to_string(),
-                key_ids: self.key_ids.clone(),
+                role: role.clone(),
+                key_ids,
             })?;
             println!(
                 "\nRemoval of delegation role {role} with keys [{}], to repository \"{gun}\" staged for next publish.\n",
@@ -945,7 +933,6 @@ async fn key_list(ctx: &Context) -> Result<(), CliError> {
         let location = k
             .location
             .as_ref()
-            .and_then(|l| l.location.as_ref())
             .map(|l| match l {
                 tufa_proto::v1::key_location::Location::Pkcs11(p) => {
                     format!("pkcs11:token={}", p.token_label)
@@ -955,15 +942,12 @@ async fn key_list(ctx: &Context) -> Result<(), CliError> {
                 }
             })
             .unwrap_or_default();
-        let uses: Vec<_> = roles
-            .iter()
-            .filter(|(id, _, _)| id.to_string() == k.key_id)
-            .collect();
+        let uses: Vec<_> = roles.iter().filter(|(id, _, _)| *id == k.id).collect();
         if uses.is_empty() {
             rows.push((
                 k.name.clone(),
                 String::new(),
-                k.key_id.clone(),
+                k.id.to_string(),
                 location.clone(),
             ));
         }
@@ -971,7 +955,7 @@ async fn key_list(ctx: &Context) -> Result<(), CliError> {
             let row = (
                 role.clone(),
                 gun.clone(),
-                k.key_id.clone(),
+                k.id.to_string(),
                 location.clone(),
             );
             if !rows.contains(&row) {
@@ -1049,16 +1033,10 @@ impl KeyRotateArgs {
                 "the timestamp key is always the server's: rotate it with -r".into(),
             ));
         }
-        let mut args = super::root::RotateArgs {
-            gun: self.gun.clone(),
-            keys: Vec::new(),
-            threshold: None,
-            targets_key: None,
-            snapshot_key: None,
-            server_managed_snapshot: self.server_managed && role == RoleName::SNAPSHOT,
-            new_timestamp_key: role == RoleName::TIMESTAMP,
-            renew: false,
-            out: None,
+        let mut rotation = Rotation {
+            server_snapshot: self.server_managed && role == RoleName::SNAPSHOT,
+            server_timestamp: role == RoleName::TIMESTAMP,
+            ..Rotation::default()
         };
         // A key made here is removed again if the rotation fails: nothing is left behind.
         let mut made = None;
@@ -1067,27 +1045,22 @@ impl KeyRotateArgs {
                 Some(k) => k.clone(),
                 None => {
                     let agent = ctx.agent.get().await?;
-                    let name = repo::next_key_name(agent, &gun, role.as_str()).await?;
-                    agent
-                        .generate(tufa_proto::v1::GenerateKeyRequest {
-                            name: name.clone(),
-                            ..Default::default()
-                        })
-                        .await?;
+                    let name = repo::next_key_name(agent, &gun, &role).await?;
+                    agent.generate_named(&name).await?;
                     made = Some(name.clone());
                     name
                 }
             };
             match role.as_str() {
                 "root" => {
-                    args.keys = vec![name];
-                    args.threshold = Some(1);
+                    rotation.root_keys = vec![name];
+                    rotation.threshold = Some(1);
                 }
-                "targets" => args.targets_key = Some(name),
-                _ => args.snapshot_key = Some(name),
+                "targets" => rotation.targets_key = Some(name),
+                _ => rotation.snapshot_key = Some(name),
             }
         }
-        let result = super::root::rotate(ctx, args, OffsetDateTime::now_utc()).await;
+        let result = super::root::rotate_now(ctx, &gun, &rotation, OffsetDateTime::now_utc()).await;
         if let (Err(_), Some(name)) = (&result, &made) {
             if let Ok(agent) = ctx.agent.get().await {
                 let _ = agent.delete(name).await;

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
-use super::notary::{server_of, Context, LazyAgent, ServerArgs};
+use super::notary::{server_of, Context, ServerArgs};
 use super::CliError;
-use crate::agent::AgentClient;
-use crate::ceremony::{self, RootPlan, RootRequest};
+use crate::agent::{AgentClient, LazyAgent, SignContext};
+use crate::ceremony::{self, RootRequest, Rotation};
 use crate::notary::NotaryRepo;
-use crate::repo::{self, RepoState, SnapshotKey};
-use crate::tuf::{self, Gun, PublicKey, RoleName, Root, TrustCache, UpdateOptions};
+use crate::repo::{self, FromServer, RepoState, SnapshotKey};
+use crate::tuf::{self, Gun, RoleName, Root, TrustCache, UpdateOptions};
 
 /// `tufa root`: where the server and trust data are, and what to do.
 #[derive(Debug, Args)]
@@ -143,13 +143,14 @@ impl RootArgs {
                 let gun = parse_gun(&a.gun)?;
                 let agent = agent.get().await?;
                 let key = agent.key(&a.key).await?;
-                let der = tuf::root_certificate(agent, &key, &gun, now)
+                let signer = agent.signer(&key, SignContext::new(&gun, &RoleName::ROOT));
+                let der = tuf::root_certificate(&signer, &gun, now)
                     .await
                     .map_err(crate::ceremony::CeremonyError::from)?;
                 write_file(&a.out, tuf::certificate_pem(&der).as_bytes())?;
                 println!(
                     "Wrote the root certificate of key {} for {gun} to {}",
-                    key.key_id,
+                    key.id,
                     a.out.display()
                 );
                 Ok(())
@@ -157,31 +158,28 @@ impl RootArgs {
             RootCommand::Init(a) => {
                 let gun = parse_gun(&a.gun)?;
                 let agent = agent.get().await?;
-                let keys = root_keys(agent, &gun, &a.keys, now).await?;
-                let threshold = threshold(a.threshold, keys.len())?;
+                let keys = ceremony::root_keys(agent, &gun, &a.keys, now).await?;
+                let threshold = ceremony::root_threshold(a.threshold, keys.len())?;
                 let targets = agent.key(&a.targets_key).await?;
-                let targets_key = PublicKey::ecdsa(targets.public_key_spki.clone());
+                let targets_key = targets.public.clone();
                 let client = server()?;
                 let remote = client.repo(&gun);
                 let snapshot = match &a.snapshot_key {
                     Some(r) => {
                         let k = agent.key(r).await?;
-                        (
-                            PublicKey::ecdsa(k.public_key_spki.clone()),
-                            SnapshotKey::Agent(k.key_id),
-                        )
+                        (k.public, SnapshotKey::Agent(k.id))
                     }
                     None => (
-                        server_key(&remote, &RoleName::SNAPSHOT, false).await?,
+                        ceremony::server_key(&remote, &RoleName::SNAPSHOT, false).await?,
                         SnapshotKey::Server,
                     ),
                 };
-                let timestamp = server_key(&remote, &RoleName::TIMESTAMP, false).await?;
+                let timestamp = ceremony::server_key(&remote, &RoleName::TIMESTAMP, false).await?;
                 let request = RootRequest::init(
                     &gun,
                     &keys,
                     threshold,
-                    (&targets_key, targets.key_id.clone()),
+                    (&targets_key, targets.id),
                     snapshot,
                     &timestamp,
                     now,
@@ -228,7 +226,7 @@ impl RootArgs {
                         absent.key, absent.detail
                     );
                 }
-                println!("{}", summary(&request));
+                println!("{}", request.summary());
                 Ok(())
             }
             RootCommand::Publish(a) => {
@@ -240,84 +238,57 @@ impl RootArgs {
     }
 }
 
-/// `tufa root rotate`, and `tufa notary key rotate` through it.
-pub(crate) async fn rotate(
+impl RotateArgs {
+    /// The rotation these flags ask for.
+    fn rotation(&self) -> Rotation {
+        Rotation {
+            root_keys: self.keys.clone(),
+            threshold: self.threshold,
+            targets_key: self.targets_key.clone(),
+            snapshot_key: self.snapshot_key.clone(),
+            server_snapshot: self.server_managed_snapshot,
+            server_timestamp: self.new_timestamp_key,
+            renew: self.renew,
+        }
+    }
+}
+
+/// `tufa root rotate`: a request to sign offline (`--out`), or signed here and published.
+async fn rotate(ctx: &Context, a: RotateArgs, now: OffsetDateTime) -> Result<(), CliError> {
+    let gun = parse_gun(&a.gun)?;
+    let Some(out) = &a.out else {
+        return rotate_now(ctx, &gun, &a.rotation(), now).await;
+    };
+    let remote = server_of(ctx)?.repo(&gun);
+    let cache = TrustCache::new(&ctx.trust_dir);
+    let request = a
+        .rotation()
+        .request(&ctx.agent, &remote, &cache, &gun, &ctx.options, now)
+        .await?;
+    request.save(out).map_err(ceremony_err)?;
+    println!(
+        "Wrote the request for root version {} of {gun} to {}: sign it with the previous and the new root keys (`tufa root sign`), then `tufa root publish`",
+        request.root.signed.version,
+        out.display()
+    );
+    Ok(())
+}
+
+/// A rotation of `gun`'s root signed by this agent and published at once (`tufa root rotate`
+/// without `--out`, `tufa notary key rotate`).
+pub(crate) async fn rotate_now(
     ctx: &Context,
-    a: RotateArgs,
+    gun: &Gun,
+    rotation: &Rotation,
     now: OffsetDateTime,
 ) -> Result<(), CliError> {
-    let agent = &ctx.agent;
-    let trust_dir = ctx.trust_dir.clone();
-    let server = || server_of(ctx);
-    let gun = parse_gun(&a.gun)?;
-    let client = server()?;
-    let remote = client.repo(&gun);
-    let cache = TrustCache::new(&trust_dir);
-    let options = ctx.options.clone();
-    let load = || repo::load_state(&remote, &cache, &gun, &options);
-    let state = load().await?.ok_or_else(|| {
-        CliError::Usage(format!(
-            "{gun} does not exist on the server: prepare its first root with `tufa root init`"
-        ))
-    })?;
-    let previous_bytes = cache
-        .load(&gun, &RoleName::ROOT)
-        .map_err(|e| CliError::Usage(e.to_string()))?
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "the cached root of {gun} vanished: run the command again"
-            ))
-        })?;
-    let mut plan = RootPlan::default();
-    if !a.keys.is_empty() {
-        let agent = agent.get().await?;
-        let keys = root_keys(agent, &gun, &a.keys, now).await?;
-        let threshold = threshold(a.threshold, keys.len())?;
-        plan.root_keys = Some((keys, threshold));
-    }
-    if let Some(r) = &a.targets_key {
-        let k = agent.get().await?.key(r).await?;
-        plan.targets_key = Some(PublicKey::ecdsa(k.public_key_spki));
-    }
-    if let Some(r) = &a.snapshot_key {
-        let k = agent.get().await?.key(r).await?;
-        plan.snapshot_key = Some(PublicKey::ecdsa(k.public_key_spki));
-    }
-    if plan.is_empty() && !a.server_managed_snapshot && !a.new_timestamp_key && !a.renew {
-        return Err(CliError::Usage(
-                "nothing to rotate: give --key (with --threshold), --targets-key, --snapshot-key, --server-managed-snapshot, --new-timestamp-key, or --renew".into(),
-            ));
-    }
-    // Server keys last: each POST makes a key that stays unused if we stop here.
-    if a.server_managed_snapshot {
-        plan.snapshot_key = Some(server_key(&remote, &RoleName::SNAPSHOT, true).await?);
-    }
-    if a.new_timestamp_key {
-        plan.timestamp_key = Some(server_key(&remote, &RoleName::TIMESTAMP, true).await?);
-    }
-    let mut request = RootRequest::rotation(&gun, previous_bytes, state.root.clone(), &plan, now)?;
-    if let Some(out) = &a.out {
-        request.save(out).map_err(ceremony_err)?;
-        println!(
-                "Wrote the request for root version {} of {gun} to {}: sign it with the previous and the new root keys (`tufa root sign`), then `tufa root publish`",
-                request.root.signed.version,
-                out.display()
-            );
-        return Ok(());
-    }
-    let agent = agent.get().await?;
-    request.sign(agent, None).await.map_err(|e| match e {
-            ceremony::CeremonyError::NoKeyHere { .. } => CliError::Usage(format!(
-                "this agent holds none of the root keys of {gun}: write a request (`tufa root rotate {gun} ... --out REQ.json`) and sign it where the root keys are"
-            )),
-            other => ceremony_err(other),
-        })?;
-    if !request.complete() {
-        return Err(CliError::Usage(format!(
-                "this agent holds too few of the root keys of {gun} to sign the new root ({}): write a request (`tufa root rotate {gun} ... --out REQ.json`) and sign it where the other root keys are; nothing was published",
-                summary(&request)
-            )));
-    }
+    let remote = server_of(ctx)?.repo(gun);
+    let cache = TrustCache::new(&ctx.trust_dir);
+    let mut request = rotation
+        .request(&ctx.agent, &remote, &cache, gun, &ctx.options, now)
+        .await?;
+    let agent = ctx.agent.get().await?;
+    request.sign_here(agent).await?;
     publish_request(ctx, agent, &request, now).await
 }
 
@@ -331,8 +302,8 @@ async fn publish_request(
     let remote = server_of(ctx)?.repo(&request.gun);
     let cache = TrustCache::new(&ctx.trust_dir);
     let gun = &request.gun;
-    let load = || repo::load_state(&remote, &cache, gun, &ctx.options);
-    let roles = ceremony::publish(agent, &remote, request, load, now)
+    let source = FromServer::new(&remote, &cache, gun, &ctx.options);
+    let roles = ceremony::publish(agent, &remote, request, source, now)
         .await
         .map_err(ceremony_err)?;
     refresh(&remote, &cache, gun, &ctx.options).await;
@@ -357,83 +328,6 @@ impl From<ceremony::CeremonyError> for CliError {
 fn parse_gun(s: &str) -> Result<Gun, CliError> {
     s.parse()
         .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))
-}
-
-fn threshold(given: Option<u32>, keys: usize) -> Result<u32, CliError> {
-    match given {
-        Some(t) => Ok(t),
-        None if keys == 1 => Ok(1),
-        None => Err(CliError::Usage(format!(
-            "{keys} root keys given without --threshold: say how many must sign (1 to {keys})"
-        ))),
-    }
-}
-
-/// The TUF root keys for `--key` references: certificate files, or agent keys certified now.
-async fn root_keys(
-    agent: &AgentClient,
-    gun: &Gun,
-    refs: &[String],
-    now: OffsetDateTime,
-) -> Result<Vec<PublicKey>, CliError> {
-    let mut keys: Vec<PublicKey> = Vec::new();
-    for r in refs {
-        let path = Path::new(r);
-        let key = if path.is_file() {
-            let text = std::fs::read(path).map_err(|e| CliError::File {
-                path: path.to_owned(),
-                message: format!("cannot read the certificate: {e}"),
-            })?;
-            let block = std::str::from_utf8(&text)
-                .ok()
-                .and_then(|t| pem::parse(t).ok())
-                .filter(|b| b.tag() == "CERTIFICATE")
-                .ok_or_else(|| CliError::File {
-                    path: path.to_owned(),
-                    message: "not a PEM CERTIFICATE: make one with `tufa root cert GUN --key KEY --out FILE` where the key is".into(),
-                })?;
-            let key = tuf::x509_public_key(block.contents());
-            tuf::check_root_key(&key, gun, now).map_err(|e| CliError::File {
-                path: path.to_owned(),
-                message: format!(
-                    "cannot be a root key of {gun}: {e}; make it with `tufa root cert {gun} --key KEY --out FILE`"
-                ),
-            })?;
-            key
-        } else {
-            let agent_key = agent.key(r).await.map_err(|e| {
-                CliError::Usage(format!(
-                    "--key {r}: no such certificate file, and the agent says: {e}"
-                ))
-            })?;
-            let der = tuf::root_certificate(agent, &agent_key, gun, now)
-                .await
-                .map_err(ceremony::CeremonyError::from)?;
-            tuf::x509_public_key(&der)
-        };
-        let canonical = key
-            .canonical_id()
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-        if keys
-            .iter()
-            .any(|k| k.canonical_id().ok() == Some(canonical))
-        {
-            return Err(CliError::Usage(format!(
-                "--key {r}: key {canonical} is given twice; each root key counts once"
-            )));
-        }
-        keys.push(key);
-    }
-    Ok(keys)
-}
-
-async fn server_key(repo: &NotaryRepo, role: &RoleName, new: bool) -> Result<PublicKey, CliError> {
-    let result = if new {
-        repo.rotate_server_key(role).await
-    } else {
-        repo.server_key(role).await
-    };
-    result.map_err(|e| CliError::Usage(format!("the server's {role} key: {e}")))
 }
 
 /// The server's current root, verified (for `show`'s diff); `None` when it cannot be read.
@@ -470,36 +364,6 @@ fn names(roles: &[RoleName]) -> String {
         .map(RoleName::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// One line per signature set: `new root: 1 of 2 signatures (missing: abc1234, ...)`.
-fn summary(request: &RootRequest) -> String {
-    let mut lines = Vec::new();
-    for n in request.status() {
-        let missing: Vec<String> = n
-            .keys
-            .iter()
-            .filter(|k| !k.2)
-            .map(|k| k.1.to_string())
-            .collect();
-        lines.push(format!(
-            "{}: {} of {} signature(s){}",
-            n.label,
-            n.have(),
-            n.threshold,
-            if n.met() {
-                " (threshold met)".to_owned()
-            } else {
-                format!(" (unsigned keys: {})", missing.join(", "))
-            }
-        ));
-    }
-    lines.push(if request.complete() {
-        "Ready to publish: `tufa root publish`".to_owned()
-    } else {
-        "Not ready to publish".to_owned()
-    });
-    lines.join("\n")
 }
 
 /// What a person checks before signing.

@@ -18,7 +18,9 @@ use crate::docker_config::DockerConfig;
 use crate::notary::{NotaryClient, NotaryConfig, NotaryRepo};
 use crate::reference::ImageRef;
 use crate::registry::{RegistryClient, RegistryConfig};
-use crate::repo::{self, AgentKeys, Change, RepoState, SnapshotChoice};
+use crate::repo::{
+    self, AgentKeys, Change, RepoError, RepoState, SnapshotChoice, StartingWith, StateSource,
+};
 use crate::trust::{inspect, ops};
 use crate::tuf::{Gun, PendingCommit, TrustCache, UpdateError, UpdateOptions, VerifiedRepo};
 
@@ -183,30 +185,21 @@ impl Repo {
             Some(held) => held,
             None => AgentKeys::load(agent).await?,
         };
-        let pending = tokio::sync::Mutex::new(pending);
-        let reload = || async {
-            // After a conflict: the earlier read's files go in first.
-            self.finish(pending.lock().await.take()).await;
-            repo::load_state(
-                &self.remote,
-                &self.cache,
-                &self.gun,
-                &UpdateOptions::default(),
-            )
-            .await
+        let mut reread = Reread {
+            repo: self,
+            pending,
         };
-        let load = repo::starting_with(current, reload);
         let published = repo::publish_changes(
             agent,
             &held,
             &self.remote,
             &self.gun,
             changes,
-            load,
+            StartingWith::new(current, &mut reread),
             OffsetDateTime::now_utc(),
         )
         .await;
-        self.finish(pending.into_inner()).await;
+        self.finish(reread.pending.take()).await;
         let published = published?;
         // Our own files, now served: the next read need not fetch them (it still checks their
         // hashes against the server's snapshot before using them).
@@ -232,6 +225,26 @@ impl Repo {
         let (change, _) =
             repo::init_change(agent, &self.gun, None, None, SnapshotChoice::Server).await?;
         Ok(change)
+    }
+}
+
+/// The repository read again after a version conflict, the earlier read's cache write
+/// finished first.
+struct Reread<'a> {
+    repo: &'a Repo,
+    pending: Option<PendingCommit>,
+}
+
+impl StateSource for Reread<'_> {
+    async fn current(&mut self) -> Result<Option<RepoState>, RepoError> {
+        self.repo.finish(self.pending.take()).await;
+        repo::load_state(
+            &self.repo.remote,
+            &self.repo.cache,
+            &self.repo.gun,
+            &UpdateOptions::default(),
+        )
+        .await
     }
 }
 
@@ -409,10 +422,10 @@ impl SignArgs {
                 let changes = vec![
                     init,
                     Change::AddTarget {
-                        role: crate::tuf::RoleName::TARGETS.to_string(),
+                        role: crate::tuf::RoleName::TARGETS,
                         name: tag.clone(),
                         length: descriptor.size,
-                        sha256: sha256.clone(),
+                        sha256: descriptor.digest,
                         sha512: None,
                         custom: None,
                     },
@@ -422,7 +435,7 @@ impl SignArgs {
             Some(state) => {
                 existing_signatures(state, &tag, &sha256);
                 let held = held?;
-                let changes = ops::sign(state, &held, &tag, descriptor.size, &sha256)
+                let changes = ops::sign(state, &held, &tag, descriptor.size, descriptor.digest)
                     .map_err(|e| CliError::Usage(e.to_string()))?;
                 (held, changes)
             }

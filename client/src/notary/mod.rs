@@ -4,6 +4,7 @@
 //! - this file: [`NotaryConfig`], [`NotaryClient`] (one connection pool, shared token cache) and
 //!   [`NotaryRepo`] (one GUN; implements [`RemoteStore`]).
 //! - `multipart`: the publish body.
+//! - `publisher`: [`NotaryRepo`] as the [`crate::repo::Publisher`] publishing goes through.
 //! - `error`: [`NotaryError`], notary-server's own errors around the shared
 //!   [`HttpError`](crate::http::HttpError).
 //!
@@ -12,6 +13,7 @@
 
 mod error;
 mod multipart;
+mod publisher;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! tag and one of whose keys the agent holds (normally `targets/releases` and `targets/<signer>`).
 
 use crate::repo::{AgentKeys, Change, RepoState};
-use crate::tuf::{PublicKey, RoleName};
+use crate::tuf::{KeyId, PublicKey, RoleName, Sha256Digest};
 
 /// Why a docker trust operation cannot be done.
 #[derive(Debug, thiserror::Error)]
@@ -99,21 +99,21 @@ pub fn signable_roles(
     Ok(roles)
 }
 
-/// Signs `tag` (manifest `sha256` hex and `length`) into every signable role.
+/// Signs `tag` (its manifest's `sha256` and `length`) into every signable role.
 pub fn sign(
     state: &RepoState,
     held: &AgentKeys,
     tag: &str,
     length: u64,
-    sha256: &str,
+    sha256: Sha256Digest,
 ) -> Result<Vec<Change>, TrustError> {
     Ok(signable_roles(state, held, tag)?
         .into_iter()
         .map(|role| Change::AddTarget {
-            role: role.to_string(),
+            role,
             name: tag.to_owned(),
             length,
-            sha256: sha256.to_owned(),
+            sha256,
             sha512: None,
             custom: None,
         })
@@ -151,7 +151,7 @@ pub fn revoke(
                 .is_some_and(|f| f.signed.targets.contains_key(name))
             {
                 changes.push(Change::RemoveTarget {
-                    role: role.to_string(),
+                    role,
                     name: name.clone(),
                 });
             }
@@ -170,16 +170,22 @@ pub fn revoke(
 /// every path, as `docker trust signer add` does.
 pub fn signer_add(name: &str, keys: &[PublicKey]) -> Result<Vec<Change>, TrustError> {
     check_signer_name(name)?;
-    let keys: Vec<serde_json::Value> = keys.iter().map(PublicKey::to_value).collect();
-    Ok([format!("targets/{name}"), RoleName::RELEASES.to_string()]
+    Ok([signer_role(name)?, RoleName::RELEASES]
         .into_iter()
         .map(|role| Change::AddDelegation {
             role,
-            keys: keys.clone(),
+            keys: keys.to_vec(),
             paths: vec![String::new()],
             threshold: 0,
         })
         .collect())
+}
+
+/// Signer `name`'s own role, `targets/<name>`.
+fn signer_role(name: &str) -> Result<RoleName, TrustError> {
+    format!("targets/{name}")
+        .parse()
+        .map_err(|_| TrustError::InvalidSignerName(name.to_owned()))
 }
 
 /// Removes signer `name`: its role, and its keys from `targets/releases`.
@@ -187,9 +193,7 @@ pub fn signer_remove(state: &RepoState, name: &str, repo: &str) -> Result<Vec<Ch
     if name == "releases" {
         return Err(TrustError::ReservedRoleRemoval);
     }
-    let role: RoleName = format!("targets/{name}")
-        .parse()
-        .map_err(|_| TrustError::InvalidSignerName(name.to_owned()))?;
+    let role = signer_role(name)?;
     let targets = state.targets.get(&RoleName::TARGETS);
     let Some(delegation) = targets.and_then(|t| t.signed.delegation(&role)) else {
         return Err(TrustError::UnknownSigner {
@@ -197,9 +201,7 @@ pub fn signer_remove(state: &RepoState, name: &str, repo: &str) -> Result<Vec<Ch
             repo: repo.to_owned(),
         });
     };
-    let mut changes = vec![Change::RemoveDelegation {
-        role: role.to_string(),
-    }];
+    let mut changes = vec![Change::RemoveDelegation { role: role.clone() }];
     // Keys shared with another signer stay in releases.
     let others: Vec<_> = targets
         .map(|t| {
@@ -212,15 +214,15 @@ pub fn signer_remove(state: &RepoState, name: &str, repo: &str) -> Result<Vec<Ch
                 .collect()
         })
         .unwrap_or_default();
-    let key_ids: Vec<String> = delegation
+    let key_ids: Vec<KeyId> = delegation
         .keyids
         .iter()
         .filter(|id| !others.contains(id))
-        .map(|id| id.to_string())
+        .copied()
         .collect();
     if !key_ids.is_empty() {
         changes.push(Change::RemoveDelegationKeys {
-            role: RoleName::RELEASES.to_string(),
+            role: RoleName::RELEASES,
             key_ids,
         });
     }

@@ -8,7 +8,8 @@
 //!   INTEGERs) over SHA-256 of the DER TBSCertificate (RFC 5758 §3.2, ecdsa-with-SHA256).
 //! - **TUF** (`ecdsa` method): raw fixed-width r‖s over SHA-256 of canonical JSON.
 //!
-//! The agent only returns raw r‖s, so the certificate signature is converted to DER here.
+//! A [`DigestSigner`] (the agent) only returns raw r‖s, so the certificate signature is converted
+//! to DER here.
 //! Notary's own YubiKey signer embedded r‖s (and hashed twice), which newer Go rejects with
 //! "x509: signature over certificate returned by signer is invalid" (docker/cli#3303).
 
@@ -18,7 +19,6 @@ use p256::ecdsa::signature::{Keypair, Verifier as _};
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey as _;
 use time::OffsetDateTime;
-use tufa_proto::v1;
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{self, Builder as _, CertificateBuilder};
@@ -36,36 +36,38 @@ use x509_cert::spki::{
 use x509_cert::time::{Time, Validity};
 use x509_cert::{Certificate, TbsCertificate};
 
-use crate::agent::{AgentClient, AgentClientError, SignContext};
-use crate::tuf::{Gun, PublicKey, RoleName};
+use crate::tuf::signer::{DigestSigner, SignError};
+use crate::tuf::{Gun, Sha256Digest};
 
 /// How long Notary's root certificates are valid (notary: client/client.go `rootCertKey`).
 pub const ROOT_CERTIFICATE_VALIDITY_DAYS: i64 = 3650;
 
-/// Builds Notary's root certificate for `key` and has the agent sign it; returns DER.
+/// Builds Notary's root certificate for `signer`'s key and has it sign the certificate; returns
+/// DER.
 ///
 /// Self-signed X.509 v3 with Issuer = Subject = `CN=<gun>` only, a random positive serial below
 /// 2^128, NotBefore = `now` and NotAfter = `now` + 3650 days (whole seconds; UTCTime before
 /// 2050, GeneralizedTime after), KeyUsage (critical) digitalSignature + keyEncipherment,
 /// ExtKeyUsage codeSigning, BasicConstraints (critical) CA:FALSE, signed ecdsa-with-SHA256.
 ///
-/// The agent signs SHA-256 of the TBSCertificate in the context of role `root` of `gun`; the
-/// certificate carries that signature as DER, and its signature is checked once assembled.
+/// The signer signs SHA-256 of the TBSCertificate (for the agent: in the context of role `root`
+/// of `gun`); the certificate carries that signature as DER, and its signature is checked once
+/// assembled.
 pub async fn root_certificate(
-    agent: &AgentClient,
-    key: &v1::Key,
+    signer: &impl DigestSigner,
     gun: &Gun,
     now: OffsetDateTime,
 ) -> Result<Vec<u8>, CertificateError> {
     let unsupported = |reason: String| CertificateError::UnsupportedKey {
-        key: key_label(key),
+        key: signer.label(),
         reason,
     };
-    // Parsing with p256 is the P-256 check; the certificate keeps the agent's exact SPKI bytes
-    // so that its canonical key ID is the agent's key ID.
-    let verifying_key = VerifyingKey::from_public_key_der(&key.public_key_spki)
+    // Parsing with p256 is the P-256 check; the certificate keeps the signer's exact SPKI bytes
+    // so that its canonical key ID is the signer's key ID.
+    let public_spki = signer.public_spki();
+    let verifying_key = VerifyingKey::from_public_key_der(public_spki)
         .map_err(|e| unsupported(format!("its public key is not ECDSA P-256 ({e})")))?;
-    let spki = SubjectPublicKeyInfoOwned::from_der(&key.public_key_spki)
+    let spki = SubjectPublicKeyInfoOwned::from_der(public_spki)
         .map_err(|e| unsupported(format!("its SubjectPublicKeyInfo does not parse ({e})")))?;
 
     let build = |reason: String| CertificateError::Build {
@@ -75,34 +77,29 @@ pub async fn root_certificate(
     let profile = NotaryRoot {
         subject: common_name(gun).map_err(|e| build(format!("the subject name: {e}")))?,
     };
-    let signer = AgentKey(verifying_key);
+    let key = SignerKey(verifying_key);
     let mut builder = CertificateBuilder::new(profile, random_serial()?, validity(now)?, spki)
         .map_err(|e| build(e.to_string()))?;
     let tbs_der = builder
-        .finalize(&signer)
+        .finalize(&key)
         .map_err(|e| build(format!("the TBSCertificate: {e}")))?;
 
-    // `sign` hashes with SHA-256 and has already checked r‖s against the key.
-    let context = SignContext {
-        gun: gun.to_string(),
-        role: RoleName::ROOT.to_string(),
-    };
-    let raw = agent
-        .sign(key, &tbs_der, &context)
+    let raw = signer
+        .sign(Sha256Digest::of(&tbs_der))
         .await
         .map_err(|source| CertificateError::Sign {
             gun: gun.clone(),
-            key: key_label(key),
+            key: signer.label(),
             source,
         })?;
-    // X.509 wants ECDSA-Sig-Value, not the agent's (and TUF's) fixed-width r‖s.
-    let x509_signature = Signature::from_slice(&raw)
-        .map_err(|e| build(format!("the agent's r||s signature: {e}")))?
+    // X.509 wants ECDSA-Sig-Value, not the signer's (and TUF's) fixed-width r‖s.
+    let x509_signature = Signature::from_slice(raw.as_bytes())
+        .map_err(|e| build(format!("the signer's r||s signature: {e}")))?
         .to_der();
     let signature_value = BitString::from_bytes(x509_signature.as_bytes())
         .map_err(|e| build(format!("the signature BIT STRING: {e}")))?;
     let certificate = builder
-        .assemble(signature_value, &signer)
+        .assemble(signature_value, &key)
         .map_err(|e| build(e.to_string()))?;
     let der = certificate
         .to_der()
@@ -111,24 +108,6 @@ pub async fn root_certificate(
     // Go's CreateCertificate makes the same check: what is published must verify as read back.
     check_signature(&der, &tbs_der, &verifying_key).map_err(build)?;
     Ok(der)
-}
-
-/// PEM for a DER certificate, exactly as Go's `pem.EncodeToMemory` writes a `CERTIFICATE` block:
-/// standard padded base64 in 64-character lines, `\n` line ends, a trailing `\n`.
-pub fn certificate_pem(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der),
-        pem::EncodeConfig::new()
-            .set_line_ending(pem::LineEnding::LF)
-            .set_line_wrap(64),
-    )
-}
-
-/// The TUF root key for a certificate: `ecdsa-x509` whose `public` is (base64 of) its PEM text.
-///
-/// The DER is not parsed here: [`PublicKey::canonical_id`] reads it back.
-pub fn x509_public_key(der: &[u8]) -> PublicKey {
-    PublicKey::ecdsa_x509(certificate_pem(der).into_bytes())
 }
 
 /// Why a root certificate could not be made.
@@ -169,15 +148,15 @@ pub enum CertificateError {
         reason: String,
     },
 
-    /// The agent did not sign; its message says why (locked token, missing key, ...).
+    /// The signer (the agent) did not sign; its message says why (locked token, missing key, ...).
     #[error("the agent did not sign the root certificate of {gun} with key {key}: {source}")]
     Sign {
         /// The repository.
         gun: Gun,
         /// The key's name and ID.
         key: String,
-        /// The agent's error.
-        source: AgentClientError,
+        /// The signer's error.
+        source: SignError,
     },
 
     /// The certificate could not be encoded or does not verify: a bug, not a user error.
@@ -194,11 +173,11 @@ pub enum CertificateError {
 }
 
 /// What x509-cert's builder needs to know about the signer: its public key and
-/// ecdsa-with-SHA256 (parameters absent, RFC 5758). The signing itself happens in the agent,
+/// ecdsa-with-SHA256 (parameters absent, RFC 5758). The signing itself happens in the signer,
 /// between the builder's `finalize` (the TBS DER) and `assemble` (the signed certificate).
-struct AgentKey(VerifyingKey);
+struct SignerKey(VerifyingKey);
 
-impl Keypair for AgentKey {
+impl Keypair for SignerKey {
     type VerifyingKey = VerifyingKey;
 
     fn verifying_key(&self) -> VerifyingKey {
@@ -206,7 +185,7 @@ impl Keypair for AgentKey {
     }
 }
 
-impl SignatureAlgorithmIdentifier for AgentKey {
+impl SignatureAlgorithmIdentifier for SignerKey {
     type Params = AnyRef<'static>;
 
     const SIGNATURE_ALGORITHM_IDENTIFIER: AlgorithmIdentifier<Self::Params> =
@@ -324,66 +303,11 @@ fn check_signature(der: &[u8], tbs_der: &[u8], key: &VerifyingKey) -> Result<(),
         .map_err(|_| "its signature does not verify over its TBSCertificate".into())
 }
 
-/// How errors name a key: its name and ID.
-fn key_label(key: &v1::Key) -> String {
-    if key.name.is_empty() {
-        key.key_id.clone()
-    } else {
-        format!("'{}' ({})", key.name, key.key_id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use x509_cert::der::Tagged as _;
 
     use super::*;
-
-    #[test]
-    fn pem_has_64_column_lines_and_a_trailing_newline() {
-        let der: Vec<u8> = (0..=255u8).cycle().take(700).collect();
-        let pem = certificate_pem(&der);
-        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"), "{pem}");
-        assert!(pem.ends_with("\n-----END CERTIFICATE-----\n"), "{pem}");
-        assert!(!pem.contains('\r'));
-        let body: Vec<&str> = pem
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.starts_with("-----"))
-            .collect();
-        let (last, full) = body.split_last().unwrap();
-        assert!(full.iter().all(|l| l.len() == 64), "{body:?}");
-        // 700 bytes are 936 base64 characters: 14 full lines and 40 more.
-        assert_eq!(full.len(), 14);
-        assert_eq!(last.len(), 40);
-        let decoded = pem::parse(&pem).unwrap();
-        assert_eq!(decoded.tag(), "CERTIFICATE");
-        assert_eq!(decoded.contents(), der.as_slice());
-    }
-
-    #[test]
-    fn pem_matches_go_byte_for_byte() {
-        // Go: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b}) for 48 bytes 0..47
-        // (exactly one full line) and for no bytes.
-        let der: Vec<u8> = (0..48u8).collect();
-        assert_eq!(
-            certificate_pem(&der),
-            "-----BEGIN CERTIFICATE-----\n\
-             AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n\
-             -----END CERTIFICATE-----\n"
-        );
-        assert_eq!(
-            certificate_pem(&[]),
-            "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"
-        );
-    }
-
-    #[test]
-    fn x509_public_key_carries_the_pem_text() {
-        let key = x509_public_key(&[1, 2, 3]);
-        assert_eq!(key.key_type(), &crate::tuf::KeyType::EcdsaX509);
-        assert_eq!(key.public(), certificate_pem(&[1, 2, 3]).as_bytes());
-    }
 
     #[test]
     fn times_switch_to_generalized_time_in_2050() {

@@ -39,6 +39,17 @@ impl fmt::Display for Sha512Digest {
     }
 }
 
+impl std::str::FromStr for Sha512Digest {
+    type Err = hex::FromHexError;
+
+    /// Parses 128 hex digits.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 64];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(Self(out))
+    }
+}
+
 impl fmt::Debug for Sha512Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Sha512Digest({self})")

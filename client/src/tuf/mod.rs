@@ -3,16 +3,22 @@
 //! Layout:
 //! - [`canonical`]: docker/go canonical JSON (what is signed) and Go's escaping of the file.
 //! - `envelope`: the file `{"signed":…,"signatures":[…]}` ([`Envelope`] as received,
-//!   [`Signed`] typed), [`Signature`], and the [`Metadata`] trait of role bodies.
+//!   [`Signed`] typed) and the [`Metadata`] trait of role bodies.
+//! - `signature`: one entry of `signatures` ([`Signature`], [`SignatureMethod`]).
 //! - `root`, `targets`, `snapshot`: the role bodies ([`Root`], [`Targets`] with
 //!   [`Delegations`], [`Snapshot`], [`Timestamp`]).
 //! - `file_meta`: [`FileMeta`] lengths and [`Hashes`], [`Sha256Digest`].
 //! - `key`: [`PublicKey`], key types, TUF and canonical key IDs ([`KeyId`]).
-//! - `certificate`: Notary's self-signed root certificate ([`root_certificate`], signed in the
-//!   agent) and its `ecdsa-x509` key ([`x509_public_key`]).
+//! - `pem`: key files and certificates as PEM ([`PublicKey::from_pem`], [`certificate_pem`],
+//!   [`x509_public_key`]).
+//! - `certificate`: Notary's self-signed root certificate ([`root_certificate`], signed by a
+//!   [`DigestSigner`]).
+//! - `signer`: [`DigestSigner`], a key that signs SHA-256 digests elsewhere (the agent) into a
+//!   raw [`EcdsaSignature`] (the protocol's type, as are [`KeyId`] and [`Sha256Digest`]).
 //! - `role`: [`RoleName`] with Notary's delegation name rules.
 //! - `expires`: [`Expires`], Go's RFC 3339 nanosecond time format.
-//! - `verify`: [`RoleKeys`] and threshold checks of ecdsa, eddsa and RSA signatures.
+//! - `verify`: [`RoleKeys`] and threshold checks of ecdsa, eddsa and RSA signatures;
+//!   [`verify_p256`] for one raw P-256 signature.
 //! - `gun`: [`Gun`], a repository's name.
 //! - `remote`: [`RemoteStore`], where verified reads fetch metadata from.
 //! - `cache`: [`TrustCache`], verified metadata in Notary's trust directory layout.
@@ -35,35 +41,40 @@ mod expires;
 mod file_meta;
 mod gun;
 mod key;
+mod pem;
 mod remote;
 mod role;
 mod root;
 mod root_validation;
+mod signature;
+mod signer;
 mod snapshot;
 mod targets;
 mod update;
-pub(crate) mod verify;
+mod verify;
 mod wire;
 
 pub use cache::{CacheError, TrustCache};
-pub use certificate::{
-    certificate_pem, root_certificate, x509_public_key, CertificateError,
-    ROOT_CERTIFICATE_VALIDITY_DAYS,
-};
-pub use envelope::{Envelope, Metadata, Signature, SignatureMethod, Signed};
+pub use certificate::{root_certificate, CertificateError, ROOT_CERTIFICATE_VALIDITY_DAYS};
+pub use envelope::{Envelope, Metadata, Signed};
 pub use error::{TufError, UpdateError, UpdateWarning};
 pub use expires::Expires;
 pub use file_meta::{FileMeta, Hashes, Sha256Digest, Sha512Digest};
 pub use gun::Gun;
 pub use key::{KeyType, PublicKey};
+pub use pem::{certificate_pem, x509_public_key, PemKeyError};
 pub use remote::{OverLimit, RemoteError, RemoteStore};
 pub use role::RoleName;
 pub use root::{Root, RootRole, RootRoles};
 pub use root_validation::{check_root_key, cn_matches_gun, validate_root, TrustPinning};
+pub use signature::{Signature, SignatureMethod};
+pub use signer::{DigestSigner, SignError};
 pub use snapshot::{Snapshot, Timestamp};
 pub use targets::{Delegation, Delegations, Targets};
-pub use tufa_proto::KeyId;
+pub use tufa_proto::{EcdsaSignature, KeyId, SignatureLengthError};
 pub use update::{
     update, update_deferred, DelegatedRole, PendingCommit, TargetEntry, UpdateOptions, VerifiedRepo,
 };
-pub use verify::{verify_signature, verify_signatures, RoleKeys};
+pub use verify::{
+    verify_p256, verify_p256_digest, verify_signature, verify_signatures, P256Error, RoleKeys,
+};

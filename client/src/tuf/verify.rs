@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use p256::pkcs8::DecodePublicKey as _;
-use tufa_proto::KeyId;
+use tufa_proto::{EcdsaSignature, KeyId, Sha256Digest};
 
-use crate::tuf::envelope::{Signature, SignatureMethod};
 use crate::tuf::error::TufError;
 use crate::tuf::key::{KeyType, PublicKey};
 use crate::tuf::role::RoleName;
+use crate::tuf::signature::{Signature, SignatureMethod};
 
 /// The keys and threshold that sign one role, resolved from root or the delegating role.
 #[derive(Clone, Debug)]
@@ -178,20 +178,53 @@ fn verify_ecdsa(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), String> {
             sig.len()
         ));
     }
-    verify_p256(spki, msg, sig).map_err(|e| e.to_owned())
+    verify_p256(spki, msg, sig).map_err(|e| e.to_string())
+}
+
+/// Why a raw P-256 signature does not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum P256Error {
+    /// The SubjectPublicKeyInfo is not a P-256 key.
+    #[error("the key is not a P-256 public key (tufa verifies P-256 ECDSA only)")]
+    NotP256,
+    /// The signature is not 64 bytes of r‖s, or not a valid pair.
+    #[error("it is not a raw r||s P-256 signature")]
+    Malformed,
+    /// The signature is not over these bytes, or not by this key.
+    #[error("it does not match the signed bytes")]
+    Mismatch,
 }
 
 /// Checks a raw r‖s ECDSA P-256 signature over SHA-256 of `msg` with an SPKI (DER) key.
 ///
 /// p256 parses and validates the key; ring checks the signature, four times faster than p256
 /// (it is most of an update's and a publish's CPU time).
-pub(crate) fn verify_p256(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), &'static str> {
-    let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki)
-        .map_err(|_| "the key is not a P-256 public key (tufa verifies P-256 ECDSA only)")?;
+pub fn verify_p256(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), P256Error> {
+    let key = p256_key(spki)?;
     let point = key.to_sec1_point(false);
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
         .verify(msg, sig)
-        .map_err(|_| "it does not match the signed bytes")
+        .map_err(|_| P256Error::Mismatch)
+}
+
+/// Checks a raw r‖s ECDSA P-256 signature over a SHA-256 digest computed elsewhere.
+pub fn verify_p256_digest(
+    spki: &[u8],
+    digest: &Sha256Digest,
+    sig: &EcdsaSignature,
+) -> Result<(), P256Error> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+
+    let signature =
+        p256::ecdsa::Signature::from_slice(sig.as_bytes()).map_err(|_| P256Error::Malformed)?;
+    p256_key(spki)?
+        .verify_prehash(digest.as_bytes(), &signature)
+        .map_err(|_| P256Error::Mismatch)
+}
+
+fn p256_key(spki: &[u8]) -> Result<p256::ecdsa::VerifyingKey, P256Error> {
+    p256::ecdsa::VerifyingKey::from_public_key_der(spki).map_err(|_| P256Error::NotP256)
 }
 
 /// Ed25519 over `msg` itself.

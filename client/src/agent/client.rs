@@ -1,20 +1,20 @@
-//! The gRPC client for tufad, over its Unix socket.
-//!
-//! Every signature the agent returns is checked against the key's public key before it is
-//! handed on: a device that signs with the wrong key, or garbles a signature, is caught here.
+//! [`AgentClient`]: the calls to tufad over its socket, each signature checked before it is
+//! handed on; [`LazyAgent`], connected on first use; [`KeySigner`], an agent key as a
+//! [`DigestSigner`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use p256::pkcs8::DecodePublicKey as _;
 use secrecy::{ExposeSecret as _, SecretString};
-use sha2::{Digest as _, Sha256};
 use tonic::transport::{Channel, Endpoint, Uri};
-use tonic::Code;
 use tufa_proto::v1;
 use tufa_proto::v1::agent_client::AgentClient as RawClient;
+
+use crate::agent::error::AgentClientError;
+use crate::agent::key::{touch_prompt, AgentKey, SignContext};
+use crate::tuf::{DigestSigner, EcdsaSignature, Sha256Digest, SignError};
 
 /// How long the client waits for the agent's answer to a call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -43,20 +43,53 @@ pub fn default_socket() -> Option<PathBuf> {
         })
 }
 
+/// What the client tells the user while it waits on the agent (age-plugin-yubikey's
+/// `callbacks.message`): the caller decides where the words go.
+pub type Message = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A connection to tufad.
 #[derive(Clone)]
 pub struct AgentClient {
     inner: RawClient<Channel>,
     socket: PathBuf,
+    message: Option<Message>,
 }
 
-/// What the client asks a key for.
-#[derive(Clone, Debug, Default)]
-pub struct SignContext {
-    /// The repository (GUN) the signature is for.
-    pub gun: String,
-    /// The TUF role.
-    pub role: String,
+/// The agent at a socket, connected when first needed: reading trust data and staging changes
+/// need no agent, so those commands skip the handshake (and work while it is down).
+pub struct LazyAgent {
+    socket: Option<PathBuf>,
+    message: Option<Message>,
+    client: tokio::sync::OnceCell<AgentClient>,
+}
+
+impl LazyAgent {
+    /// The agent at `socket` (`None`: none configured, an error when a key is needed).
+    pub fn new(socket: Option<PathBuf>) -> Self {
+        Self {
+            socket,
+            message: None,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// As [`AgentClient::with_messages`], for the client once connected.
+    pub fn with_messages(mut self, message: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.message = Some(Arc::new(message));
+        self
+    }
+
+    /// The connected client.
+    pub async fn get(&self) -> Result<&AgentClient, AgentClientError> {
+        let socket = self.socket.as_deref().ok_or(AgentClientError::NoSocket)?;
+        self.client
+            .get_or_try_init(|| async {
+                let mut client = AgentClient::connect(socket).await?;
+                client.message = self.message.clone();
+                Ok(client)
+            })
+            .await
+    }
 }
 
 impl AgentClient {
@@ -94,7 +127,20 @@ impl AgentClient {
         Ok(Self {
             inner: RawClient::new(channel),
             socket: socket.to_owned(),
+            message: None,
         })
+    }
+
+    /// Has `message` tell the user what a call waits for (a touch); without it the client
+    /// says nothing.
+    pub fn with_messages(mut self, message: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.message = Some(Arc::new(message));
+        self
+    }
+
+    /// An agent key signing digests in `context`, for [`crate::tuf::root_certificate`].
+    pub fn signer<'a>(&'a self, key: &'a AgentKey, context: SignContext) -> KeySigner<'a> {
+        KeySigner::new(self, key, context)
     }
 
     /// The socket this client talks to.
@@ -113,20 +159,21 @@ impl AgentClient {
     }
 
     /// Every key the agent holds.
-    pub async fn list_keys(&self) -> Result<Vec<v1::Key>, AgentClientError> {
-        Ok(self
-            .inner
+    pub async fn list_keys(&self) -> Result<Vec<AgentKey>, AgentClientError> {
+        self.inner
             .clone()
             .list_keys(timed(v1::ListKeysRequest {}, CALL_TIMEOUT))
             .await?
             .into_inner()
-            .keys)
+            .keys
+            .into_iter()
+            .map(AgentKey::try_from)
+            .collect()
     }
 
     /// One key by ID, unique ID prefix or name, resolved by the agent (one rule for every caller).
-    pub async fn key(&self, key: &str) -> Result<v1::Key, AgentClientError> {
-        Ok(self
-            .inner
+    pub async fn key(&self, key: &str) -> Result<AgentKey, AgentClientError> {
+        self.inner
             .clone()
             .get_key(timed(
                 v1::GetKeyRequest {
@@ -135,17 +182,30 @@ impl AgentClient {
                 CALL_TIMEOUT,
             ))
             .await?
-            .into_inner())
+            .into_inner()
+            .try_into()
     }
 
     /// Generates a key on a device.
-    pub async fn generate(&self, req: v1::GenerateKeyRequest) -> Result<v1::Key, AgentClientError> {
-        Ok(self
-            .inner
+    pub async fn generate(
+        &self,
+        req: v1::GenerateKeyRequest,
+    ) -> Result<AgentKey, AgentClientError> {
+        self.inner
             .clone()
             .generate_key(timed(req, CALL_TIMEOUT))
             .await?
-            .into_inner())
+            .into_inner()
+            .try_into()
+    }
+
+    /// Generates a key called `name` where the agent's configuration puts new keys.
+    pub async fn generate_named(&self, name: &str) -> Result<AgentKey, AgentClientError> {
+        self.generate(v1::GenerateKeyRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        })
+        .await
     }
 
     /// Imports a PEM private key into a device.
@@ -154,21 +214,26 @@ impl AgentClient {
         name: &str,
         pem: Vec<u8>,
         passphrase: Option<&SecretString>,
-    ) -> Result<v1::Key, AgentClientError> {
+    ) -> Result<AgentKey, AgentClientError> {
+        // The request zeroizes the PEM and the passphrase when tonic drops it after sending.
         let req = v1::ImportKeyRequest {
             name: name.to_owned(),
+            backend: 0,
+            device: String::new(),
             pem,
             passphrase: passphrase
                 .map(|p| p.expose_secret().to_owned())
                 .unwrap_or_default(),
-            ..Default::default()
+            slot: String::new(),
+            pin_policy: 0,
+            touch_policy: 0,
         };
-        Ok(self
-            .inner
+        self.inner
             .clone()
             .import_key(timed(req, CALL_TIMEOUT))
             .await?
-            .into_inner())
+            .into_inner()
+            .try_into()
     }
 
     /// Deletes a key; returns its ID.
@@ -192,9 +257,8 @@ impl AgentClient {
         &self,
         key: &str,
         der: Vec<u8>,
-    ) -> Result<v1::Key, AgentClientError> {
-        Ok(self
-            .inner
+    ) -> Result<AgentKey, AgentClientError> {
+        self.inner
             .clone()
             .set_certificate(timed(
                 v1::SetCertificateRequest {
@@ -204,57 +268,53 @@ impl AgentClient {
                 CALL_TIMEOUT,
             ))
             .await?
-            .into_inner())
+            .into_inner()
+            .try_into()
     }
 
     /// Signs `data` (hashed here with SHA-256) with `key`, and checks the signature against the
-    /// key's public key before returning the raw r||s bytes.
+    /// key's public key before returning it.
     pub async fn sign(
         &self,
-        key: &v1::Key,
+        key: &AgentKey,
         data: &[u8],
         context: &SignContext,
-    ) -> Result<[u8; 64], AgentClientError> {
-        let digest: [u8; 32] = Sha256::digest(data).into();
-        let sig = self.request_signature(key, &digest, context).await?;
-        let bad = |why: String| AgentClientError::BadSignature {
-            key_id: key.key_id.clone(),
-            detail: why,
-        };
-        let raw: [u8; 64] = sig
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad(format!("{} bytes where 64 (r||s) were expected", sig.len())))?;
-        crate::tuf::verify::verify_p256(&key.public_key_spki, data, &raw).map_err(|why| {
-            bad(format!(
-                "it does not verify with the key's public key: {why}"
-            ))
-        })?;
-        Ok(raw)
+    ) -> Result<EcdsaSignature, AgentClientError> {
+        let sig = self
+            .request_signature(key, Sha256Digest::of(data), context)
+            .await?;
+        // Over the data itself: ring's check, the fast one.
+        crate::tuf::verify_p256(key.spki(), data, sig.as_bytes())
+            .map_err(|why| bad_signature(key, why))?;
+        Ok(sig)
     }
 
     /// Signs a SHA-256 digest with `key` and checks the signature.
     pub async fn sign_digest(
         &self,
-        key: &v1::Key,
-        digest: &[u8; 32],
+        key: &AgentKey,
+        digest: Sha256Digest,
         context: &SignContext,
-    ) -> Result<[u8; 64], AgentClientError> {
+    ) -> Result<EcdsaSignature, AgentClientError> {
         let sig = self.request_signature(key, digest, context).await?;
-        verify_raw(key, digest, &sig)
+        crate::tuf::verify_p256_digest(key.spki(), &digest, &sig)
+            .map_err(|why| bad_signature(key, why))?;
+        Ok(sig)
     }
 
-    /// The agent's signature over `digest`, not yet checked.
+    /// The agent's signature over `digest`, 64 bytes but not yet checked.
     async fn request_signature(
         &self,
-        key: &v1::Key,
-        digest: &[u8; 32],
+        key: &AgentKey,
+        digest: Sha256Digest,
         context: &SignContext,
-    ) -> Result<Vec<u8>, AgentClientError> {
+    ) -> Result<EcdsaSignature, AgentClientError> {
         // The card blocks until touched; say so first, since nothing else shows.
         let timeout = match touch_prompt(key, context) {
             Some(prompt) => {
-                eprintln!("{prompt}");
+                if let Some(message) = &self.message {
+                    message(&prompt);
+                }
                 TOUCH_TIMEOUT
             }
             None => CALL_TIMEOUT,
@@ -264,8 +324,10 @@ impl AgentClient {
             .clone()
             .sign(timed(
                 v1::SignRequest {
-                    key: key.key_id.clone(),
-                    payload: Some(v1::sign_request::Payload::Sha256Digest(digest.to_vec())),
+                    key: key.id.to_string(),
+                    payload: Some(v1::sign_request::Payload::Sha256Digest(
+                        digest.as_bytes().to_vec(),
+                    )),
                     context: Some(v1::SignContext {
                         gun: context.gun.clone(),
                         role: context.role.clone(),
@@ -275,7 +337,10 @@ impl AgentClient {
             ))
             .await?
             .into_inner();
-        Ok(reply.signature)
+        EcdsaSignature::from_raw(&reply.signature).map_err(|e| AgentClientError::BadSignature {
+            key_id: key.id,
+            detail: format!("{} bytes where 64 (r||s) were expected", e.len),
+        })
     }
 
     /// Gives the agent a PIN for a device; returns the device name and how long it is kept.
@@ -325,61 +390,12 @@ impl AgentClient {
     }
 }
 
-/// What to tell the user before a signature that needs a touch: `Touch the YubiKey (serial N)
-/// to sign ROLE for GUN`, or nothing for keys that need none.
-///
-/// No timeout in the client or the agent is shorter than the card's own touch timeout (about
-/// 15 s): calls carry no deadline at all.
-pub fn touch_prompt(key: &v1::Key, context: &SignContext) -> Option<String> {
-    let touch = matches!(
-        v1::TouchPolicy::try_from(key.touch_policy),
-        Ok(v1::TouchPolicy::Always | v1::TouchPolicy::Cached)
-    );
-    let Some(v1::key_location::Location::Yubikey(y)) =
-        key.location.as_ref().and_then(|l| l.location.as_ref())
-    else {
-        return None;
-    };
-    if !touch {
-        return None;
+/// The error for a signature by `key` that is not one.
+fn bad_signature(key: &AgentKey, why: impl std::fmt::Display) -> AgentClientError {
+    AgentClientError::BadSignature {
+        key_id: key.id,
+        detail: format!("it does not verify with the key's public key: {why}"),
     }
-    let role = if context.role.is_empty() {
-        key.name.as_str()
-    } else {
-        context.role.as_str()
-    };
-    Some(if context.gun.is_empty() {
-        format!(
-            "Touch the YubiKey (serial {}) to sign with {role}",
-            y.serial
-        )
-    } else {
-        format!(
-            "Touch the YubiKey (serial {}) to sign {role} for {}",
-            y.serial, context.gun
-        )
-    })
-}
-
-/// Checks a raw r||s signature over `digest` against the key's SPKI.
-pub fn verify_raw(
-    key: &v1::Key,
-    digest: &[u8; 32],
-    sig: &[u8],
-) -> Result<[u8; 64], AgentClientError> {
-    let bad = |why: String| AgentClientError::BadSignature {
-        key_id: key.key_id.clone(),
-        detail: why,
-    };
-    let raw: [u8; 64] = sig
-        .try_into()
-        .map_err(|_| bad(format!("{} bytes where 64 (r||s) were expected", sig.len())))?;
-    let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&key.public_key_spki)
-        .map_err(|e| bad(format!("the key's public key does not parse: {e}")))?;
-    let signature = p256::ecdsa::Signature::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
-    vk.verify_prehash(digest, &signature)
-        .map_err(|_| bad("it does not verify with the key's public key".into()))?;
-    Ok(raw)
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
@@ -393,100 +409,38 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Errors talking to the agent.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AgentClientError {
-    /// Nothing answers on the socket.
-    #[error("cannot reach the tufa agent at {socket} ({detail}): start it with `tufad --config FILE` or point --agent / TUFA_AGENT_SOCK at its socket")]
-    NoAgent {
-        /// The socket.
-        socket: PathBuf,
-        /// What went wrong.
-        detail: String,
-    },
-    /// The agent refused or failed the call; its message says why.
-    #[error("{message}")]
-    Agent {
-        /// gRPC code.
-        code: Code,
-        /// The agent's message.
-        message: String,
-    },
-    /// A signature that does not verify: nothing is published with it.
-    #[error("the agent returned a bad signature for key {key_id}: {detail}")]
-    BadSignature {
-        /// The key.
-        key_id: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// A bug.
-    #[error("internal error: {0}")]
-    Internal(String),
+/// An agent key signing digests in one context (a GUN and role): the agent edge's
+/// [`DigestSigner`].
+pub struct KeySigner<'a> {
+    agent: &'a AgentClient,
+    key: &'a AgentKey,
+    context: SignContext,
 }
 
-impl AgentClientError {
-    /// The gRPC code, for callers that branch on it.
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            Self::Agent { code, .. } => Some(*code),
-            _ => None,
+impl<'a> KeySigner<'a> {
+    /// `key`, signing through `agent` in `context`.
+    pub fn new(agent: &'a AgentClient, key: &'a AgentKey, context: SignContext) -> Self {
+        Self {
+            agent,
+            key,
+            context,
         }
     }
 }
 
-impl From<tonic::Status> for AgentClientError {
-    fn from(s: tonic::Status) -> Self {
-        let message = match s.code() {
-            Code::DeadlineExceeded => format!(
-                "the agent did not answer in time ({}): check `tufa agent status`",
-                s.message()
-            ),
-            Code::Unavailable if s.message().contains("transport") || s.message().is_empty() => {
-                format!("the agent went away: {}", s.message())
-            }
-            _ => s.message().to_owned(),
-        };
-        Self::Agent {
-            code: s.code(),
-            message,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(touch: v1::TouchPolicy, location: v1::key_location::Location) -> v1::Key {
-        v1::Key {
-            name: "alice".into(),
-            touch_policy: touch as i32,
-            location: Some(v1::KeyLocation {
-                location: Some(location),
-            }),
-            ..Default::default()
-        }
+impl DigestSigner for KeySigner<'_> {
+    fn public_spki(&self) -> &[u8] {
+        self.key.spki()
     }
 
-    #[test]
-    fn touch_prompt_only_for_yubikey_keys_that_need_a_touch() {
-        let yk = v1::key_location::Location::Yubikey(v1::YubiKeyLocation {
-            serial: 42,
-            slot: "82".into(),
-        });
-        let ctx = SignContext {
-            gun: "example.com/app".into(),
-            role: "targets".into(),
-        };
-        assert_eq!(
-            touch_prompt(&key(v1::TouchPolicy::Always, yk.clone()), &ctx).unwrap(),
-            "Touch the YubiKey (serial 42) to sign targets for example.com/app"
-        );
-        assert!(touch_prompt(&key(v1::TouchPolicy::Cached, yk.clone()), &ctx).is_some());
-        assert!(touch_prompt(&key(v1::TouchPolicy::Never, yk), &ctx).is_none());
-        let p11 = v1::key_location::Location::Pkcs11(v1::Pkcs11Location::default());
-        assert!(touch_prompt(&key(v1::TouchPolicy::Always, p11), &ctx).is_none());
+    fn label(&self) -> String {
+        self.key.label()
+    }
+
+    async fn sign(&self, digest: Sha256Digest) -> Result<EcdsaSignature, SignError> {
+        Ok(self
+            .agent
+            .sign_digest(self.key, digest, &self.context)
+            .await?)
     }
 }

@@ -1,0 +1,124 @@
+//! The real Docker Content Trust stack on loopback: notary-signer, notary-server and a registry,
+//! plus the real `notary` and `docker` CLIs pointed at them.
+//!
+//! - [`services`]: the servers, configured, started on free ports and waited for;
+//! - [`clis`]: the `notary` and `docker` CLIs with their configs in the stack's directory;
+//! - [`images`]: images pushed to the registry ([`Stack::push_image`]);
+//! - [`published`]: what notary-server serves for a repository, read back for assertions.
+//!
+//! The CA and TLS leaves come from [`tufa_testkit::pki`].
+//!
+//! Layout of a [`Stack`]'s temporary directory:
+//! - `certs/`: a throwaway EC P-256 CA (`ca.crt`, `ca.key`) and one leaf per TLS service;
+//! - `config/`: the generated configs of notary-signer, notary-server and the registry;
+//! - `logs/`: each service's stdout and stderr;
+//! - `registry-data/`: the registry's filesystem storage;
+//! - `notary/`: the notary CLI's `client.json` and `trust/` dir;
+//! - `docker-config/`: the `DOCKER_CONFIG` of the docker CLI, with the CA under `tls/`;
+//! - `home/`: `HOME` for both CLIs, so nothing reads or writes the real `~/.notary` or `~/.docker`.
+//!
+//! Every service listens on its own free 127.0.0.1 port and is killed when the `Stack` drops. The
+//! notary state lives in memory, so each `Stack` starts empty.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+
+use tempfile::TempDir;
+use tufa_testkit::services::Services;
+
+use crate::require;
+
+pub mod clis;
+pub mod images;
+pub mod published;
+pub mod services;
+
+pub use clis::PASSPHRASE;
+pub use images::{ManifestKind, PushedImage};
+use services::TrustService;
+
+/// notary-server (with or without notary-signer) and a docker registry, each on a free loopback
+/// port in a private temporary directory.
+///
+/// notary-server's memory backend `DELETE /v2/<gun>/_trust/tuf/` (`notary delete --remote`)
+/// removes every GUN that *starts with* `<gun>`, so `…/demo` also deletes `…/demo2`: give GUNs in
+/// one test names that are not prefixes of one another.
+pub struct Stack {
+    // Dropped first: the services are killed before their directory goes.
+    services: Services,
+    notary_port: u16,
+    registry_port: u16,
+    /// Plain HTTP to the registry.
+    http: ureq::Agent,
+    /// Numbers each pushed image, so two pushes never make the same digest.
+    pushes: AtomicU64,
+    dir: TempDir,
+}
+
+impl Stack {
+    /// notary-signer (memory store, mTLS) + notary-server (memory storage, TLS, remote ECDSA trust
+    /// service) + docker-registry (plain HTTP), each on a free 127.0.0.1 port, all ready when it
+    /// returns.
+    pub fn start() -> Stack {
+        Self::start_with(TrustService::Remote)
+    }
+
+    /// notary-server with `trust_service: local` (ed25519 server keys), no signer; plus the
+    /// registry.
+    pub fn start_local_signing() -> Stack {
+        Self::start_with(TrustService::Local)
+    }
+
+    fn start_with(trust: TrustService) -> Stack {
+        require("openssl", "apt-get install openssl");
+        require("docker-registry", "apt-get install docker-registry");
+        require("notary-server", "apt-get install notary");
+        if trust == TrustService::Remote {
+            require("notary-signer", "apt-get install notary");
+        }
+        // A port found free can be taken by another test's process before our service binds it;
+        // then the whole stack starts again on new ports.
+        tufa_testkit::services::start(|| Self::try_start(trust))
+    }
+
+    /// The notary server's URL, `https://127.0.0.1:PORT`.
+    pub fn notary_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.notary_port)
+    }
+
+    /// The throwaway CA certificate (PEM) that issued the servers' certificates.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("certs/ca.crt")
+    }
+
+    /// The CA's private key (PKCS#8 PEM), to mint more certificates in tests.
+    pub fn ca_key_file(&self) -> PathBuf {
+        self.dir.path().join("certs/ca.key")
+    }
+
+    /// The registry's address, `127.0.0.1:PORT` (plain HTTP).
+    pub fn registry_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.registry_port)
+    }
+
+    /// The stack's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills one service (`registry`, `notary-server` or `notary-signer`) and waits until it is
+    /// gone, to test what clients say when it is down; its port stays unused.
+    pub fn stop(&mut self, service: &str) {
+        self.services.stop(service);
+    }
+
+    /// notary-server's log, for failure messages.
+    pub fn server_log(&self) -> String {
+        self.log_of("notary-server")
+    }
+
+    /// The log of one service: `notary-server`, `notary-signer` or `registry`.
+    pub fn log_of(&self, service: &str) -> String {
+        self.services.log_of(service)
+    }
+}

@@ -1,0 +1,220 @@
+//! The stack's servers: notary-signer, notary-server and the registry, each configured here,
+//! started as a child process on a free loopback port, and waited for until it answers.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use serde_json::json;
+use tufa_testkit::pki::{make_ca, make_leaf};
+use tufa_testkit::services::{free_ports, notary_server_config, Services, StartFailure};
+
+use super::Stack;
+
+/// A GUN whose `timestamp.key` is fetched once at start, to prove the server reaches the signer.
+const PROBE_GUN: &str = "tufa-stack-readiness-probe";
+
+/// Which trust service notary-server uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum TrustService {
+    /// notary-signer over mTLS, ECDSA server keys.
+    Remote,
+    /// In-process, ed25519 server keys.
+    Local,
+}
+
+impl Stack {
+    /// One attempt at starting every service in a fresh directory on fresh ports.
+    pub(super) fn try_start(trust: TrustService) -> Result<Stack, StartFailure> {
+        let dir = tempfile::Builder::new()
+            .prefix("tufa-stack-")
+            .tempdir()
+            .expect("tempdir");
+        for sub in [
+            "certs",
+            "config",
+            "logs",
+            "registry-data",
+            "notary/trust",
+            "home",
+        ] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("stack subdir");
+        }
+        let [notary_port, registry_port, signer_port] = free_ports();
+        let mut stack = Stack {
+            services: Services::new(&dir.path().join("logs")),
+            notary_port,
+            registry_port,
+            http: http_agent(None),
+            pushes: AtomicU64::new(0),
+            dir,
+        };
+
+        // The registry needs no certificate: start it first so it boots while openssl runs.
+        let registry_conf = stack.write_registry_config();
+        stack.spawn(
+            "registry",
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(registry_conf),
+        );
+
+        let certs = stack.dir().join("certs");
+        make_ca(&certs, "ca", "tufa stack test CA");
+        make_leaf(&certs, "ca", "notary-server");
+        if trust == TrustService::Remote {
+            make_leaf(&certs, "ca", "notary-signer");
+            let conf = stack.write_signer_config(signer_port);
+            stack.spawn(
+                "notary-signer",
+                Command::new("notary-signer").arg("-config").arg(conf),
+            );
+            // notary-server dials the signer once at start; if that fails, gRPC backs off and
+            // requests fail with `Unavailable` for a second or more. So the signer listens first.
+            stack.services.wait_until("notary-signer", || {
+                TcpStream::connect(("127.0.0.1", signer_port)).is_ok()
+            })?;
+        }
+        let conf = stack.write_server_config(trust, signer_port);
+        stack.spawn(
+            "notary-server",
+            Command::new("notary-server").arg("-config").arg(conf),
+        );
+        stack.write_client_configs();
+
+        let (http, ping) = (stack.http.clone(), stack.registry_url("/v2/"));
+        stack.services.wait_until("registry", || {
+            status_of(http.get(&ping).call()) == Some(200)
+        })?;
+        let notary_http = http_agent(Some(&stack.ca_file()));
+        let health = format!("{}/_notary_server/health", stack.notary_url());
+        stack.services.wait_until("notary-server", || {
+            status_of(notary_http.get(&health).call()) == Some(200)
+        })?;
+        if trust == TrustService::Remote {
+            // The health check says nothing about the signer until its first periodic run, so
+            // make the server create a key in the signer (a GUN with no root yet gets a fresh
+            // one): this proves the mTLS between them before any test relies on it.
+            let url = format!(
+                "{}/v2/{PROBE_GUN}/_trust/tuf/timestamp.key",
+                stack.notary_url()
+            );
+            stack
+                .services
+                .wait_until("notary-server's link to notary-signer", || {
+                    status_of(notary_http.get(&url).call()) == Some(200)
+                })?;
+        }
+        // Every service must still be running: one that lost its port to another process dies,
+        // while the readiness checks may have been answered by whoever holds that port.
+        stack.services.wait_until("all services", || true)?;
+        Ok(stack)
+    }
+
+    fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
+        self.services.spawn(name, cmd.current_dir(self.dir.path()));
+    }
+
+    fn cert(&self, file: &str) -> PathBuf {
+        self.dir().join("certs").join(file)
+    }
+
+    fn write_config(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir().join("config").join(name);
+        std::fs::write(&path, contents).expect("write config");
+        path
+    }
+
+    fn write_registry_config(&self) -> PathBuf {
+        let yaml = format!(
+            "version: 0.1\n\
+             log: {{level: info, fields: {{service: registry}}}}\n\
+             storage:\n  \
+               filesystem: {{rootdirectory: {data}}}\n  \
+               delete: {{enabled: true}}\n  \
+               maintenance: {{uploadpurging: {{enabled: false}}}}\n\
+             http:\n  \
+               addr: {addr}\n  \
+               secret: tufa-stack-not-a-secret\n  \
+               headers: {{X-Content-Type-Options: [nosniff]}}\n",
+            data = self.dir().join("registry-data").display(),
+            addr = self.registry_addr(),
+        );
+        self.write_config("registry.yml", &yaml)
+    }
+
+    fn write_signer_config(&self, port: u16) -> PathBuf {
+        let conf = json!({
+            "server": {
+                "grpc_addr": format!("127.0.0.1:{port}"),
+                "tls_cert_file": self.cert("notary-signer.crt"),
+                "tls_key_file": self.cert("notary-signer.key"),
+                "client_ca_file": self.cert("ca.crt"),
+            },
+            "logging": { "level": "info" },
+            "storage": { "backend": "memory" },
+        });
+        self.write_config("notary-signer.json", &conf.to_string())
+    }
+
+    fn write_server_config(&self, trust: TrustService, signer_port: u16) -> PathBuf {
+        let trust_service = match trust {
+            TrustService::Remote => json!({
+                "type": "remote",
+                "hostname": "127.0.0.1",
+                "port": signer_port.to_string(),
+                "key_algorithm": "ecdsa",
+                "tls_ca_file": self.cert("ca.crt"),
+                "tls_client_cert": self.cert("notary-server.crt"),
+                "tls_client_key": self.cert("notary-server.key"),
+            }),
+            TrustService::Local => json!({ "type": "local" }),
+        };
+        let conf = notary_server_config(
+            self.notary_port,
+            &self.cert("notary-server.crt"),
+            &self.cert("notary-server.key"),
+            trust_service,
+        );
+        self.write_config("notary-server.json", &conf.to_string())
+    }
+}
+
+/// A blocking HTTP client that reports every status as a response, ignores proxy variables
+/// (everything here is on loopback) and, with `ca`, trusts only that CA.
+pub(super) fn http_agent(ca: Option<&Path>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)));
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).expect("read CA");
+        let cert = ureq::tls::Certificate::from_pem(&pem).expect("CA is PEM");
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+                .build(),
+        );
+    }
+    config.build().new_agent()
+}
+
+/// Sends `request` (a GET of `url`) and reads the whole answer: its status and body.
+pub(super) fn get(
+    request: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    url: &str,
+) -> (u16, Vec<u8>) {
+    let mut resp = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let body = resp
+        .body_mut()
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (resp.status().as_u16(), body)
+}
+
+fn status_of(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Option<u16> {
+    resp.ok().map(|r| r.status().as_u16())
+}
