@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 use tufa_proto::{DigestLengthError, KeyId, SignatureLengthError};
 
 use crate::import::ImportError;
-use crate::keys::{InvalidName, KeyLabel, KeyName, NoKeyGiven};
+use crate::keys::{InvalidName, KeyLabel, KeyName, KeyRefError};
 
 /// Everything that can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,14 @@ pub enum AgentError {
         name: KeyLabel,
         /// The key's ID.
         key_id: KeyId,
+    },
+    /// A YubiKey key another tool made, not adopted yet.
+    #[error("the key in {reference} of {device} was made by another tool: adopt it first with `tufa key adopt {reference} --name NAME` (only tufa's marker is added; the key and its certificate stay as they are)")]
+    NotAdopted {
+        /// The device, described.
+        device: String,
+        /// Its `yubikey:SERIAL/SLOT`.
+        reference: String,
     },
     /// A name the agent will not store.
     #[error(transparent)]
@@ -323,6 +331,7 @@ impl AgentError {
             | Self::Certificate { .. } => Code::InvalidArgument,
             Self::WrongPin { .. } => Code::Unauthenticated,
             Self::Locked { .. }
+            | Self::NotAdopted { .. }
             | Self::PinBlocked { .. }
             | Self::LastPinTry { .. }
             | Self::NoDevice { .. } => Code::FailedPrecondition,
@@ -343,8 +352,8 @@ impl From<DigestLengthError> for AgentError {
     }
 }
 
-impl From<NoKeyGiven> for AgentError {
-    fn from(e: NoKeyGiven) -> Self {
+impl From<KeyRefError> for AgentError {
+    fn from(e: KeyRefError) -> Self {
         Self::InvalidArgument(e.to_string())
     }
 }

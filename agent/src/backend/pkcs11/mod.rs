@@ -28,7 +28,7 @@ pub mod objects;
 pub mod session;
 pub mod token;
 
-pub use token::Pkcs11Config;
+pub use token::{Pkcs11Config, TokenSelect};
 
 /// One PKCS#11 token.
 pub struct Pkcs11Backend {

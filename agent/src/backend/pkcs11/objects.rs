@@ -80,7 +80,7 @@ fn key_info(
         session,
         &[
             Attribute::Class(ObjectClass::CERTIFICATE),
-            Attribute::Id(cka_id),
+            Attribute::Id(cka_id.clone()),
         ],
         AttributeType::Value,
         |a| match a {
@@ -88,8 +88,10 @@ fn key_info(
             _ => None,
         },
     )?;
+    let id = KeyId::for_ecdsa_spki(&spki);
+    let other_tool = cka_id != id.as_bytes();
     Ok(Some(KeyInfo {
-        id: KeyId::for_ecdsa_spki(&spki),
+        id,
         name: KeyLabel::from_device(String::from_utf8_lossy(&label).into_owned()),
         backend: BackendKind::Pkcs11,
         location: Location::Pkcs11(location.clone()),
@@ -102,6 +104,8 @@ fn key_info(
         } else {
             Origin::Imported
         },
+        object_id: cka_id,
+        other_tool,
     }))
 }
 

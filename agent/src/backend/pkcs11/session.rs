@@ -28,7 +28,8 @@ use cryptoki::slot::Slot;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::token::{
-    may_be_out_of_objects, Capabilities, PinFlags, Token, FINAL_TRY_FIX, PIN_BLOCKED_FIX,
+    may_be_out_of_objects, Capabilities, PinFlags, Token, TokenIdentity, FINAL_TRY_FIX,
+    PIN_BLOCKED_FIX,
 };
 use crate::backend::TokenLocation;
 use crate::error::{AgentError, Retries};
@@ -58,8 +59,8 @@ struct Link {
     conn: Option<Connection>,
     // Bumped on every reconnect, so sessions of an old connection are not put back.
     generation: u64,
-    // The serial the token had when the agent first saw it.
-    serial: Option<String>,
+    // What the token reported of itself when the agent first saw it (its serial above all).
+    identity: Option<TokenIdentity>,
     // The token went away: re-initialize the module before looking for it again.
     stale: bool,
 }
@@ -104,7 +105,7 @@ impl Sessions {
     pub fn open(token: Token) -> Result<Self, AgentError> {
         let mut link = Link::default();
         link.connect(&token)?;
-        let serial = link.serial.clone().unwrap_or_default();
+        let serial = link.identity.clone().unwrap_or_default().serial;
         let record = token.config.state_dir.as_deref().map(|dir| {
             RefusalRecord::new(
                 dir,
@@ -139,10 +140,10 @@ impl Sessions {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Where the token is, with its serial once seen.
+    /// Where the token is, with its serial (and model, manufacturer) once seen.
     pub fn location(&self) -> TokenLocation {
-        let serial = self.lock_state().link.serial.clone().unwrap_or_default();
-        self.token.location(serial)
+        let identity = self.lock_state().link.identity.clone().unwrap_or_default();
+        self.token.location(&identity)
     }
 
     /// What the token can do, connecting if needed.
@@ -439,8 +440,9 @@ impl Lease {
 impl Link {
     fn connect(&mut self, token: &Token) -> Result<&mut Connection, AgentError> {
         if self.conn.is_none() {
-            let found = token.find_slot(self.serial.as_deref());
-            let (slot, serial) = found.inspect_err(|e| {
+            let known = self.identity.as_ref().map(|i| i.serial.clone());
+            let found = token.find_slot(known.as_deref());
+            let (slot, identity) = found.inspect_err(|e| {
                 if !matches!(e, AgentError::AmbiguousToken { .. }) {
                     self.stale = true;
                 }
@@ -450,8 +452,9 @@ impl Link {
                 .map_err(|e| token.classify("opening a session", e))?;
             let caps = token.capabilities(slot);
             self.generation += 1;
-            if self.serial.is_none() {
-                self.serial = Some(serial.clone());
+            let serial = identity.serial.clone();
+            if self.identity.is_none() {
+                self.identity = Some(identity);
             }
             tracing::info!(
                 token = %token.config.token,
@@ -505,7 +508,7 @@ impl Link {
 
     /// Refuses (and disconnects from) a token whose serial is not the one first seen.
     fn refuse_other(&mut self, token: &Token, found: String) -> Result<(), AgentError> {
-        match &self.serial {
+        match self.identity.as_ref().map(|i| &i.serial) {
             Some(known) if *known != found => {
                 tracing::error!(token = %token.config.token, expected = %known, found = %found, "the token in the slot has another serial; refusing it");
                 let expected = known.clone();

@@ -21,6 +21,17 @@ pub const PIN_BLOCKED_FIX: &str = "reset it with the security officer PIN (e.g. 
 /// How to get a token's PIN out of its final try.
 pub const FINAL_TRY_FIX: &str = "check the PIN, then log in once by hand with the right one to reset the counter (`pkcs11-tool --module MODULE --token-label LABEL --login --test`), or reset the PIN with the security officer PIN (`pkcs11-tool --init-pin --login --login-type so`); then unlock again";
 
+/// What a token reports of itself (`CK_TOKEN_INFO`), beside its label.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// Serial number.
+    pub serial: String,
+    /// Model.
+    pub model: String,
+    /// Manufacturer ID.
+    pub manufacturer: String,
+}
+
 /// What the token says about its user PIN before a login.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PinFlags {
@@ -52,12 +63,35 @@ pub struct Pkcs11Config {
     pub module: String,
     /// Token label.
     pub token: String,
+    /// What else the token must report (from a `uri`), beside its label.
+    pub select: TokenSelect,
     /// Where the user PIN comes from.
     pub pin: PinSource,
     /// Sessions kept open for signing (about the number of cores).
     pub sessions: usize,
     /// Where a refused PIN is remembered across restarts; `None`: until restart only.
     pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// The serial, model and manufacturer a configured token must have, when the configuration
+/// names them (`uri = "pkcs11:token=L;serial=S"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenSelect {
+    /// Serial number.
+    pub serial: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Manufacturer ID.
+    pub manufacturer: Option<String>,
+}
+
+impl TokenSelect {
+    fn admits(&self, info: &TokenInfo) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        eq(&self.serial, info.serial_number())
+            && eq(&self.model, info.model())
+            && eq(&self.manufacturer, info.manufacturer_id())
+    }
 }
 
 /// A loaded module and the label of the token to use in it.
@@ -93,12 +127,14 @@ impl Token {
         )
     }
 
-    /// Where the token is, with the serial it reported.
-    pub fn location(&self, serial: String) -> TokenLocation {
+    /// Where the token is, with what it reported of itself.
+    pub fn location(&self, identity: &TokenIdentity) -> TokenLocation {
         TokenLocation {
             module: self.config.module.clone(),
             token_label: self.config.token.clone(),
-            token_serial: serial,
+            token_serial: identity.serial.clone(),
+            token_model: identity.model.clone(),
+            token_manufacturer: identity.manufacturer.clone(),
         }
     }
 
@@ -124,7 +160,7 @@ impl Token {
     /// The slot holding the token with the configured label, and the token's serial. Once the
     /// agent has seen the token (`known` serial), only a token with that serial is taken: a
     /// token with the same label and another serial is refused, not logged in to.
-    pub fn find_slot(&self, known: Option<&str>) -> Result<(Slot, String), AgentError> {
+    pub fn find_slot(&self, known: Option<&str>) -> Result<(Slot, TokenIdentity), AgentError> {
         let slots = self
             .ctx
             .get_slots_with_token()
@@ -135,17 +171,24 @@ impl Token {
             let Ok(info) = self.ctx.get_token_info(slot) else {
                 continue;
             };
-            if info.label() == self.config.token {
-                matching.push((slot, info.serial_number().to_owned()));
+            if info.label() == self.config.token && self.config.select.admits(&info) {
+                matching.push((
+                    slot,
+                    TokenIdentity {
+                        serial: info.serial_number().to_owned(),
+                        model: info.model().to_owned(),
+                        manufacturer: info.manufacturer_id().to_owned(),
+                    },
+                ));
             } else {
                 present.push(info.label().to_owned());
             }
         }
         if let Some(known) = known {
-            if let Some(found) = matching.iter().find(|(_, s)| s == known) {
+            if let Some(found) = matching.iter().find(|(_, i)| i.serial == known) {
                 return Ok(found.clone());
             }
-            if let Some((_, found)) = matching.first() {
+            if let Some((_, TokenIdentity { serial: found, .. })) = matching.first() {
                 tracing::error!(token = %self.config.token, expected = known, found = %found, "a token with another serial took the token's place; refusing it");
                 return Err(AgentError::Unavailable {
                     device: self.describe(),
@@ -166,7 +209,7 @@ impl Token {
             _ => Err(AgentError::AmbiguousToken {
                 module: self.config.module.clone(),
                 label: self.config.token.clone(),
-                serials: matching.into_iter().map(|(_, s)| s).collect(),
+                serials: matching.into_iter().map(|(_, i)| i.serial).collect(),
             }),
         }
     }

@@ -325,16 +325,24 @@ impl<'a> Card<'a> {
         }
     }
 
-    /// The slot and info of a tufa key.
+    /// The slot and info of a tufa key; a key of another tool is refused until adopted.
     pub fn find(&mut self, id: &KeyId) -> Result<(PivSlot, KeyInfo), AgentError> {
+        let serial = self.config.serial;
+        let describe = self.describe();
         self.slots()?
             .into_iter()
             .find_map(|(s, u)| match u {
-                SlotUse::Ours(k) if k.id == *id => Some((s, *k)),
+                SlotUse::Ours(k) if k.id == *id => Some(Ok((s, *k))),
+                SlotUse::Foreign(Some(k)) if k.id == *id => Some(Err(AgentError::NotAdopted {
+                    device: describe.clone(),
+                    reference: format!("yubikey:{serial}/{s}"),
+                })),
                 _ => None,
             })
-            .ok_or_else(|| AgentError::KeyNotFound {
-                key: id.to_string(),
+            .unwrap_or_else(|| {
+                Err(AgentError::KeyNotFound {
+                    key: id.to_string(),
+                })
             })
     }
 }
