@@ -106,6 +106,27 @@ pub enum KeyCommand {
     /// Print the device's attestation of a key (YubiKey: the slot's attestation certificate and
     /// the device's attestation certificate, PEM).
     Attest(PublicArgs),
+    /// Take on a key another tool (ykman, yubico-piv-tool) made in a YubiKey slot: tufa's
+    /// marker is written next to it; the key and its certificate are not changed.
+    Adopt(AdoptArgs),
+}
+
+/// Arguments of `key adopt`.
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The slot: yubikey:SERIAL/SLOT (as `tufa key list --uri` shows it).
+    pub key: String,
+    /// The name tufa gives the key.
+    #[arg(long)]
+    pub name: String,
+}
+
+impl AdoptArgs {
+    async fn run(self, agent: &AgentClient) -> Result<(), CliError> {
+        let key = agent.adopt(&self.key, &self.name).await?;
+        println!("Adopted {} as '{}' (key ID {})", self.key, key.name, key.id);
+        Ok(())
+    }
 }
 
 /// Arguments of `agent status`.
@@ -189,6 +210,10 @@ pub struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print each key's URI (RFC 7512 pkcs11: URI, or yubikey:SERIAL/SLOT), which every
+    /// command that takes a KEY accepts.
+    #[arg(long)]
+    pub uri: bool,
 }
 
 /// Arguments of `key load`.
@@ -204,7 +229,7 @@ pub struct LoadArgs {
 /// Arguments of `key delete`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// Name or key ID.
+    /// Name, key ID, pkcs11: URI or yubikey:SERIAL/SLOT.
     pub key: String,
 }
 
@@ -220,7 +245,7 @@ pub enum SignatureFormat {
 /// Arguments of `key sign`.
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// Name or key ID.
+    /// Name, key ID, pkcs11: URI or yubikey:SERIAL/SLOT.
     pub key: String,
     /// File to sign.
     #[arg(long = "in")]
@@ -236,7 +261,7 @@ pub struct SignArgs {
 /// Arguments of `key public`.
 #[derive(Debug, Args)]
 pub struct PublicArgs {
-    /// Name or key ID.
+    /// Name, key ID, pkcs11: URI or yubikey:SERIAL/SLOT.
     pub key: String,
 }
 
@@ -333,6 +358,7 @@ impl Cli {
             }
             Command::Key(KeyCommand::Generate(a)) => a.run(&agent).await,
             Command::Key(KeyCommand::List(a)) => a.run(&agent).await,
+            Command::Key(KeyCommand::Adopt(a)) => a.run(&agent).await,
             Command::Key(KeyCommand::Load(a)) => a.run(&agent).await,
             Command::Key(KeyCommand::Sign(a)) => a.run(&agent).await,
             Command::Key(KeyCommand::Public(a)) => {
@@ -516,15 +542,28 @@ impl ListArgs {
             println!("No keys in the agent: `tufa key generate NAME` makes one");
             return Ok(());
         }
+        if self.uri {
+            let mut table = vec![["NAME", "KEY ID", "URI"].map(String::from).to_vec()];
+            table.extend(
+                keys.iter()
+                    .map(|k| vec![display_name(k), k.id.to_string(), k.uri.clone()]),
+            );
+            print!("{}", table::render(&table));
+            return Ok(());
+        }
         let rows: Vec<[String; 5]> = keys
             .iter()
             .map(|k| {
                 [
-                    k.name.clone(),
+                    display_name(k),
                     k.id.to_string(),
                     backend_name(k.backend).to_owned(),
                     k.location.as_ref().map(short_location).unwrap_or_default(),
-                    origin_name(k.origin).to_owned(),
+                    if k.other_tool {
+                        format!("other tool ({})", origin_name(k.origin))
+                    } else {
+                        origin_name(k.origin).to_owned()
+                    },
                 ]
             })
             .collect();
@@ -689,6 +728,8 @@ struct KeyJson {
     pin_policy: &'static str,
     touch_policy: &'static str,
     origin: &'static str,
+    uri: String,
+    other_tool: bool,
 }
 
 impl From<&AgentKey> for KeyJson {
@@ -715,6 +756,8 @@ impl From<&AgentKey> for KeyJson {
                 _ => "unknown",
             },
             origin: origin_name(k.origin),
+            uri: k.uri.clone(),
+            other_tool: k.other_tool,
         }
     }
 }
@@ -732,6 +775,24 @@ fn backend_name(b: v1::Backend) -> &'static str {
         v1::Backend::Pkcs11 => "pkcs11",
         v1::Backend::Yubikey => "yubikey",
         _ => "unknown",
+    }
+}
+
+/// A key's name for a table: its name, or for a nameless key of another tool the subject of
+/// its certificate (`(CN=...)`), with control characters of other tools' labels escaped.
+fn display_name(k: &AgentKey) -> String {
+    if !k.name.is_empty() {
+        return k.name.escape_debug().to_string();
+    }
+    use x509_cert::der::Decode as _;
+    let subject = k
+        .certificate
+        .as_deref()
+        .and_then(|der| x509_cert::Certificate::from_der(der).ok())
+        .map(|c| c.tbs_certificate().subject().to_string());
+    match subject {
+        Some(s) => format!("({})", s.escape_debug()),
+        None => "(no name)".into(),
     }
 }
 
