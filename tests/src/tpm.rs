@@ -87,11 +87,18 @@ impl SwTpm {
             .env("TPM2_PKCS11_LOG_LEVEL", "0")
             .output()
             .expect("run tpm/init-token.sh");
-        assert!(
-            out.status.success(),
-            "tpm/init-token.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            // A swtpm the script started before failing is not left behind.
+            let _ = Command::new(script())
+                .arg("--dir")
+                .arg(dir)
+                .arg("--stop")
+                .output();
+            panic!(
+                "tpm/init-token.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let mut env = Vec::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let (name, value) = line
