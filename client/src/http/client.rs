@@ -304,7 +304,7 @@ impl AuthClient {
                 server: self.server.clone(),
                 attempts: vec![Unreached {
                     url,
-                    reason: tls.unwrap_or_else(|| innermost(err)),
+                    reason: tls.map_or_else(|| innermost(err), |t| t.to_string()),
                 }],
             };
         }

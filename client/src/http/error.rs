@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::refusal::TlsFailure;
 use super::tls::TlsFileError;
 
 /// Which kind of server a client talks to; decides the words and the fix in its errors.
@@ -50,10 +51,10 @@ pub enum HttpError {
 
     /// The TLS handshake failed, usually because the server's certificate is not trusted.
     #[error(
-        "TLS with {} at {url} failed ({reason}); its certificate was checked against {trusted}. \
-         {}",
+        "TLS with {} at {url} failed: {reason}{}. {}",
         .peer.noun(),
-        .peer.tls_fix(.host_port)
+        checked_against(.reason, .trusted),
+        .reason.fix(.peer, .host_port)
     )]
     Tls {
         /// The server.
@@ -64,8 +65,8 @@ pub enum HttpError {
         host_port: String,
         /// The CA files used, or "the system roots" when none was given.
         trusted: String,
-        /// rustls's complaint.
-        reason: String,
+        /// What failed, in words.
+        reason: TlsFailure,
     },
 
     /// The connection broke after it was made (the server closed it, or a read timed out).
@@ -193,25 +194,20 @@ impl Peer {
         }
     }
 
-    fn tls_fix(self, host_port: &str) -> String {
-        match self {
-            Self::NotaryServer => format!(
-                "Give tufa the CA that issued the server's certificate \
-                 (e.g. $DOCKER_CONFIG/tls/{host_port}/ca.crt), or use http:// if the server has \
-                 no TLS"
-            ),
-            Self::Registry => format!(
-                "Put the CA that issued the registry's certificate in \
-                 $DOCKER_CONFIG/tls/{host_port}/ca.crt"
-            ),
-        }
-    }
-
     fn token_fix(self) -> &'static str {
         match self {
             Self::NotaryServer => ", and the server's `auth` settings",
             Self::Registry => "",
         }
+    }
+}
+
+/// " (checked against …)" after a certificate refusal; nothing after other TLS failures.
+fn checked_against(reason: &TlsFailure, trusted: &str) -> String {
+    if reason.is_certificate() {
+        format!(" (checked against {trusted})")
+    } else {
+        String::new()
     }
 }
 

@@ -7,14 +7,17 @@
 //! - `auth`: [`Credentials`], the `Www-Authenticate` challenge, docker's token service, cached
 //!   tokens.
 //! - `error`: [`HttpError`], what fails before the notary or registry protocol starts.
-//! - `tls`: rustls with ring, platform roots plus CA files, client certificates, or no
-//!   verification for docker's insecure registries.
+//! - `tls`: rustls with ring, platform roots plus CA files (a server certificate that is itself
+//!   in a CA file is accepted as Go accepts it), client certificates, or no verification for
+//!   docker's insecure registries.
+//! - `refusal`: [`TlsFailure`], why a certificate or handshake was refused, in words.
 //! - `errcode`: the `{"errors":[{"code","message","detail"}]}` bodies.
 
 pub(crate) mod auth;
 pub(crate) mod client;
 pub(crate) mod errcode;
 mod error;
+mod refusal;
 pub(crate) mod tls;
 
 #[cfg(test)]
@@ -29,6 +32,7 @@ pub use auth::Credentials;
 pub(crate) use client::{error_body, Access, AuthClient, Request, Settings};
 pub(crate) use errcode::ErrCode;
 pub use error::{HttpError, Peer, Unreached};
+pub use refusal::TlsFailure;
 pub use tls::TlsFileError;
 
 /// The last error in a chain: the one that says what actually happened.
