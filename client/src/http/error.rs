@@ -1,6 +1,9 @@
 //! What can go wrong talking HTTP to a notary server or a registry, before their protocols start.
 
 use std::fmt;
+use std::time::Duration;
+
+use super::deadline::{seconds, DEFAULT_TIMEOUT, TIMEOUT_VAR};
 
 use super::refusal::TlsFailure;
 use super::tls::TlsFileError;
@@ -85,6 +88,56 @@ pub enum HttpError {
         url: String,
         /// The transport's own words.
         reason: String,
+    },
+
+    /// A request did not finish within tufa's deadline for one request.
+    #[error(
+        "{method} {url} took longer than {}, the most tufa gives one request from connecting \
+         to the last byte: {} or the network is too slow, or the server is stalling on purpose. \
+         On a slow link allow more time with {TIMEOUT_VAR}=SECONDS; otherwise look at {}",
+        seconds(*.limit),
+        .peer.noun(),
+        .peer.log()
+    )]
+    TimedOut {
+        /// The server.
+        peer: Peer,
+        /// The request method.
+        method: String,
+        /// The URL that was requested.
+        url: String,
+        /// The deadline.
+        limit: Duration,
+    },
+
+    /// The deadline in the environment cannot be read.
+    #[error(
+        "{TIMEOUT_VAR}={value:?} is not a number of seconds: set it to e.g. 600, or unset it \
+         for the default of {}",
+        seconds(DEFAULT_TIMEOUT)
+    )]
+    BadTimeout {
+        /// The variable's value (at most its first 40 characters).
+        value: String,
+    },
+
+    /// The server names a plain-HTTP token service, and credentials would go to it in clear.
+    #[error(
+        "{} {server} sends tufa to the token service {realm}, which is plain HTTP: tufa does \
+         not send {tried} over plain HTTP, where anyone on the way can read them. Ask whoever \
+         runs the server to give its token service an https:// realm (a plain-HTTP token \
+         service is used only by a plain-HTTP server on this machine, and only on this machine)",
+        .peer.noun()
+    )]
+    CleartextTokenRealm {
+        /// Which kind of server.
+        peer: Peer,
+        /// The server as `docker login` names it.
+        server: String,
+        /// The token service URL.
+        realm: String,
+        /// Which credentials were withheld (never the secret itself).
+        tried: String,
     },
 
     /// The server (or its token service) refused the credentials, or none were given.
