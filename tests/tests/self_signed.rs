@@ -202,9 +202,8 @@ async fn a_registry_on_a_self_signed_certificate_is_checked_against_that_certifi
         .unwrap_err();
     let registry_fp = fingerprint(&stack.dir().join("certs"), "registry-self");
     assert!(
-        matches!(&e, RegistryError::Http(HttpError::Tls {
-            reason: TlsFailure::CaAsServerCertificate { fingerprint }, ..
-        }) if *fingerprint == registry_fp),
+        matches!(&e, RegistryError::Http(HttpError::Tls { reason, .. })
+            if **reason == TlsFailure::CaAsServerCertificate { fingerprint: registry_fp.clone() }),
         "{e:?}"
     );
     let text = e.to_string();

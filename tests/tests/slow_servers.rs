@@ -60,11 +60,7 @@ impl Client {
     fn login(&self, host_port: &str) {
         let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
         let config = serde_json::json!({ "auths": { host_port: { "auth": auth } } });
-        std::fs::write(
-            self.docker_config().join("config.json"),
-            config.to_string(),
-        )
-        .unwrap();
+        std::fs::write(self.docker_config().join("config.json"), config.to_string()).unwrap();
     }
 
     /// `tufa notary --server URL --tls-ca CA --trust-dir TRUST list GUN`.
@@ -290,7 +286,11 @@ fn credentials_never_go_to_a_plain_http_token_service() {
         ],
     );
     assert!(!err.contains("s3cret"), "{err}");
-    assert_eq!(witness.served(), Vec::new(), "the plain-HTTP realm was asked");
+    assert_eq!(
+        witness.served(),
+        Vec::new(),
+        "the plain-HTTP realm was asked"
+    );
 
     // A registry (over TLS, on loopback) naming one: the same.
     let digest = format!("sha256:{}", "ab".repeat(32));
@@ -314,7 +314,11 @@ fn credentials_never_go_to_a_plain_http_token_service() {
         ],
     );
     assert!(!err.contains("s3cret"), "{err}");
-    assert_eq!(witness.served(), Vec::new(), "the plain-HTTP realm was asked");
+    assert_eq!(
+        witness.served(),
+        Vec::new(),
+        "the plain-HTTP realm was asked"
+    );
 }
 
 #[test]
@@ -342,9 +346,11 @@ fn a_plain_http_registry_on_this_machine_still_gets_its_token() {
     assert_eq!(token.authorization.as_deref(), Some(ALICE_BASIC));
     let bearer = format!("Bearer {TOKEN}");
     assert!(
-        served.iter().any(|s| s.file == format!("/v2/app/manifests/{digest}")
-            && s.status == 200
-            && s.authorization.as_deref() == Some(bearer.as_str())),
+        served
+            .iter()
+            .any(|s| s.file == format!("/v2/app/manifests/{digest}")
+                && s.status == 200
+                && s.authorization.as_deref() == Some(bearer.as_str())),
         "{served:?}"
     );
 }

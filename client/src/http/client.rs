@@ -10,9 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::auth::{self, Challenge, Credentials, TokenCache, TokenFailure};
+use super::deadline::{CONNECT_TIMEOUT, IDLE_TIMEOUT};
 use super::error::{HttpError, Peer, Unreached};
 use super::tls::{self, Verify};
-use super::deadline::{CONNECT_TIMEOUT, IDLE_TIMEOUT};
 use super::{host_port, innermost, is_loopback, read_at_most, BodyError, ErrCode};
 
 /// Error bodies beyond this are cut off, not refused: only their start is shown.
@@ -106,7 +106,10 @@ impl AuthClient {
         let timeout = settings.timeout;
         let (http, verified) = if settings.insecure {
             let tls = tls::client_config(Verify::Nothing, settings.client_cert)?;
-            (http_client(tls, timeout), http_client(verified_tls, timeout))
+            (
+                http_client(tls, timeout),
+                http_client(verified_tls, timeout),
+            )
         } else {
             let http = http_client(verified_tls, timeout);
             (http.clone(), http)
@@ -311,7 +314,7 @@ impl AuthClient {
                 url,
                 host_port: self.host.clone(),
                 trusted: self.trusted.clone(),
-                reason,
+                reason: Box::new(reason),
             };
         }
         if err.is_timeout() && !err.is_connect() {
@@ -362,7 +365,8 @@ fn cleartext_realm(server_url: &Url, realm: &str) -> bool {
         // Not a URL at all: fetch_token says so.
         return false;
     };
-    let local_plain = server_url.scheme() == "http" && is_loopback(server_url) && is_loopback(&realm);
+    let local_plain =
+        server_url.scheme() == "http" && is_loopback(server_url) && is_loopback(&realm);
     realm.scheme() == "http" && !local_plain
 }
 
@@ -390,14 +394,23 @@ mod tests {
         assert!(!cleartext_realm(&local_plain, "http://127.0.0.1:5001/auth"));
         assert!(!cleartext_realm(&local_plain, "http://localhost:5001/auth"));
         assert!(!cleartext_realm(&local_plain, "http://[::1]:5001/auth"));
-        assert!(cleartext_realm(&local_plain, "http://auth.example.com/token"));
-        assert!(!cleartext_realm(&local_plain, "https://auth.example.com/token"));
+        assert!(cleartext_realm(
+            &local_plain,
+            "http://auth.example.com/token"
+        ));
+        assert!(!cleartext_realm(
+            &local_plain,
+            "https://auth.example.com/token"
+        ));
         // A server reached over TLS, even on this machine, never sends credentials in clear.
         let local_tls = url("https://127.0.0.1:4443/v2/a/_trust/tuf/root.json");
         assert!(cleartext_realm(&local_tls, "http://127.0.0.1:4443/token"));
         assert!(!cleartext_realm(&local_tls, "https://127.0.0.1:4443/token"));
         let remote_plain = url("http://registry.internal:5000/v2/");
-        assert!(cleartext_realm(&remote_plain, "http://registry.internal:5001/auth"));
+        assert!(cleartext_realm(
+            &remote_plain,
+            "http://registry.internal:5001/auth"
+        ));
         assert!(cleartext_realm(&remote_plain, "http://127.0.0.1:5001/auth"));
     }
 }

@@ -68,8 +68,8 @@ pub enum HttpError {
         host_port: String,
         /// The CA files used, or "the system roots" when none was given.
         trusted: String,
-        /// What failed, in words.
-        reason: TlsFailure,
+        /// What failed, in words (boxed: it is the largest part of an error often returned).
+        reason: Box<TlsFailure>,
     },
 
     /// The connection broke after it was made (the server closed it, or a read timed out).

@@ -31,8 +31,8 @@ use reqwest::Response;
 use url::Url;
 
 pub use auth::Credentials;
-pub use deadline::{timeout_from_env, DEFAULT_TIMEOUT, TIMEOUT_VAR};
 pub(crate) use client::{error_body, Access, AuthClient, Request, Settings};
+pub use deadline::{timeout_from_env, DEFAULT_TIMEOUT, TIMEOUT_VAR};
 pub(crate) use errcode::ErrCode;
 pub use error::{HttpError, Peer, Unreached};
 pub use refusal::TlsFailure;

@@ -109,9 +109,9 @@ impl TlsFailure {
                     "Give tufa the CA that issued the server's certificate ({ca_setting}), or use \
                      http:// if the server has no TLS"
                 ),
-                Peer::Registry => format!(
-                    "Put the CA that issued the registry's certificate in {ca_setting}"
-                ),
+                Peer::Registry => {
+                    format!("Put the CA that issued the registry's certificate in {ca_setting}")
+                }
             },
             Self::NotForServers => {
                 "Reissue the server's certificate with extendedKeyUsage=serverAuth".into()
@@ -133,9 +133,9 @@ impl TlsFailure {
                     "Check the server's TLS set-up and the CA given to tufa ({ca_setting}), or \
                      use http:// if the server has no TLS"
                 ),
-                Peer::Registry => format!(
-                    "Check the registry's TLS set-up and the CA in {ca_setting}"
-                ),
+                Peer::Registry => {
+                    format!("Check the registry's TLS set-up and the CA in {ca_setting}")
+                }
             },
         }
     }
@@ -151,7 +151,10 @@ impl fmt::Display for TlsFailure {
                  was told to trust"
             ),
             Self::Expired { not_after, now } => {
-                write!(f, "the server's certificate expired at {not_after} (it is now {now})")
+                write!(
+                    f,
+                    "the server's certificate expired at {not_after} (it is now {now})"
+                )
             }
             Self::NotYetValid { not_before, now } => write!(
                 f,
@@ -276,9 +279,9 @@ impl CertFacts {
             _ => Vec::new(),
         };
         let for_servers = match tbs.get_extension::<ExtendedKeyUsage>() {
-            Ok(Some((_, ExtendedKeyUsage(usages)))) => usages.iter().any(|u| {
-                *u == rfc5280::ID_KP_SERVER_AUTH || *u == rfc5280::ANY_EXTENDED_KEY_USAGE
-            }),
+            Ok(Some((_, ExtendedKeyUsage(usages)))) => usages
+                .iter()
+                .any(|u| *u == rfc5280::ID_KP_SERVER_AUTH || *u == rfc5280::ANY_EXTENDED_KEY_USAGE),
             Ok(None) => true,
             Err(_) => false,
         };
@@ -330,8 +333,9 @@ impl CertFacts {
         if !self.for_servers {
             return Err(TlsFailure::NotForServers);
         }
-        let parsed = ParsedCertificate::try_from(der)
-            .map_err(|e| TlsFailure::Other(format!("the server's certificate is unreadable: {e}")))?;
+        let parsed = ParsedCertificate::try_from(der).map_err(|e| {
+            TlsFailure::Other(format!("the server's certificate is unreadable: {e}"))
+        })?;
         rustls::client::verify_server_name(&parsed, server_name)
             .map_err(|_| self.wrong_name(server_name))
     }

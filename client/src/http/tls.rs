@@ -119,8 +119,11 @@ fn read_certs(
 /// chain does not lead to a CA file: reading the system bundle costs more than a whole loopback
 /// `tufa sign`, and servers with their own CA (the usual notary set-up) never need it.
 ///
-/// Accepts exactly what one verifier over both sets of roots accepts: a chain ending at a CA
-/// file passes either way, and anything else goes to the platform verifier, which has both.
+/// Accepts what one verifier over both sets of roots accepts: a chain ending at a CA file
+/// passes either way, a refusal other than "unknown issuer" stands whatever the roots, and
+/// anything else goes to the platform verifier, which has both. Besides, like Go's verifier, a
+/// server certificate that is itself in a CA file (a self-signed server) is accepted after the
+/// name and validity checks ([`CertFacts::check_pinned`]).
 #[derive(Debug)]
 struct CaFilesThenPlatform {
     /// A verifier over the CA files alone; `None` without CA files.
@@ -174,9 +177,7 @@ impl CaFilesThenPlatform {
                 rustls::Error::General(format!("cannot load the system's CA certificates: {e}"))
             })
     }
-}
 
-impl CaFilesThenPlatform {
     /// Whether `end_entity` is, byte for byte, one of the CA files' certificates.
     fn is_pinned(&self, end_entity: &CertificateDer<'_>) -> bool {
         self.extra_roots
@@ -366,7 +367,10 @@ mod tests {
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         ));
-        assert!(tls_failure(&io).unwrap().to_string().contains("UnknownIssuer"));
+        assert!(tls_failure(&io)
+            .unwrap()
+            .to_string()
+            .contains("UnknownIssuer"));
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(tls_failure(&plain).is_none());
     }
@@ -447,7 +451,8 @@ mod tests {
         let e = check(&v, &cert, "127.0.0.1", 40).unwrap_err();
         assert!(matches!(e, TlsFailure::Expired { .. }), "{e:?}");
         assert!(
-            e.to_string().starts_with("the server's certificate expired at 20"),
+            e.to_string()
+                .starts_with("the server's certificate expired at 20"),
             "{e}"
         );
         let e = check(&v, &cert, "127.0.0.1", -2).unwrap_err();
@@ -488,7 +493,8 @@ mod tests {
             }
         );
         assert!(
-            e.to_string().contains("is a CA certificate (basicConstraints CA:TRUE")
+            e.to_string()
+                .contains("is a CA certificate (basicConstraints CA:TRUE")
                 && e.to_string().contains(&fingerprint(d, "impostor")),
             "{e}"
         );
@@ -513,7 +519,10 @@ mod tests {
         );
         let v = trusting(&[d.join("ca.crt")]);
         let e = check(&v, &der(d, "sub-ca"), "127.0.0.1", 0).unwrap_err();
-        assert!(matches!(e, TlsFailure::CaAsServerCertificate { .. }), "{e:?}");
+        assert!(
+            matches!(e, TlsFailure::CaAsServerCertificate { .. }),
+            "{e:?}"
+        );
         // ... while the CA's leaves pass, and only by the names they list.
         make_leaf(d, "ca", "server");
         assert_eq!(check(&v, &der(d, "server"), "127.0.0.1", 0), Ok(()));

@@ -600,13 +600,18 @@ mod tests {
     #[tokio::test]
     async fn a_trickled_answer_is_cut_off_at_the_deadline() {
         // 400 bytes at 20 ms each: no read waits long, but the whole takes 8 s.
-        let (base, _) = fake_server(|_, _| (200, vec![(TRICKLE, "20".into())], "x".repeat(400))).await;
+        let (base, _) =
+            fake_server(|_, _| (200, vec![(TRICKLE, "20".into())], "x".repeat(400))).await;
         let started = Instant::now();
         let e = impatient(&base, None)
             .role(&RoleName::ROOT, 1 << 20)
             .await
             .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
         let text = e.to_string();
         assert!(
             text.starts_with(&format!(
@@ -620,7 +625,11 @@ mod tests {
     async fn a_trickling_token_service_is_cut_off_at_the_deadline() {
         let (base, _) = fake_server(|base, req| {
             if req.line.starts_with("GET /token") {
-                return (200, vec![(TRICKLE, "20".into())], r#"{"token":"T"}"#.repeat(30));
+                return (
+                    200,
+                    vec![(TRICKLE, "20".into())],
+                    r#"{"token":"T"}"#.repeat(30),
+                );
             }
             (
                 401,
@@ -638,8 +647,9 @@ mod tests {
             .unwrap_err();
         let text = e.to_string();
         assert!(
-            text.starts_with(&format!("the token service {base}/token named by the notary server"))
-                && text.contains("it did not answer within 0.5 s"),
+            text.starts_with(&format!(
+                "the token service {base}/token named by the notary server"
+            )) && text.contains("it did not answer within 0.5 s"),
             "{text}"
         );
     }
@@ -665,8 +675,9 @@ mod tests {
             .unwrap_err();
         let text = e.to_string();
         assert!(
-            text.contains(&format!("sends tufa to the token service {realm}, which is plain HTTP"))
-                && text.contains(r#"does not send user "alice" with a password over plain HTTP"#)
+            text.contains(&format!(
+                "sends tufa to the token service {realm}, which is plain HTTP"
+            )) && text.contains(r#"does not send user "alice" with a password over plain HTTP"#)
                 && text.contains("https:// realm")
                 && !text.contains("s3cret"),
             "{text}"

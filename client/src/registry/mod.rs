@@ -8,9 +8,12 @@
 //!   checks first, then with plain http; the scheme that answered is kept.
 //! - **Auth.** A 401 `Www-Authenticate: Bearer realm,service,scope` challenge is answered with a
 //!   token for `repository:<repo>:pull` from the realm (credentials from the docker config, as
-//!   `docker login` stored them); `Basic` with the user name and password. That is the
-//!   authenticated client in `crate::http`, shared with the notary client; the scheme fallback
-//!   is a layer above it, here.
+//!   `docker login` stored them); `Basic` with the user name and password. Unlike docker,
+//!   credentials never go to a plain-`http://` realm unless the registry itself is plain HTTP on
+//!   loopback (and so is the realm). That is the authenticated client in `crate::http`, shared
+//!   with the notary client; the scheme fallback is a layer above it, here.
+//! - **Limits.** Each request has a total deadline (`TUFA_HTTP_TIMEOUT`, 300 s by default);
+//!   manifests are read up to 4 MiB, docker's limit.
 //! - **Manifests.** `HEAD /v2/<repo>/manifests/<ref>` with `Accept` for docker schema2 manifests
 //!   and manifest lists and OCI manifests and indexes (registry 2.8 answers 400 or 404 without
 //!   it); when the answer lacks `Docker-Content-Digest`, a GET whose body is hashed. A digest the
@@ -792,7 +795,11 @@ mod tests {
         let c = RegistryClient::with_timeout(config, Duration::from_millis(500)).unwrap();
         let started = std::time::Instant::now();
         let e = c.manifest_exists("app", &sha(MANIFEST)).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
         assert!(
             matches!(e, RegistryError::Http(HttpError::TimedOut { .. })),
             "{e:?}"

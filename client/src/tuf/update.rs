@@ -481,7 +481,10 @@ impl<S: RemoteStore> Session<'_, S> {
             );
             (ceiling, why)
         } else {
-            (meta.length, format!("the length {recorded_in}.json records"))
+            (
+                meta.length,
+                format!("the length {recorded_in}.json records"),
+            )
         };
         let (bytes, what) = match meta.hashes.sha256 {
             Some(sha256) => (

@@ -120,7 +120,11 @@ impl Stack {
 
     /// The registry's self-signed certificate, with [`StackTls::SelfSigned`].
     pub fn registry_cert_file(&self) -> PathBuf {
-        assert_eq!(self.tls, StackTls::SelfSigned, "only a self-signed stack has one");
+        assert_eq!(
+            self.tls,
+            StackTls::SelfSigned,
+            "only a self-signed stack has one"
+        );
         self.dir.path().join("certs/registry-self.crt")
     }
 

@@ -229,7 +229,8 @@ pub(super) fn http_agent(trust: Trust<'_>) -> ureq::Agent {
         Trust::Ca(ca) => {
             let pem = std::fs::read(ca).expect("read CA");
             let cert = ureq::tls::Certificate::from_pem(&pem).expect("CA is PEM");
-            ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
         }
         Trust::Nothing => ureq::tls::TlsConfig::builder().disable_verification(true),
     };
