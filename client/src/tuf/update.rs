@@ -44,6 +44,8 @@ pub struct UpdateOptions {
     pub max_root_size: u64,
     /// The most bytes read for timestamp.json.
     pub max_timestamp_size: u64,
+    /// The most bytes read for any other file, whatever length timestamp or snapshot records.
+    pub max_metadata_size: u64,
 }
 
 impl UpdateOptions {
@@ -51,6 +53,11 @@ impl UpdateOptions {
     pub const MAX_ROOT_SIZE: u64 = 100 << 20;
     /// Notary's cap for timestamp.json (`notary.MaxTimestampSize`): 1 MiB.
     pub const MAX_TIMESTAMP_SIZE: u64 = 1 << 20;
+    /// tufa's ceiling for snapshot, targets and delegation files, above their recorded length:
+    /// Notary's `MaxDownloadSize` (100 MiB), which Notary applies only where no length is
+    /// recorded. Without it a holder of the timestamp and snapshot keys (notary-server, by
+    /// default) makes the client buffer whatever length it records.
+    pub const MAX_METADATA_SIZE: u64 = 100 << 20;
 
     /// Notary's defaults (TOFU, Notary's size caps), checking expiry at `now`.
     pub fn at(now: OffsetDateTime) -> Self {
@@ -59,6 +66,7 @@ impl UpdateOptions {
             pinning: TrustPinning::default(),
             max_root_size: Self::MAX_ROOT_SIZE,
             max_timestamp_size: Self::MAX_TIMESTAMP_SIZE,
+            max_metadata_size: Self::MAX_METADATA_SIZE,
         }
     }
 }
@@ -640,11 +648,24 @@ impl<S: RemoteStore> Session<'_, S> {
                 return Ok(cached);
             }
         }
-        let why = format!("the length {recorded_in}.json records");
+        let (limit, why) = if meta.length > self.options.max_metadata_size {
+            let ceiling = self.options.max_metadata_size;
+            let why = format!(
+                "tufa's ceiling for one metadata file, Notary's download cap; {recorded_in}.json \
+                 records {} bytes",
+                meta.length
+            );
+            (ceiling, why)
+        } else {
+            (
+                meta.length,
+                format!("the length {recorded_in}.json records"),
+            )
+        };
         let (bytes, what) = match meta.hashes.sha256 {
             Some(sha256) => (
                 self.store
-                    .role_by_hash(role, &sha256, meta.length)
+                    .role_by_hash(role, &sha256, limit)
                     .await
                     .map_err(|source| self.remote_error(role, source, &why))?,
                 format!("{role}.{sha256}.json"),
@@ -652,7 +673,7 @@ impl<S: RemoteStore> Session<'_, S> {
             // Without a sha256 Notary asks for the role by name.
             None => (
                 self.store
-                    .role(role, meta.length)
+                    .role(role, limit)
                     .await
                     .map_err(|source| self.remote_error(role, source, &why))?,
                 format!("{role}.json"),
@@ -663,7 +684,7 @@ impl<S: RemoteStore> Session<'_, S> {
             role: role.clone(),
             what,
         })?;
-        self.check_size(role, &bytes, meta.length, &why)?;
+        self.check_size(role, &bytes, limit, &why)?;
         meta.check(role, recorded_in, &bytes)?;
         Ok(bytes)
     }
