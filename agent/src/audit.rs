@@ -54,6 +54,8 @@ pub enum Operation {
     Status,
     /// Keys were listed or looked up (a line only when it is refused).
     List,
+    /// A key another tool made was adopted (given tufa's marker and a name).
+    Adopt,
 }
 
 /// The longest GUN and role kept in a line (Docker's own limit on a repository name); longer

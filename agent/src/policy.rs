@@ -53,6 +53,8 @@ pub enum Op {
     Lock,
     /// `Attest`.
     Attest,
+    /// `AdoptKey`: naming a key another tool made in a YubiKey slot (checked by the new name).
+    Adopt,
 }
 
 /// What an allowed uid without a `[[client]]` rule may do (with keys that are not root keys).
@@ -72,6 +74,7 @@ impl Op {
             Self::Unlock => "unlock",
             Self::Lock => "lock",
             Self::Attest => "attest",
+            Self::Adopt => "adopt",
         }
     }
 
@@ -90,6 +93,7 @@ impl Op {
             Self::Unlock => "unlock a device".into(),
             Self::Lock => "lock the devices".into(),
             Self::Attest => format!("read the attestation of {key}"),
+            Self::Adopt => format!("adopt a key as {key}"),
         }
     }
 }
@@ -302,7 +306,7 @@ pub fn rules(
             if s.allow.is_empty() {
                 return Err(bad(
                     "allow",
-                    "it allows nothing: list operations (status, list, sign, generate, import, delete, certificate, unlock, lock, attest), or remove the rule",
+                    "it allows nothing: list operations (status, list, sign, generate, import, delete, certificate, unlock, lock, attest, adopt), or remove the rule",
                 ));
             }
             if s.keys.iter().any(String::is_empty) {
@@ -506,7 +510,7 @@ impl Policy {
         }
     }
 
-    /// A new key (generate, import), by the name asked for.
+    /// A new key (generate, import, adopt), by the name asked for.
     pub fn check_new(&self, peer: Peer, op: Op, name: &KeyName) -> Result<(), AgentError> {
         let named = format!("key '{name}'");
         let refuse = |uid, why| deny(uid, op, Some(&named), why);
@@ -669,12 +673,16 @@ mod tests {
                 module: "m".into(),
                 token_label: "t".into(),
                 token_serial: "1".into(),
+                token_model: String::new(),
+                token_manufacturer: String::new(),
             }),
             public_spki: spki,
             certificate: None,
             pin_policy: PinPolicy::Unknown,
             touch_policy: TouchPolicy::Unknown,
             origin: Origin::Generated,
+            object_id: Vec::new(),
+            other_tool: false,
         }
     }
 

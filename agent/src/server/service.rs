@@ -115,6 +115,24 @@ impl Agent {
             .unwrap_or_else(|s| s))
     }
 
+    /// Checks a key name a caller asks for (generate, import, adopt); a refusal gets its line.
+    async fn may_name(&self, peer: Peer, op: Operation, name: &KeyName) -> Result<(), Status> {
+        let Err(e) = self.policy.check_new(peer, rule_op(op), name) else {
+            return Ok(());
+        };
+        let name = name.clone();
+        Err(self
+            .blocking(peer, move |_, audit| {
+                Ok(refuse(
+                    audit,
+                    Record::for_key(op, peer, None).named(&name),
+                    e,
+                ))
+            })
+            .await
+            .unwrap_or_else(|s| s))
+    }
+
     /// The audit log (for the SIGHUP reopen).
     pub fn audit_log(&self) -> AuditLog {
         self.audit.clone()
@@ -147,15 +165,7 @@ impl Agent {
         new: NewKey,
         make: impl FnOnce(&Keyring, &NewKey) -> Result<KeyInfo, AgentError> + Send + 'static,
     ) -> Result<Response<v1::Key>, Status> {
-        if let Err(e) = self.policy.check_new(peer, rule_op(op), &new.spec.name) {
-            return Err(self
-                .blocking(peer, move |_, audit| {
-                    let rec = Record::for_key(op, peer, None).named(&new.spec.name);
-                    Ok(refuse(audit, rec, e))
-                })
-                .await
-                .unwrap_or_else(|s| s));
-        }
+        self.may_name(peer, op, &new.spec.name).await?;
         let _guard = self.manage.lock().await;
         self.blocking(peer, move |k, audit| {
             let result = make(k, &new);
@@ -192,7 +202,13 @@ impl Agent {
                 let rec = Record::for_key(op, peer, None).result(&found);
                 return Err(lost_line(audit.write(&rec), found.err().expect("an error")));
             };
-            if let Err(e) = policy.check_key(peer, rule_op(op), target, None) {
+            // An adopted key is checked by the name it is given (adopt_key), not by what another
+            // tool called it.
+            let checked = match op {
+                Operation::Adopt => Ok(()),
+                _ => policy.check_key(peer, rule_op(op), target, None),
+            };
+            if let Err(e) = checked {
                 return Err(refuse(audit, Record::for_key(op, peer, info), e));
             }
             audit
@@ -210,6 +226,20 @@ impl Agent {
             }
         })
         .await
+    }
+}
+
+/// The `yubikey:SERIAL/SLOT` of a key in a YubiKey slot.
+fn target_slot(key: &KeyInfo) -> Result<KeyRef, AgentError> {
+    match &key.location {
+        crate::backend::Location::YubiKey { serial, slot } => Ok(KeyRef::Slot {
+            serial: *serial,
+            slot: slot.byte(),
+        }),
+        _ => Err(AgentError::InvalidArgument(format!(
+            "key {} is not in a YubiKey slot: adopt takes yubikey:SERIAL/SLOT; keys of other tools on a PKCS#11 token sign as they are",
+            key.id
+        ))),
     }
 }
 
@@ -237,6 +267,7 @@ fn rule_op(op: Operation) -> Op {
         Operation::Attest => Op::Attest,
         Operation::Status => Op::Status,
         Operation::List => Op::List,
+        Operation::Adopt => Op::Adopt,
     }
 }
 
@@ -361,6 +392,24 @@ impl AgentApi for Agent {
         Ok(Response::new(v1::DeleteKeyReply {
             key_id: gone.id.to_string(),
         }))
+    }
+
+    async fn adopt_key(
+        &self,
+        req: Request<v1::AdoptKeyRequest>,
+    ) -> Result<Response<v1::Key>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let key = key_ref_from_proto(&r.key)?;
+        super::convert::not_too_long("key name", &r.name)?;
+        let name: KeyName = r.name.parse().map_err(AgentError::from)?;
+        self.may_name(peer, Operation::Adopt, &name).await?;
+        let adopted = self
+            .irreversible(Operation::Adopt, peer, key, "adopted", move |k, target| {
+                k.adopt(&target_slot(target)?, &name)
+            })
+            .await?;
+        Ok(Response::new(adopted.into()))
     }
 
     async fn set_certificate(
