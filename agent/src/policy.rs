@@ -807,7 +807,9 @@ mod tests {
         for op in [Op::Unlock, Op::Lock] {
             assert!(p.check(me, op).is_err(), "{op}");
         }
-        assert!(p.check_new(me, Op::Import, &"x".parse().unwrap()).is_err());
+        for op in [Op::Generate, Op::Import, Op::Adopt] {
+            assert!(p.check_new(me, op, &"x".parse().unwrap()).is_err(), "{op}");
+        }
         assert!(p.sees(me, &ci) && !p.sees(me, &root));
         assert!(matches!(
             p.check(Peer::default(), Op::Status),
