@@ -28,7 +28,8 @@ pub fn private_dir(trust_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Every `*.key` file under `private` (the flat layout and the old `root_keys/`, `tuf_keys/`
-/// ones), without following symbolic links, in the order [`order`] gives.
+/// ones), without following symbolic links: root keys first, then repository keys by GUN,
+/// then signers, unreadable files last.
 pub fn scan(private: &Path) -> std::io::Result<Vec<Found>> {
     let mut paths = Vec::new();
     let mut dirs = vec![private.to_owned()];
