@@ -5,6 +5,8 @@
 //!   [`server::connection`] (admission at accept: peer, per-uid cap, idle deadline, back-off),
 //!   [`server::service`] (the gRPC handlers, each caller's share of device work),
 //!   [`server::convert`] (proto <-> domain) and the named [`server::Shutdown`].
+//! - [`signer`]: the second listener, off by default: notary-signer's API over mutual TLS for
+//!   notary-server, on the server keys of one device.
 //! - [`keyring`]: every configured device, which holds which key, and the key operations.
 //! - [`audit`]: the JSON-lines audit log, which fails closed.
 //! - [`config`]: the TOML file and the flags.
@@ -14,6 +16,7 @@
 //!   [`pin::PinGate`] every login goes through.
 //! - [`error`]: the agent's errors and their gRPC codes.
 //! - [`import`]: reading the PEM private keys `docker trust key load` accepts.
+//! - [`tag`]: what marks a key as notary-server's (GUN, role, used).
 //! - [`keys`]: key names, labels and references; digests and signatures (from `tufa-proto`).
 #![forbid(unsafe_code)]
 
@@ -26,5 +29,7 @@ pub mod keyring;
 pub mod keys;
 pub mod pin;
 pub mod server;
+pub mod signer;
+pub mod tag;
 
 pub use error::AgentError;

@@ -94,6 +94,11 @@ impl Agent {
         }
     }
 
+    /// The keyring (the notary-signer listener shares it).
+    pub fn keyring(&self) -> Arc<Keyring> {
+        Arc::clone(&self.keyring)
+    }
+
     /// The audit log (for the SIGHUP reopen).
     pub fn audit_log(&self) -> AuditLog {
         self.audit.clone()
