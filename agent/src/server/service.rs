@@ -16,7 +16,9 @@ use tonic::{Request, Response, Status};
 use tufa_proto::v1;
 use tufa_proto::v1::agent_server::Agent as AgentApi;
 
-use super::convert::{device_to_proto, digest_from_proto, key_ref_from_proto, not_too_long};
+use super::convert::{
+    device_to_proto, digest_from_proto, key_ref_from_proto, key_to_proto, not_too_long,
+};
 use super::socket::peer;
 use crate::audit::{AuditError, AuditLog, Operation, Peer, Record};
 use crate::backend::KeyInfo;
@@ -24,6 +26,7 @@ use crate::error::AgentError;
 use crate::import::ImportedKey;
 use crate::keyring::{Found, Keyring, NewKey};
 use crate::keys::{KeyName, KeyRef};
+use crate::tag::ServerTag;
 
 /// Device operations of all callers together that may run at once (each caller also has its
 /// `device_calls_per_uid`): well under tokio's 512 blocking threads.
@@ -195,6 +198,32 @@ fn undo_new_key(k: &Keyring, info: &KeyInfo, name: &KeyName, e: &AuditError) -> 
     }
 }
 
+/// The notary-server key tags of every device (a device that cannot be read is logged).
+fn server_tags(k: &Keyring) -> Vec<ServerTag> {
+    let mut all = Vec::new();
+    for b in k.backends() {
+        match b.server_tags() {
+            Ok(tags) => all.extend(tags),
+            Err(e) => tracing::warn!(device = b.name(), error = %e, "cannot read server-key tags"),
+        }
+    }
+    all
+}
+
+/// A notary-server key signs only through the notary-signer listener: a signature over the
+/// socket could forge the timestamps and snapshots the server vouches for.
+fn refuse_server_key(k: &Keyring, key: &KeyRef) -> Result<(), AgentError> {
+    let found = k.resolve(key)?;
+    match found.device.server_tag(&found.key.id)? {
+        None => Ok(()),
+        Some(tag) => Err(AgentError::ServerKey {
+            key_id: found.key.id,
+            role: tag.role.to_string(),
+            gun: tag.gun,
+        }),
+    }
+}
+
 /// A failed operation answers with its own error; a line lost besides is reported here.
 fn lost_line(written: Result<(), AuditError>, e: AgentError) -> Status {
     if let Err(w) = written {
@@ -224,20 +253,32 @@ impl AgentApi for Agent {
         &self,
         req: Request<v1::ListKeysRequest>,
     ) -> Result<Response<v1::ListKeysReply>, Status> {
-        let mut keys = self.blocking(peer(&req), |k, _| Ok(k.refresh())).await?;
+        let (mut keys, tags) = self
+            .blocking(peer(&req), |k, _| Ok((k.refresh(), server_tags(k))))
+            .await?;
         keys.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()).then(a.id.cmp(&b.id)));
         Ok(Response::new(v1::ListKeysReply {
-            keys: keys.into_iter().map(v1::Key::from).collect(),
+            keys: keys
+                .into_iter()
+                .map(|k| {
+                    let tag = tags.iter().find(|t| t.key_id == k.id);
+                    key_to_proto(k, tag)
+                })
+                .collect(),
         }))
     }
 
     async fn get_key(&self, req: Request<v1::GetKeyRequest>) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
         let key = key_ref_from_proto(&req.into_inner().key)?;
-        let found = self
-            .blocking(peer, move |k, _| Ok(k.resolve(&key)?))
+        let (found, tag) = self
+            .blocking(peer, move |k, _| {
+                let found = k.resolve(&key)?;
+                let tag = found.device.server_tag(&found.key.id)?;
+                Ok((found, tag))
+            })
             .await?;
-        Ok(Response::new(found.key.into()))
+        Ok(Response::new(key_to_proto(found.key, tag.as_ref())))
     }
 
     async fn generate_key(
@@ -311,7 +352,7 @@ impl AgentApi for Agent {
         let digest = digest_from_proto(r.payload)?;
         let context = r.context.unwrap_or_default();
         self.blocking(peer, move |k, audit| {
-            let result = k.sign(&key, &digest);
+            let result = refuse_server_key(k, &key).and_then(|()| k.sign(&key, &digest));
             let rec = Record::for_key(Operation::Sign, peer, result.as_ref().ok().map(|(i, _)| i))
                 .signing(&context.gun, &context.role, &digest)
                 .result(&result);

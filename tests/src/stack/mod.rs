@@ -5,6 +5,7 @@
 //! - [`clis`]: the `notary` and `docker` CLIs with their configs in the stack's directory;
 //! - [`images`]: images pushed to the registry ([`Stack::push_image`]);
 //! - [`published`]: what notary-server serves for a repository, read back for assertions.
+//! - [`tufad`]: tufad as notary-server's signer ([`Stack::start_with_tufad_signer`]).
 //!
 //! The CA and TLS leaves come from [`tufa_testkit::pki`].
 //!
@@ -32,10 +33,12 @@ pub mod clis;
 pub mod images;
 pub mod published;
 pub mod services;
+pub mod tufad;
 
 pub use clis::PASSPHRASE;
 pub use images::{ManifestKind, PushedImage};
 use services::TrustService;
+pub use tufad::{ServerSigner, SERVER_TOKEN};
 
 /// notary-server (with or without notary-signer) and a docker registry, each on a free loopback
 /// port in a private temporary directory.
@@ -46,6 +49,8 @@ use services::TrustService;
 pub struct Stack {
     // Dropped first: the services are killed before their directory goes.
     services: Services,
+    /// tufad as the signer, in a stack started with [`Stack::start_with_tufad_signer`].
+    pub signer: Option<ServerSigner>,
     notary_port: u16,
     registry_port: u16,
     /// Plain HTTP to the registry.
@@ -67,6 +72,31 @@ impl Stack {
     /// registry.
     pub fn start_local_signing() -> Stack {
         Self::start_with(TrustService::Local)
+    }
+
+    /// notary-server whose `trust_service` is tufad's `[notary_signer]` listener (mTLS, ECDSA
+    /// keys on a SoftHSM token of its own, [`Stack::signer`]); no notary-signer runs. Plus the
+    /// registry.
+    pub fn start_with_tufad_signer() -> Stack {
+        Self::start_with(TrustService::Tufad)
+    }
+
+    /// The tufad that signs for notary-server ([`Stack::start_with_tufad_signer`]).
+    pub fn tufad(&self) -> &ServerSigner {
+        self.signer
+            .as_ref()
+            .expect("a stack started with start_with_tufad_signer")
+    }
+
+    /// Restarts the tufad that signs for notary-server, and waits until notary-server reaches
+    /// it again (its gRPC connection reconnects with a back-off).
+    pub fn restart_tufad(&mut self) {
+        self.signer
+            .as_mut()
+            .expect("a stack started with start_with_tufad_signer")
+            .restart();
+        self.wait_for_signer_link()
+            .unwrap_or_else(|e| panic!("{}", e.message));
     }
 
     fn start_with(trust: TrustService) -> Stack {
