@@ -2,7 +2,9 @@
 
 use tufa_proto::KeyId;
 
-use crate::tuf::role::RoleName;
+use crate::tuf::expires::InvalidExpires;
+use crate::tuf::gun::InvalidGun;
+use crate::tuf::role::{InvalidRoleName, RoleName};
 
 /// A TUF metadata error: which role or key, what failed, and what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -61,37 +63,16 @@ pub enum TufError {
     },
 
     /// A string that is not a Notary role name.
-    #[error(
-        "{name:?} is not a Notary role name: {problem}. Use root, targets, snapshot, timestamp, \
-         or targets/<name> where <name> has only lowercase letters, digits, '-', '_' and '/'"
-    )]
-    InvalidRoleName {
-        /// The rejected name.
-        name: String,
-        /// The rule it breaks.
-        problem: &'static str,
-    },
+    #[error(transparent)]
+    InvalidRoleName(#[from] InvalidRoleName),
 
     /// A repository name notary-server would not route.
-    #[error("'{gun}' is not a valid GUN (repository name): {reason}; use a name such as docker.io/library/alpine")]
-    InvalidGun {
-        /// The rejected name.
-        gun: String,
-        /// What is wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidGun(#[from] InvalidGun),
 
     /// An `expires` value that Go would not read or write back unchanged.
-    #[error(
-        "{value:?} is not a usable expiry time ({problem}); Notary writes RFC 3339 times such \
-         as 2029-11-21T04:04:01.80537535Z"
-    )]
-    InvalidExpires {
-        /// The rejected text.
-        value: String,
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error(transparent)]
+    InvalidExpires(#[from] InvalidExpires),
 
     /// Something that canonical JSON or Go's encoder cannot express.
     #[error("cannot write this metadata the way Notary does: {reason}")]

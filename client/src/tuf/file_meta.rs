@@ -10,7 +10,7 @@ use crate::tuf::error::TufError;
 use crate::tuf::role::RoleName;
 use crate::tuf::wire::{self, Fields};
 
-pub use tufa_proto::Sha256Digest;
+use tufa_proto::Sha256Digest;
 
 /// A SHA-512 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

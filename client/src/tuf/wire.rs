@@ -119,12 +119,11 @@ impl<'a> Fields<'a> {
     /// The `expires` member.
     pub(crate) fn expires(&self) -> Result<Expires, TufError> {
         let text = self.str("expires")?;
-        Expires::parse(text).map_err(|e| match e {
-            TufError::InvalidExpires { problem, .. } => self.error(
+        Expires::parse(text).map_err(|e| {
+            self.error(
                 "expires",
-                format!("{text:?} is not an RFC 3339 time ({problem})"),
-            ),
-            other => other,
+                format!("{text:?} is not an RFC 3339 time ({})", e.problem),
+            )
         })
     }
 

@@ -3,7 +3,7 @@
 //! Layout:
 //! - this file: the [`Backend`] operations.
 //! - [`token`]: loading the module, finding the token by label, what its errors mean.
-//! - [`session`]: the login (through the [`PinGate`](crate::pin::PinGate)) and the pool of
+//! - [`session`]: the login (through the [`crate::pin::PinGate`]) and the pool of
 //!   signing sessions.
 //! - [`objects`]: the key and certificate objects tufa writes and reads back.
 //! - [`tags`]: the data objects that mark notary-server keys.
