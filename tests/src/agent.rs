@@ -199,6 +199,11 @@ impl Agent {
             .collect()
     }
 
+    /// Whether the agent has exited (with its status).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// The agent's pid.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

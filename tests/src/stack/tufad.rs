@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tufa_proto::notary::key_management_client::KeyManagementClient;
 use tufa_proto::notary::signer_client::SignerClient;
+use tufa_proto::v1;
+use tufa_proto::v1::agent_client::AgentClient as AgentApiClient;
+
+use super::services::{get, http_agent};
+use super::Stack;
 
 use crate::{Agent, AgentOptions, SoftHsm, PIN};
 
@@ -40,7 +45,8 @@ impl ServerSigner {
             config: Some(config),
             args: Vec::new(),
         };
-        let agent = Agent::try_start_with(&hsm, options.clone())?;
+        let mut agent = Agent::try_start_with(&hsm, options.clone())?;
+        wait_serving(&mut agent)?;
         Ok(Self {
             agent,
             hsm,
@@ -53,6 +59,7 @@ impl ServerSigner {
     /// Stops tufad and starts it again on the same token, port and audit log.
     pub fn restart(&mut self) {
         self.agent.restart(&self.hsm, &self.options);
+        wait_serving(&mut self.agent).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// An mTLS channel to the listener with the client certificate `name` of the stack's CA
@@ -79,5 +86,98 @@ impl ServerSigner {
     pub async fn clients(&self) -> (KeyManagementClient<Channel>, SignerClient<Channel>) {
         let ch = self.channel_as("notary-server").await;
         (KeyManagementClient::new(ch.clone()), SignerClient::new(ch))
+    }
+}
+
+/// Waits until the agent's notary-signer listener serves (the socket opens first), or says
+/// why it did not: the agent exited (its port was taken, say) or took too long.
+fn wait_serving(agent: &mut Agent) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let serving = "notary-signer listener: serving notary-server";
+    // A restarted agent appends to the same log: count the lines.
+    let before = agent.log().matches(serving).count();
+    loop {
+        if let Some(status) = agent.exited() {
+            return Err(format!("tufad exited with {status} at start:\n{}", agent.log()));
+        }
+        if agent.log().matches(serving).count() > before {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("tufad's listener did not start in 20 s:\n{}", agent.log()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+impl ServerSigner {
+    /// The agent's own API over its Unix socket (what `tufa` speaks), as a raw gRPC client.
+    pub async fn agent_api(&self) -> AgentApiClient<Channel> {
+        AgentApiClient::new(self.unix_channel().await)
+    }
+
+    /// A channel on the agent's Unix socket.
+    pub async fn unix_channel(&self) -> Channel {
+        let path = self.agent.socket.clone();
+        Endpoint::try_from("http://[::]:50051")
+            .expect("endpoint")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .expect("connect to tufad's socket")
+    }
+
+    /// The keys on the server's token that are tagged as notary-server keys, as `tufa key
+    /// list` receives them.
+    pub async fn server_keys(&self) -> Vec<v1::Key> {
+        let mut api = self.agent_api().await;
+        let keys = api
+            .list_keys(v1::ListKeysRequest {})
+            .await
+            .expect("ListKeys")
+            .into_inner()
+            .keys;
+        keys.into_iter().filter(|k| k.server.is_some()).collect()
+    }
+
+    /// The server keys for `gun` and `role`.
+    pub async fn server_keys_for(&self, gun: &str, role: &str) -> Vec<v1::Key> {
+        self.server_keys()
+            .await
+            .into_iter()
+            .filter(|k| k.server.as_ref().is_some_and(|s| s.gun == gun && s.role == role))
+            .collect()
+    }
+
+    /// The audit lines of signatures made for notary-server (they carry `peer_cert`).
+    pub fn server_signatures(&self) -> Vec<serde_json::Value> {
+        self.agent
+            .audit_lines()
+            .into_iter()
+            .filter(|l| l["op"] == "sign" && l.get("peer_cert").is_some())
+            .collect()
+    }
+}
+
+impl Stack {
+    /// `GET /v2/GUN/_trust/tuf/ROLE.key`: the server's key for a role (made in its signer
+    /// when the GUN has no root yet), as notary-server returns it.
+    pub fn server_key(&self, gun: &str, role: &str) -> serde_json::Value {
+        let url = format!("{}/v2/{gun}/_trust/tuf/{role}.key", self.notary_url());
+        let (status, body) = get(http_agent(Some(&self.ca_file())).get(&url), &url);
+        assert_eq!(
+            status,
+            200,
+            "GET {url}: {}\nnotary-server log:\n{}",
+            String::from_utf8_lossy(&body),
+            self.server_log()
+        );
+        serde_json::from_slice(&body).expect("a key in JSON")
     }
 }
