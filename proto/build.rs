@@ -9,7 +9,10 @@ const SECRET_MESSAGES: [&str; 2] = [
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The agent's own contract, and notary-signer's API that tufad also serves.
-    let protos = ["proto/tufa/agent/v1/agent.proto", "proto/notary/signer.proto"];
+    let protos = [
+        "proto/tufa/agent/v1/agent.proto",
+        "proto/notary/signer.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

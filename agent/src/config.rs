@@ -665,13 +665,22 @@ mod tests {
         assert_eq!(n.listen, "127.0.0.1:7899".parse().unwrap());
         assert_eq!(n.device, "hsm");
         assert!(load(base).unwrap().notary_signer.is_none());
-        let e = load(&format!("{base}{}", table.replace("127.0.0.1:7899", "signer:7899")))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("notary_signer.listen") && e.contains("signer:7899"), "{e}");
-        let e = load(&format!("{base}{}", table.replace("client_ca = \"/ca\"\n", "")))
-            .unwrap_err()
-            .to_string();
+        let e = load(&format!(
+            "{base}{}",
+            table.replace("127.0.0.1:7899", "signer:7899")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("notary_signer.listen") && e.contains("signer:7899"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "{base}{}",
+            table.replace("client_ca = \"/ca\"\n", "")
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("client_ca"), "{e}");
     }
 

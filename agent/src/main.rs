@@ -94,13 +94,15 @@ fn main() -> anyhow::Result<()> {
         // The notary-signer listener, if configured: checked (an unattended device, TLS files,
         // the address) before anything is served, so a bad setting stops the agent at start.
         let signer = match &config.notary_signer {
-            Some(settings) => match NotarySignerListener::prepare(&config, settings, &agent).await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    socket.remove();
-                    return Err(e.into());
+            Some(settings) => {
+                match NotarySignerListener::prepare(&config, settings, &agent).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        socket.remove();
+                        return Err(e.into());
+                    }
                 }
-            },
+            }
             None => None,
         };
         let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;

@@ -136,7 +136,10 @@ impl Agent {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 self.child = None;
-                return Err(format!("tufad exited with {status} at start:\n{}", self.log()));
+                return Err(format!(
+                    "tufad exited with {status} at start:\n{}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -201,7 +204,9 @@ impl Agent {
 
     /// Whether the agent has exited (with its status).
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The agent's pid.

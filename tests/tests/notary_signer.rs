@@ -91,7 +91,10 @@ async fn notary_tufa_and_docker_publish_through_tufad_as_the_signer() {
         assert_eq!(l["result"], "ok", "{l}");
         assert!(ids.contains(l["key_id"].as_str().unwrap()), "{l}");
         assert!(
-            l["peer_cert"].as_str().unwrap().contains("CN=notary-server"),
+            l["peer_cert"]
+                .as_str()
+                .unwrap()
+                .contains("CN=notary-server"),
             "{l}"
         );
         assert!(l["sha256"].as_str().is_some_and(|h| h.len() == 64), "{l}");
@@ -110,17 +113,33 @@ async fn notary_tufa_and_docker_publish_through_tufad_as_the_signer() {
     server_roles_are_in_the_token(stack, &repo).await;
 
     // `tufa key list` on the server's agent shows the server keys as such.
-    let listed = stack
-        .tufad()
-        .agent
-        .tufa_ok(w.cwd(), &["key", "list"]);
+    let listed = stack.tufad().agent.tufa_ok(w.cwd(), &["key", "list"]);
     for k in stack.tufad().server_keys_for(&repo, "snapshot").await {
         let line = listed
             .lines()
             .find(|l| l.contains(&k.key_id[..12]))
             .unwrap_or_else(|| panic!("{} missing from:\n{listed}", k.key_id));
-        assert!(line.contains("server") && line.contains(&repo), "{line}");
+        assert!(
+            line.contains("server snapshot") && line.contains(&repo),
+            "{line}"
+        );
     }
+
+    // `tufa notary status` names the holder of the server's roles: on the agent that keeps
+    // their keys, "server (tufad, HSM)"; elsewhere it cannot tell.
+    let status = w
+        .user_of(&stack.tufad().agent)
+        .notary_ok(&["status", &repo]);
+    for role in ["snapshot", "timestamp"] {
+        let line = status.lines().find(|l| l.starts_with(role)).unwrap();
+        assert!(line.contains("server (tufad, HSM)"), "{status}");
+    }
+    let status = me.notary_ok(&["status", &repo]);
+    let line = status.lines().find(|l| l.starts_with("timestamp")).unwrap();
+    assert!(
+        line.contains("server") && !line.contains("tufad"),
+        "{status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,19 +169,19 @@ async fn clients_without_a_certificate_of_the_ca_are_refused_at_the_handshake() 
     tufa_testkit::pki::make_ca(&certs, "other-ca", "another CA");
     tufa_testkit::pki::make_leaf(&certs, "other-ca", "intruder");
     let read = |f: &str| std::fs::read(certs.join(f)).unwrap();
-    let endpoint = tonic::transport::Endpoint::from_shared(format!(
-        "https://127.0.0.1:{}",
-        signer.port
-    ))
-    .unwrap();
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{}", signer.port))
+            .unwrap();
     let server_ca = tonic::transport::Certificate::from_pem(read("ca.crt"));
     let no_cert = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(server_ca.clone())
         .domain_name("127.0.0.1");
-    let foreign = no_cert.clone().identity(tonic::transport::Identity::from_pem(
-        read("intruder.crt"),
-        read("intruder.key"),
-    ));
+    let foreign = no_cert
+        .clone()
+        .identity(tonic::transport::Identity::from_pem(
+            read("intruder.crt"),
+            read("intruder.key"),
+        ));
     for (who, tls) in [("no certificate", no_cert), ("another CA's", foreign)] {
         let refused = match endpoint.clone().tls_config(tls).unwrap().connect().await {
             Err(_) => true,
@@ -191,8 +210,9 @@ async fn clients_without_a_certificate_of_the_ca_are_refused_at_the_handshake() 
         .is_empty());
 
     // notary-server's own certificate is served, and both health names are SERVING.
-    let mut health =
-        tonic_health::pb::health_client::HealthClient::new(signer.channel_as("notary-server").await);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        signer.channel_as("notary-server").await,
+    );
     for name in [
         "grpc.health.v1.Health.KeyManagement",
         "grpc.health.v1.Health.Signer",
@@ -279,7 +299,9 @@ async fn a_user_key_on_the_same_token_cannot_be_reached_through_the_listener() {
     let stack = Stack::start_with_tufad_signer();
     let signer = stack.tufad();
     let cwd = tempfile::tempdir().unwrap();
-    signer.agent.tufa_ok(cwd.path(), &["key", "generate", "alice"]);
+    signer
+        .agent
+        .tufa_ok(cwd.path(), &["key", "generate", "alice"]);
     let mut api = signer.agent_api().await;
     let alice = api
         .get_key(v1::GetKeyRequest {
@@ -337,7 +359,11 @@ async fn a_user_key_on_the_same_token_cannot_be_reached_through_the_listener() {
         .unwrap()
         .into_inner();
     let raw: [u8; 64] = sig.content.as_slice().try_into().expect("64 bytes");
-    assert!(tufa_tests::verify_with_p256(&made.public_key, &content, &raw));
+    assert!(tufa_tests::verify_with_p256(
+        &made.public_key,
+        &content,
+        &raw
+    ));
 
     // The socket will not sign with a server key.
     let e = api
@@ -413,7 +439,9 @@ fn a_device_that_would_wait_for_a_person_is_refused_at_start() {
     };
     let e = start(table(SERVER_TOKEN), false);
     assert!(
-        e.contains("its PIN is not configured") && e.contains("no deadline") && e.contains("pin_file"),
+        e.contains("its PIN is not configured")
+            && e.contains("no deadline")
+            && e.contains("pin_file"),
         "{e}"
     );
     let e = start(table("elsewhere"), true);

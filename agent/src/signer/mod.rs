@@ -134,12 +134,13 @@ impl NotarySignerListener {
             )));
         }
         let tls = tls::server_config(settings)?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|error| SignerError::Listen {
-                addr: settings.listen,
-                error,
-            })?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|error| SignerError::Listen {
+                    addr: settings.listen,
+                    error,
+                })?;
         Ok(Self {
             settings: settings.clone(),
             listener,

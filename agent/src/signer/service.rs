@@ -248,7 +248,9 @@ impl Signer for SignerService {
         let r = req.into_inner();
         let id = key_id(r.key_id)?;
         if r.content.is_empty() {
-            return Err(Status::invalid_argument("nothing to sign: the content is empty"));
+            return Err(Status::invalid_argument(
+                "nothing to sign: the content is empty",
+            ));
         }
         let digest = Sha256Digest::of(&r.content);
         self.blocking(move |keys, audit| {
@@ -304,15 +306,28 @@ mod tests {
         let refused = |r| create_request(&r).unwrap_err();
         let e = refused(request("ed25519", "g", "timestamp"));
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("only ecdsa") && e.message().contains("key_algorithm"), "{e:?}");
+        assert!(
+            e.message().contains("only ecdsa") && e.message().contains("key_algorithm"),
+            "{e:?}"
+        );
         for role in ["root", "targets", "targets/releases"] {
             let e = refused(request("ecdsa", "g", role));
             assert_eq!(e.code(), tonic::Code::InvalidArgument);
-            assert!(e.message().contains(&format!("role '{role}' is not a server role")), "{e:?}");
+            assert!(
+                e.message()
+                    .contains(&format!("role '{role}' is not a server role")),
+                "{e:?}"
+            );
         }
-        assert!(refused(request("ecdsa", "", "timestamp")).message().contains("GUN of 0 bytes"));
-        assert!(refused(request("ecdsa", &"a".repeat(256), "timestamp")).message().contains("256 bytes"));
-        assert!(refused(request("ecdsa", "a\nb", "timestamp")).message().contains("control"));
+        assert!(refused(request("ecdsa", "", "timestamp"))
+            .message()
+            .contains("GUN of 0 bytes"));
+        assert!(refused(request("ecdsa", &"a".repeat(256), "timestamp"))
+            .message()
+            .contains("256 bytes"));
+        assert!(refused(request("ecdsa", "a\nb", "timestamp"))
+            .message()
+            .contains("control"));
     }
 
     #[test]
@@ -321,6 +336,11 @@ mod tests {
         let e = key_id(Some(notary::KeyId { id: "abc".into() })).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         let id = "8c524f91aff70d4f305c6b5b2d24a269cf1c574342c737562b2c97b65d5d0b5b";
-        assert_eq!(key_id(Some(notary::KeyId { id: id.into() })).unwrap().to_string(), id);
+        assert_eq!(
+            key_id(Some(notary::KeyId { id: id.into() }))
+                .unwrap()
+                .to_string(),
+            id
+        );
     }
 }

@@ -156,19 +156,11 @@ async fn accept_loop(
         tokio::spawn(async move {
             let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
-                    let _ = tx
-                        .send(Ok(Connection {
-                            tls,
-                            _place: place,
-                        }))
-                        .await;
+                    let _ = tx.send(Ok(Connection { tls, _place: place })).await;
                     return;
                 }
                 Ok(Err(e)) => e.to_string(),
-                Err(_) => format!(
-                    "no TLS handshake within {} s",
-                    HANDSHAKE_TIMEOUT.as_secs()
-                ),
+                Err(_) => format!("no TLS handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
             };
             let due = refused.lock().unwrap_or_else(|p| p.into_inner()).due();
             if let Some(more) = due {

@@ -90,9 +90,11 @@ impl Stack {
                 }
             })?;
             stack.signer = Some(signer);
-            stack.services.wait_until("tufad's notary-signer listener", || {
-                TcpStream::connect(("127.0.0.1", signer_port)).is_ok()
-            })?;
+            stack
+                .services
+                .wait_until("tufad's notary-signer listener", || {
+                    TcpStream::connect(("127.0.0.1", signer_port)).is_ok()
+                })?;
         }
         let conf = stack.write_server_config(trust, signer_port);
         stack.spawn(

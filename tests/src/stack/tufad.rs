@@ -46,7 +46,7 @@ impl ServerSigner {
             args: Vec::new(),
         };
         let mut agent = Agent::try_start_with(&hsm, options.clone())?;
-        wait_serving(&mut agent)?;
+        wait_serving(&mut agent, 0)?;
         Ok(Self {
             agent,
             hsm,
@@ -58,8 +58,9 @@ impl ServerSigner {
 
     /// Stops tufad and starts it again on the same token, port and audit log.
     pub fn restart(&mut self) {
+        let before = self.agent.log().matches(SERVING).count();
         self.agent.restart(&self.hsm, &self.options);
-        wait_serving(&mut self.agent).unwrap_or_else(|e| panic!("{e}"));
+        wait_serving(&mut self.agent, before).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// An mTLS channel to the listener with the client certificate `name` of the stack's CA
@@ -89,22 +90,30 @@ impl ServerSigner {
     }
 }
 
-/// Waits until the agent's notary-signer listener serves (the socket opens first), or says
+/// The line tufad logs once its notary-signer listener serves.
+const SERVING: &str = "notary-signer listener: serving notary-server";
+
+/// Waits until the agent's notary-signer listener serves (the socket opens first) and has
+/// logged it more than `before` times (a restarted agent appends to the same log), or says
 /// why it did not: the agent exited (its port was taken, say) or took too long.
-fn wait_serving(agent: &mut Agent) -> Result<(), String> {
+fn wait_serving(agent: &mut Agent, before: usize) -> Result<(), String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let serving = "notary-signer listener: serving notary-server";
-    // A restarted agent appends to the same log: count the lines.
-    let before = agent.log().matches(serving).count();
+    let serving = SERVING;
     loop {
         if let Some(status) = agent.exited() {
-            return Err(format!("tufad exited with {status} at start:\n{}", agent.log()));
+            return Err(format!(
+                "tufad exited with {status} at start:\n{}",
+                agent.log()
+            ));
         }
         if agent.log().matches(serving).count() > before {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            return Err(format!("tufad's listener did not start in 20 s:\n{}", agent.log()));
+            return Err(format!(
+                "tufad's listener did not start in 20 s:\n{}",
+                agent.log()
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -151,7 +160,11 @@ impl ServerSigner {
         self.server_keys()
             .await
             .into_iter()
-            .filter(|k| k.server.as_ref().is_some_and(|s| s.gun == gun && s.role == role))
+            .filter(|k| {
+                k.server
+                    .as_ref()
+                    .is_some_and(|s| s.gun == gun && s.role == role)
+            })
             .collect()
     }
 

@@ -279,9 +279,7 @@ impl Backend for Pkcs11Backend {
 
     fn server_tags(&self) -> Result<Vec<ServerTag>, AgentError> {
         self.sessions
-            .with_session(false, "reading server-key tags", |s| {
-                tags::find(s, None)
-            })
+            .with_session(false, "reading server-key tags", |s| tags::find(s, None))
             .map(|found| found.into_iter().map(|(_, t)| t).collect())
     }
 
