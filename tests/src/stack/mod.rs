@@ -53,6 +53,7 @@ pub struct Stack {
     pub signer: Option<ServerSigner>,
     notary_port: u16,
     registry_port: u16,
+    signer_port: u16,
     /// Plain HTTP to the registry.
     http: ureq::Agent,
     /// Numbers each pushed image, so two pushes never make the same digest.
@@ -124,6 +125,12 @@ impl Stack {
     /// The CA's private key (PKCS#8 PEM), to mint more certificates in tests.
     pub fn ca_key_file(&self) -> PathBuf {
         self.dir.path().join("certs/ca.key")
+    }
+
+    /// An mTLS channel to the stack's signer (notary-signer, or tufad's listener) with the
+    /// client certificate `client` of the stack's CA (`notary-server` is notary-server's).
+    pub async fn signer_channel(&self, client: &str) -> tonic::transport::Channel {
+        tufad::mtls_channel(&self.dir().join("certs"), self.signer_port, client).await
     }
 
     /// The registry's address, `127.0.0.1:PORT` (plain HTTP).

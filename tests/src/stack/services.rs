@@ -50,6 +50,7 @@ impl Stack {
             signer: None,
             notary_port,
             registry_port,
+            signer_port,
             http: http_agent(None),
             pushes: AtomicU64::new(0),
             dir,

@@ -66,21 +66,7 @@ impl ServerSigner {
     /// An mTLS channel to the listener with the client certificate `name` of the stack's CA
     /// (`notary-server` is the one notary-server uses).
     pub async fn channel_as(&self, name: &str) -> Channel {
-        let read = |f: String| std::fs::read(self.certs.join(f)).expect("read a certificate");
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read("ca.crt".into())))
-            .identity(Identity::from_pem(
-                read(format!("{name}.crt")),
-                read(format!("{name}.key")),
-            ))
-            .domain_name("127.0.0.1");
-        Endpoint::from_shared(format!("https://127.0.0.1:{}", self.port))
-            .expect("endpoint")
-            .tls_config(tls)
-            .expect("tls config")
-            .connect()
-            .await
-            .expect("connect to tufad's notary-signer listener")
+        mtls_channel(&self.certs, self.port, name).await
     }
 
     /// `KeyManagement` and `Signer` clients, as notary-server.
@@ -88,6 +74,26 @@ impl ServerSigner {
         let ch = self.channel_as("notary-server").await;
         (KeyManagementClient::new(ch.clone()), SignerClient::new(ch))
     }
+}
+
+/// An mTLS channel to a signer on `127.0.0.1:port` whose certificate the CA `certs/ca.crt`
+/// issued, with the client certificate `certs/<client>.{crt,key}`.
+pub async fn mtls_channel(certs: &std::path::Path, port: u16, client: &str) -> Channel {
+    let read = |f: String| std::fs::read(certs.join(f)).expect("read a certificate");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.crt".into())))
+        .identity(Identity::from_pem(
+            read(format!("{client}.crt")),
+            read(format!("{client}.key")),
+        ))
+        .domain_name("127.0.0.1");
+    Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls config")
+        .connect()
+        .await
+        .expect("connect to the signer")
 }
 
 /// The line tufad logs once its notary-signer listener serves.
