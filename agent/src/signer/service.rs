@@ -154,6 +154,15 @@ impl KeyManagement for SignerService {
         let (gun, role) = create_request(req.get_ref())?;
         self.blocking(move |keys, audit| {
             let created = keys.create(&gun, role);
+            if created.is_err() {
+                let rec = caller
+                    .record(Operation::Generate, None)
+                    .context(&gun, role.as_str())
+                    .result(&created);
+                if let Err(w) = audit.write(&rec) {
+                    tracing::error!(error = %w, "the audit line of a failed CreateKey was not written");
+                }
+            }
             let k = match created {
                 Ok(Created::Reused(k)) => {
                     tracing::debug!(key_id = %k.key.id, gun = %gun, %role, "CreateKey: handed out a key that never signed");
@@ -171,17 +180,7 @@ impl KeyManagement for SignerService {
                     tracing::info!(key_id = %k.key.id, gun = %gun, %role, "created a notary-server key");
                     k
                 }
-                Err(e) => {
-                    let failed: Result<(), AgentError> = Err(e);
-                    let rec = caller
-                        .record(Operation::Generate, None)
-                        .context(&gun, role.as_str())
-                        .result(&failed);
-                    if let Err(w) = audit.write(&rec) {
-                        tracing::error!(error = %w, "the audit line of a failed CreateKey was not written");
-                    }
-                    return Err(failed.expect_err("failed").into());
-                }
+                Err(e) => return Err(e.into()),
             };
             Ok(Response::new(notary::PublicKey {
                 key_info: Some(key_info(&k)),
