@@ -453,10 +453,8 @@ impl NotaryArgs {
                 Changelist::new(&ctx.trust_dir, &gun).clear()?;
                 TrustCache::new(&ctx.trust_dir)
                     .remove_gun(&gun)
+                    .await
                     .map_err(|e| CliError::Usage(e.to_string()))?;
-                // The repository's own directory goes too, unless another GUN lives below it
-                // (`a/b` holds `a/b/c`): remove_dir only removes an empty directory.
-                let _ = std::fs::remove_dir(ctx.trust_dir.join("tuf").join(gun.as_str()));
                 println!("Deleting trust data for repository {gun}");
                 if a.remote {
                     server_of(&ctx)?

@@ -200,14 +200,9 @@ impl Repo {
         )
         .await;
         self.finish(reread.pending.take()).await;
+        // The posted files are not cached alone: beside the cached snapshot they would mix two
+        // server states. The next read fetches them (and what the server signed with them).
         let published = published?;
-        // Our own files, now served: the next read need not fetch them (it still checks their
-        // hashes against the server's snapshot before using them).
-        if !published.created {
-            if let Err(e) = self.cache.commit(&self.gun, &published.targets_files) {
-                eprintln!("warning: {e}");
-            }
-        }
         Ok(published.created)
     }
 
