@@ -96,9 +96,11 @@ pub struct VerifiedRepo {
 ///
 /// The GUN's cache is locked throughout ([`TrustCache::lock`]), so other tufa processes neither
 /// change it under the verification nor see it half-written. If a program that takes no lock
-/// (the docker or notary CLI) wrote it meanwhile, the update starts over from the newer cache, a
-/// few times at most. When refused, nothing was written to `cache`. Warnings (near-expiry root
-/// certificates, skipped delegations, ignored targets) are in [`VerifiedRepo::warnings`].
+/// (the docker or notary CLI) wrote it meanwhile, the update starts over from the newer cache;
+/// after a few such tries it leaves the cache to that program and warns
+/// ([`UpdateWarning::NotCached`]). When refused, nothing was written to `cache`. Warnings
+/// (near-expiry root certificates, skipped delegations, ignored targets) are in
+/// [`VerifiedRepo::warnings`].
 pub async fn update<S: RemoteStore>(
     store: &S,
     cache: &TrustCache,
@@ -110,11 +112,18 @@ pub async fn update<S: RemoteStore>(
     loop {
         let lock = cache.lock(gun).await?;
         let view = lock.read().await?;
-        let (repo, staged) = verify(store, cache, &view, gun, options).await?;
+        let (mut repo, staged) = verify(store, cache, &view, gun, options).await?;
         match lock.commit(&view, &staged) {
             Err(CacheError::Changed { .. }) if attempt < ATTEMPTS => {
                 tracing::info!(gun = %gun, attempt, "the cache changed while read; reading again");
                 attempt += 1;
+            }
+            // What was verified stands; only the cache stays the other program's.
+            Err(e @ CacheError::Changed { .. }) => {
+                repo.warnings.push(UpdateWarning::NotCached {
+                    reason: e.to_string(),
+                });
+                return Ok(repo);
             }
             result => return result.map(|()| repo).map_err(UpdateError::from),
         }

@@ -103,11 +103,11 @@ pub enum CacheError {
         total: usize,
     },
 
-    /// Another program wrote the GUN's cache while tufa read it, each time it tried.
+    /// Another program wrote the GUN's cache after tufa read it: tufa's copy was not written.
     #[error(
-        "the trust cache of {gun} at {dir} changed while tufa was reading it, each of the times \
-         it tried: another program (the docker or notary CLI, which take no lock) is writing it. \
-         Nothing was written to the cache; retry when that program has finished"
+        "the trust cache of {gun} at {dir} changed while tufa was reading it: another program \
+         (the docker or notary CLI, which take no lock) wrote it meanwhile, so tufa left that \
+         copy as it is; the next read checks it against the server again"
     )]
     Changed {
         /// The repository.
