@@ -449,3 +449,163 @@ fn a_stuck_lock_holder_is_named_then_the_others_go_on_once_it_is_killed() {
         );
     }
 }
+
+/// Every file under `dir` (relative) with its bytes.
+fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    tufa_testkit::tree(dir)
+        .into_iter()
+        .map(|(path, bytes)| (path.strip_prefix(dir).unwrap().to_owned(), bytes))
+        .collect()
+}
+
+/// The metadata files readers asked the proxy for since the last call, each once (not
+/// `root.json`, which every reader asks for).
+fn fetched_besides_root(proxy: &HostileServer) -> Vec<String> {
+    let files: std::collections::BTreeSet<String> = proxy
+        .served()
+        .into_iter()
+        .map(|s| s.file)
+        .filter(|f| f != "root.json")
+        .collect();
+    files.into_iter().collect()
+}
+
+#[test]
+fn the_cache_is_shared_with_docker_and_notary_both_ways() {
+    let w = World::new("cache-shared");
+    let me = w.user();
+    let repo = repository(&w);
+    w.stack
+        .push_image("tufa/app", "v1", ManifestKind::DockerSchema2);
+    me.sign(&format!("{repo}:v1"));
+    // A sign caches what it read, not what it posted (that would mix two server states): the
+    // next read caches the signed state.
+    me.tufa_ok(&["inspect", &repo]);
+    let trust = docker_trust(&w.stack);
+    let ours = files_under(&metadata_dir(&trust, &repo));
+    assert!(
+        ours.contains_key(Path::new("targets/alice.json")),
+        "{:?}",
+        ours.keys()
+    );
+
+    // The notary CLI, given the same server state, caches the very same files, byte for byte.
+    let theirs_dir = w.cwd().join("notary-trust");
+    let dir = theirs_dir.to_str().unwrap();
+    w.stack.notary_ok(&["-d", dir, "list", &repo]);
+    assert_eq!(files_under(&metadata_dir(&theirs_dir, &repo)), ours);
+
+    // Through a proxy that logs what is fetched: the notary and docker CLIs reading what tufa
+    // cached fetch only the timestamp (snapshot, targets and delegations come from the cache).
+    let proxy = HostileServer::proxy(&w.stack);
+    let port = proxy.url().rsplit(':').next().unwrap().to_owned();
+    let tls = w
+        .stack
+        .docker_config()
+        .join(format!("tls/127.0.0.1:{port}"));
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::copy(proxy.ca_file(), tls.join("ca.crt")).unwrap();
+    let ca = proxy.ca_file();
+    let notary_via_proxy = |trust: &Path| {
+        Run::of(
+            "notary list (proxy)",
+            w.stack.notary_command().args([
+                "-d",
+                trust.to_str().unwrap(),
+                "-s",
+                &proxy.url(),
+                "--tlscacert",
+                ca.to_str().unwrap(),
+                "list",
+                &repo,
+            ]),
+        )
+        .ok()
+    };
+    proxy.served();
+    let listed = notary_via_proxy(&trust);
+    assert!(listed.contains("v1"), "{listed}");
+    assert_eq!(fetched_besides_root(&proxy), ["timestamp.json"]);
+    let docker = Run::of(
+        "docker trust inspect (proxy)",
+        w.stack
+            .docker_command(w.cwd())
+            .env("DOCKER_CONTENT_TRUST_SERVER", proxy.url())
+            .args(["trust", "inspect", &repo]),
+    )
+    .ok();
+    assert!(docker.contains("\"v1\""), "{docker}");
+    assert_eq!(fetched_besides_root(&proxy), ["timestamp.json"]);
+    // And they left it as tufa wrote it (same server state, same bytes).
+    assert_eq!(files_under(&metadata_dir(&trust, &repo)), ours);
+
+    // The other way: tufa reading what the notary CLI cached fetches only the timestamp too.
+    let tufa_via_proxy = |trust: &Path| {
+        let args = notary_args(&proxy.url(), &ca, trust, &["list", &repo]);
+        me.agent.tufa_ok(w.cwd(), &args)
+    };
+    let listed = tufa_via_proxy(&theirs_dir);
+    assert!(listed.contains("v1"), "{listed}");
+    assert_eq!(fetched_besides_root(&proxy), ["timestamp.json"]);
+
+    // ... and what docker cached, after a new tag changed every file but the root.
+    w.stack
+        .push_image("tufa/app", "v2", ManifestKind::DockerSchema2);
+    me.sign(&format!("{repo}:v2"));
+    std::fs::remove_dir_all(trust.join("tuf")).unwrap();
+    me.docker_ok(&["trust", "inspect", &repo]);
+    let docker_wrote = files_under(&metadata_dir(&trust, &repo));
+    proxy.served();
+    let listed = tufa_via_proxy(&trust);
+    assert!(listed.contains("v2"), "{listed}");
+    assert_eq!(fetched_besides_root(&proxy), ["timestamp.json"]);
+    assert_eq!(files_under(&metadata_dir(&trust, &repo)), docker_wrote);
+}
+
+/// Issue 11 item 8: GUN `X/metadata/targets` beside `X`, whose delegation
+/// `targets/metadata/root` sits where the other's root.json would in Notary's layout.
+#[test]
+fn guns_whose_notary_paths_meet_keep_their_own_cache() {
+    let w = World::new("cache-guns");
+    let me = w.user();
+    let x = "example.com/x";
+    let y = "example.com/x/metadata/targets";
+    me.generate_key("meta");
+    me.notary_ok(&["init", x, "-p"]);
+    me.delegate(x, "targets/metadata", "meta.pub");
+    me.delegate(x, "targets/metadata/root", "meta.pub");
+    let digest = hex::encode(Sha256::digest(b"t1"));
+    me.notary_ok(&[
+        "addhash",
+        x,
+        "t1",
+        "2",
+        "--sha256",
+        &digest,
+        "--roles",
+        "targets/metadata/root",
+        "-p",
+    ]);
+    me.notary_ok(&["init", y, "-p"]);
+    me.publish_target(y, "y1", 2, &digest);
+    // Read each a few times, in turn: each keeps its own files.
+    for _ in 0..2 {
+        let listed = me.notary_ok(&["list", x]);
+        assert!(listed.contains("t1"), "{listed}");
+        let listed = me.notary_ok(&["list", y]);
+        assert!(listed.contains("y1"), "{listed}");
+    }
+    let trust = w.cwd().join("tufa-trust");
+    // X keeps Notary's path (its delegation too); Y, which would meet it, lives apart.
+    let x_files = files_under(&metadata_dir(&trust, x));
+    assert!(x_files.contains_key(Path::new("targets/metadata/root.json")));
+    let y_dir = tufa_client::tuf::TrustCache::new(&trust).metadata_dir(&y.parse().unwrap());
+    assert!(
+        y_dir.starts_with(trust.join("tufa/tuf")),
+        "{}",
+        y_dir.display()
+    );
+    let y_root = std::fs::read(y_dir.join("root.json")).unwrap();
+    let y_root: serde_json::Value = serde_json::from_slice(&y_root).unwrap();
+    assert_eq!(y_root["signed"]["_type"], "Root");
+}

@@ -86,6 +86,8 @@ fn try_lock(dir: &Path, path: &Path) -> Result<Option<File>, CacheError> {
             .read(true)
             .write(true)
             .create(true)
+            // Not before it is ours: the holder's pid is in it.
+            .truncate(false)
             .mode(0o600)
             .open(path)
         {
@@ -123,11 +125,6 @@ impl GunLock {
     /// The repository locked.
     pub fn gun(&self) -> &Gun {
         &self.gun
-    }
-
-    /// The cache this lock is on.
-    pub fn cache(&self) -> &TrustCache {
-        &self.cache
     }
 
     /// Every cached file of the GUN, read at once.

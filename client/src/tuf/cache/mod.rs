@@ -405,11 +405,6 @@ impl CacheView {
     pub fn get(&self, role: &RoleName) -> Option<&[u8]> {
         self.roles.get(role).map(Vec::as_slice)
     }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.roles.is_empty()
-    }
 }
 
 #[cfg(test)]
