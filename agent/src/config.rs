@@ -5,10 +5,14 @@
 //! audit_log = "/var/log/tufa/audit.log"       # default: no audit log
 //! allowed_uids = [1001]                       # besides the agent's own uid
 //! pin_cache_ttl_seconds = 900                 # how long an unlock PIN is kept
+//! state_dir = "/var/lib/tufa"                 # default: $STATE_DIRECTORY, else
+//!                                             # $XDG_STATE_HOME/tufa or ~/.local/state/tufa
 //!
 //! [[pkcs11]]
 //! module = "/usr/lib/softhsm/libsofthsm2.so"
 //! token = "tufa"                              # token label
+//! # or the RFC 7512 way: uri = "pkcs11:token=tufa;serial=1234?module-path=/usr/lib/...so"
+//! #   (token, serial, model, manufacturer; module-path, pin-source=file:PATH)
 //! pin_file = "/etc/tufa/pin"                  # or pin_env = "TUFA_PKCS11_PIN", or neither: unlock
 //! sessions = 4                                # signing sessions kept open
 //!
@@ -17,6 +21,12 @@
 //! pin_file = "/etc/tufa/yubikey-pin"          # or pin_env, or neither: unlock
 //! management_key = "default"                  # or "protected", or { file = "/etc/tufa/mgm.hex" }
 //! touch_policy = "never"                      # new keys' touch policy: never, always, cached
+//!
+//! [limits]                                    # what one caller may hold; the defaults:
+//! connections_per_uid = 32
+//! streams_per_connection = 16
+//! device_calls_per_uid = 8
+//! idle_timeout_seconds = 60
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,9 +34,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::backend::pkcs11::Pkcs11Config;
+use crate::backend::pkcs11::{Pkcs11Config, TokenSelect};
 use crate::backend::yubikey::{ManagementKey, YubiKeyConfig};
 use crate::backend::TouchPolicy;
+use crate::keys::Pkcs11Uri;
 use crate::pin::PinSource;
 
 /// The file's shape; unknown keys are errors so typos do not pass silently.
@@ -42,12 +53,55 @@ pub struct ConfigFile {
     pub allowed_uids: Vec<u32>,
     /// Unlock PIN lifetime in seconds.
     pub pin_cache_ttl_seconds: Option<u64>,
+    /// Where the agent keeps what must outlive it (refused-PIN records).
+    pub state_dir: Option<PathBuf>,
     /// PKCS#11 tokens.
     #[serde(default)]
     pub pkcs11: Vec<Pkcs11Section>,
     /// YubiKeys.
     #[serde(default)]
     pub yubikey: Vec<YubiKeySection>,
+    /// Per-caller limits.
+    pub limits: Option<LimitsSection>,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Open connections per uid.
+    pub connections_per_uid: Option<usize>,
+    /// Concurrent calls per connection.
+    pub streams_per_connection: Option<u32>,
+    /// Device operations per uid running or waiting for a device.
+    pub device_calls_per_uid: Option<usize>,
+    /// Seconds a connection may stay silent.
+    pub idle_timeout_seconds: Option<u64>,
+}
+
+/// What one caller may hold, so that no neighbour can starve the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections per uid; more are closed as they are accepted.
+    pub connections_per_uid: usize,
+    /// Concurrent calls (HTTP/2 streams) per connection.
+    pub streams_per_connection: u32,
+    /// Device operations per uid that may run at once; more wait their turn.
+    pub device_calls_per_uid: usize,
+    /// A connection from which nothing arrives for this long is closed (live clients answer
+    /// the agent's pings well within it).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections_per_uid: 32,
+            streams_per_connection: 16,
+            device_calls_per_uid: 8,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// One `[[yubikey]]` section.
@@ -83,10 +137,12 @@ pub enum ManagementKeySetting {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pkcs11Section {
-    /// Module path.
-    pub module: PathBuf,
-    /// Token label.
-    pub token: String,
+    /// Module path (or `module-path` in `uri`).
+    pub module: Option<PathBuf>,
+    /// Token label (or `token` in `uri`).
+    pub token: Option<String>,
+    /// An RFC 7512 URI naming the token.
+    pub uri: Option<String>,
     /// PIN file.
     pub pin_file: Option<PathBuf>,
     /// PIN environment variable.
@@ -106,10 +162,14 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     /// Unlock PIN lifetime.
     pub pin_cache_ttl: Duration,
+    /// Where refused-PIN records are kept; `None`: nowhere (refusals last until restart).
+    pub state_dir: Option<PathBuf>,
     /// PKCS#11 tokens.
     pub pkcs11: Vec<Pkcs11Config>,
     /// YubiKeys.
     pub yubikeys: Vec<YubiKeyConfig>,
+    /// Per-caller limits.
+    pub limits: Limits,
 }
 
 /// Settings given as flags; each overrides the file.
@@ -207,27 +267,81 @@ impl Config {
             key: key.to_owned(),
             message,
         };
+        let state_dir = file.state_dir.clone().or_else(default_state_dir);
+        if let Some(d) = &state_dir {
+            if d.is_relative() {
+                return Err(invalid(
+                    "state_dir",
+                    format!("'{}' is relative: give an absolute path", d.display()),
+                ));
+            }
+        }
         let mut pkcs11 = Vec::new();
         for (i, s) in file.pkcs11.into_iter().enumerate() {
             let key = |k: &str| format!("pkcs11[{i}].{k}");
-            let pin = pin_source(s.pin_file, s.pin_env).ok_or_else(|| {
+            let mut pin = pin_source(s.pin_file, s.pin_env).ok_or_else(|| {
                 invalid(
                     &key("pin_file"),
                     "pin_file and pin_env both set: keep one".into(),
                 )
             })?;
-            if s.token.is_empty() {
-                return Err(invalid(&key("token"), "the token label is empty".into()));
+            let (mut module, mut token) = (s.module, s.token);
+            let mut select = TokenSelect::default();
+            if let Some(text) = &s.uri {
+                let uri = token_uri(text).map_err(|m| invalid(&key("uri"), m))?;
+                let twice = |what: &str, setting: &str| {
+                    invalid(
+                        &key("uri"),
+                        format!("the {what} is given in uri and in {setting}: keep one"),
+                    )
+                };
+                if let Some(label) = uri.token {
+                    if token.is_some() {
+                        return Err(twice("token label", "token"));
+                    }
+                    token = Some(label);
+                }
+                if let Some(path) = uri.module_path {
+                    if module.is_some() {
+                        return Err(twice("module", "module"));
+                    }
+                    module = Some(PathBuf::from(path));
+                }
+                if let Some(source) = uri.pin_source {
+                    if pin != PinSource::Unlock {
+                        return Err(twice("PIN source", "pin_file or pin_env"));
+                    }
+                    pin = pin_source_of_uri(&source).map_err(|m| invalid(&key("uri"), m))?;
+                }
+                select = TokenSelect {
+                    serial: uri.serial,
+                    model: uri.model,
+                    manufacturer: uri.manufacturer,
+                };
             }
+            let module = module.ok_or_else(|| {
+                invalid(
+                    &key("module"),
+                    "no module: set module, or module-path in uri".into(),
+                )
+            })?;
+            let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                invalid(
+                    &key("token"),
+                    "no token label: set token, or token= in uri".into(),
+                )
+            })?;
             let sessions = s.sessions.unwrap_or(4);
             if !(1..=64).contains(&sessions) {
                 return Err(invalid(&key("sessions"), "must be between 1 and 64".into()));
             }
             pkcs11.push(Pkcs11Config {
-                module: s.module.display().to_string(),
-                token: s.token,
+                module: module.display().to_string(),
+                token,
+                select,
                 pin,
                 sessions,
+                state_dir: state_dir.clone(),
             });
         }
         match (flags.pkcs11_module, flags.pkcs11_token) {
@@ -239,6 +353,8 @@ impl Config {
                     .map(PinSource::File)
                     .unwrap_or_default(),
                 sessions: 4,
+                select: TokenSelect::default(),
+                state_dir: state_dir.clone(),
             }),
             (None, None) => {
                 if flags.pkcs11_pin_file.is_some() {
@@ -301,6 +417,7 @@ impl Config {
                 pin,
                 management_key,
                 touch_policy,
+                state_dir: state_dir.clone(),
             });
         }
         let flag_yubikeys = !flags.yubikeys.is_empty();
@@ -321,6 +438,7 @@ impl Config {
                     .unwrap_or_default(),
                 management_key: ManagementKey::Default,
                 touch_policy: TouchPolicy::Never,
+                state_dir: state_dir.clone(),
             });
         }
         if flags.yubikey_pin_file.is_some() && !flag_yubikeys {
@@ -349,15 +467,104 @@ impl Config {
                 )
             })?,
         };
+        let limits = limits(file.limits.unwrap_or_default(), &invalid)?;
         Ok(Self {
             socket,
             audit_log: flags.audit_log.or(file.audit_log),
             allowed_uids: file.allowed_uids,
             pin_cache_ttl: ttl,
+            state_dir,
             pkcs11,
             yubikeys,
+            limits,
         })
     }
+}
+
+/// The `[limits]` table over the defaults, each value within its range.
+fn limits(
+    s: LimitsSection,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Limits, ConfigError> {
+    fn within<T: PartialOrd + std::fmt::Display + Copy>(
+        value: Option<T>,
+        default: T,
+        (min, max): (T, T),
+        key: &str,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<T, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) if v >= min && v <= max => Ok(v),
+            Some(_) => Err(invalid(
+                &format!("limits.{key}"),
+                format!("must be between {min} and {max}"),
+            )),
+        }
+    }
+    let d = Limits::default();
+    Ok(Limits {
+        connections_per_uid: within(
+            s.connections_per_uid,
+            d.connections_per_uid,
+            (1, 4096),
+            "connections_per_uid",
+            invalid,
+        )?,
+        streams_per_connection: within(
+            s.streams_per_connection,
+            d.streams_per_connection,
+            (1, 1024),
+            "streams_per_connection",
+            invalid,
+        )?,
+        device_calls_per_uid: within(
+            s.device_calls_per_uid,
+            d.device_calls_per_uid,
+            (1, 64),
+            "device_calls_per_uid",
+            invalid,
+        )?,
+        idle_timeout: Duration::from_secs(within(
+            s.idle_timeout_seconds,
+            d.idle_timeout.as_secs(),
+            (1, 86_400),
+            "idle_timeout_seconds",
+            invalid,
+        )?),
+    })
+}
+
+/// A `[[pkcs11]]` section's `uri`: a token, never a key, and never a PIN.
+fn token_uri(text: &str) -> Result<Pkcs11Uri, String> {
+    let uri: Pkcs11Uri = text
+        .parse()
+        .map_err(|e: crate::keys::UriError| e.to_string())?;
+    uri.refuse(
+        &[
+            "token",
+            "serial",
+            "model",
+            "manufacturer",
+            "module-path",
+            "pin-source",
+        ],
+        "a [[pkcs11]] section's uri, which names a token",
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(uri)
+}
+
+/// `pin-source` as RFC 7512 has it: a `file:` URI or an absolute path.
+fn pin_source_of_uri(source: &str) -> Result<PinSource, String> {
+    let path = source.strip_prefix("file:").unwrap_or(source);
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if !path.starts_with('/') {
+        return Err(format!(
+            "pin-source '{source}': tufa reads a PIN from a file only (pin-source=file:/ABSOLUTE/PATH)"
+        ));
+    }
+    Ok(PinSource::File(PathBuf::from(path)))
 }
 
 /// Where a device's PIN comes from; `None` when both a file and a variable are given.
@@ -368,6 +575,20 @@ fn pin_source(file: Option<PathBuf>, env: Option<String>) -> Option<PinSource> {
         (None, Some(v)) => Some(PinSource::Env(v)),
         (None, None) => Some(PinSource::Unlock),
     }
+}
+
+/// The state directory when the file names none: systemd's `StateDirectory=` (the first of
+/// `$STATE_DIRECTORY`), else `$XDG_STATE_HOME/tufa`, else `~/.local/state/tufa`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let var = |v: &str| std::env::var_os(v).filter(|d| !d.is_empty());
+    if let Some(dirs) = var("STATE_DIRECTORY") {
+        return std::env::split_paths(&dirs).next();
+    }
+    var("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("tufa"))
 }
 
 /// `$XDG_RUNTIME_DIR/tufa/agent.sock`, the socket both binaries use by default.
@@ -399,6 +620,30 @@ mod tests {
         assert_eq!(c.allowed_uids, vec![7]);
         assert_eq!(c.pin_cache_ttl, Duration::from_secs(60));
         assert_eq!(c.pkcs11[0].pin, PinSource::Env("PIN".into()));
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn reads_limits_within_their_ranges() {
+        let base = "socket = \"/tmp/x.sock\"\n[[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"t\"\n";
+        let c = load(&format!(
+            "{base}[limits]\nconnections_per_uid = 4\nidle_timeout_seconds = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.connections_per_uid, 4);
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(2));
+        assert_eq!(c.limits.streams_per_connection, 16);
+        let e = load(&format!("{base}[limits]\ndevice_calls_per_uid = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("limits.device_calls_per_uid") && e.contains("between 1 and 64"),
+            "{e}"
+        );
+        let e = load(&format!("{base}[limits]\nconections = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conections"), "{e}");
     }
 
     #[test]
@@ -449,6 +694,42 @@ mod tests {
         .unwrap();
         assert_eq!(c.yubikeys[1].serial, 2);
         assert_eq!(c.yubikeys[1].pin, PinSource::File("/pin".into()));
+    }
+
+    #[test]
+    fn a_pkcs11_section_can_name_its_token_by_uri() {
+        let c = load(
+            "socket = \"/x\"\n[[pkcs11]]\nuri = \"pkcs11:token=my%20dev;serial=42?module-path=/m.so&pin-source=file:/etc/pin\"\n",
+        )
+        .unwrap();
+        let p = &c.pkcs11[0];
+        assert_eq!((p.module.as_str(), p.token.as_str()), ("/m.so", "my dev"));
+        assert_eq!(p.select.serial.as_deref(), Some("42"));
+        assert_eq!(p.pin, PinSource::File("/etc/pin".into()));
+        let c =
+            load("socket = \"/x\"\n[[pkcs11]]\nmodule = \"/m.so\"\nuri = \"pkcs11:token=dev\"\n")
+                .unwrap();
+        assert_eq!(c.pkcs11[0].token, "dev");
+        let bad = |uri: &str| {
+            load(&format!(
+                "socket = \"/x\"\n[[pkcs11]]\nmodule = \"/m.so\"\n{uri}\n"
+            ))
+            .unwrap_err()
+            .to_string()
+        };
+        let e = bad("uri = \"pkcs11:token=dev;object=alice\"");
+        assert!(
+            e.contains("pkcs11[0].uri") && e.contains("object has no use"),
+            "{e}"
+        );
+        let e = bad("uri = \"pkcs11:token=dev?pin-value=123456\"");
+        assert!(e.contains("pin-value") && !e.contains("123456"), "{e}");
+        let e = bad("uri = \"pkcs11:token=dev?module-path=/n.so\"");
+        assert!(e.contains("module is given in uri and in module"), "{e}");
+        let e = bad("uri = \"pkcs11:serial=1\"");
+        assert!(e.contains("no token label"), "{e}");
+        let e = bad("uri = \"pkcs11:token=dev?pin-source=env:PIN\"");
+        assert!(e.contains("file only"), "{e}");
     }
 
     #[test]

@@ -31,13 +31,12 @@ impl ImportedKey {
         pem_text: &[u8],
         passphrase: Option<&SecretString>,
     ) -> Result<Self, ImportError> {
-        let text = std::str::from_utf8(pem_text).map_err(|_| ImportError::NotPem)?;
-        let block = pem::parse(text).map_err(|_| ImportError::NotPem)?;
-        let tag = block.tag().to_owned();
-        let legacy_encrypted = block.headers().get("DEK-Info").is_some();
-        // The DER of a private key is secret too: taken out of the block, so no copy is left.
-        let der = Zeroizing::new(block.into_contents());
-        let secret = match tag.as_str() {
+        let PemBlock {
+            label,
+            legacy_encrypted,
+            der,
+        } = PemBlock::decode(pem_text)?;
+        let secret = match label.as_str() {
             "EC PRIVATE KEY" => {
                 if legacy_encrypted {
                     return Err(ImportError::LegacyEncryption);
@@ -91,6 +90,56 @@ impl ImportedKey {
             .map(|d| d.as_bytes().to_vec())
             .unwrap_or_default()
     }
+}
+
+/// The first PEM block of a file, decoded into zeroizing buffers.
+///
+/// Written here rather than taken from a PEM crate: `pem` builds the whitespace-stripped base64
+/// in a growing `String` it drops unzeroized (for SEC1 and plain PKCS#8 that is the key), and
+/// `pem-rfc7468` refuses the `role:`/`gun:` headers Notary and docker write. Accepted as `pem`
+/// accepts it: text around the block, CRLF or LF, and RFC 1421 headers ended by a blank line.
+struct PemBlock {
+    label: String,
+    legacy_encrypted: bool,
+    der: Zeroizing<Vec<u8>>,
+}
+
+impl PemBlock {
+    fn decode(text: &[u8]) -> Result<Self, ImportError> {
+        use base64ct::Encoding as _;
+        let (_, rest) = split_once(text, b"-----BEGIN ").ok_or(ImportError::NotPem)?;
+        let (label, rest) = split_once(rest, b"-----").ok_or(ImportError::NotPem)?;
+        let (payload, rest) = split_once(rest, b"-----END ").ok_or(ImportError::NotPem)?;
+        let (end_label, _) = split_once(rest, b"-----").ok_or(ImportError::NotPem)?;
+        if label != end_label || !label.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+            return Err(ImportError::NotPem);
+        }
+        let (headers, body) = split_once(payload, b"\n\n")
+            .or_else(|| split_once(payload, b"\r\n\r\n"))
+            .unwrap_or((&[], payload));
+        let legacy_encrypted = headers
+            .split(|b| *b == b'\n')
+            .any(|line| line.trim_ascii_start().starts_with(b"DEK-Info:"));
+        // Sized before filling, so neither buffer ever reallocates and leaves a copy behind.
+        let mut base64 = Zeroizing::new(Vec::with_capacity(body.len()));
+        base64.extend(body.iter().filter(|b| !b.is_ascii_whitespace()));
+        let mut der = Zeroizing::new(vec![0u8; base64.len() / 4 * 3 + 3]);
+        let len = base64ct::Base64::decode(base64.as_slice(), der.as_mut_slice())
+            .map_err(|_| ImportError::NotPem)?
+            .len();
+        der.truncate(len);
+        Ok(Self {
+            label: String::from_utf8_lossy(label).into_owned(),
+            legacy_encrypted,
+            der,
+        })
+    }
+}
+
+/// The bytes before the first `marker` and those after it.
+fn split_once<'a>(haystack: &'a [u8], marker: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = haystack.windows(marker.len()).position(|w| w == marker)?;
+    Some((&haystack[..at], &haystack[at + marker.len()..]))
 }
 
 fn from_pkcs8(der: &[u8]) -> Result<p256::SecretKey, ImportError> {
@@ -223,6 +272,51 @@ mod tests {
             ImportedKey::from_pem(with_role.as_bytes(), Some(&wrong)),
             Err(ImportError::Decrypt)
         ));
+    }
+
+    #[test]
+    fn reads_pem_as_the_pem_crate_does() {
+        let k = key();
+        let p8 = k.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        // Text around the block, CRLF line ends, and Notary's headers.
+        let crlf = format!("junk before\r\n{}\r\ntrailing", p8.replace('\n', "\r\n"));
+        let headed = p8.replacen(
+            "KEY-----\n",
+            "KEY-----\nrole: root\ngun: example.com/app\n\n",
+            1,
+        );
+        for text in [crlf, headed] {
+            let got = ImportedKey::from_pem(text.as_bytes(), None).unwrap();
+            assert_eq!(got.scalar().as_slice(), k.to_bytes().as_slice(), "{text}");
+            let block = pem::parse(&text).unwrap();
+            assert_eq!(
+                PemBlock::decode(text.as_bytes()).unwrap().der.as_slice(),
+                block.contents()
+            );
+        }
+        let legacy = p8.replace("PRIVATE KEY", "EC PRIVATE KEY").replacen(
+            "KEY-----\n",
+            "KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n",
+            1,
+        );
+        assert!(matches!(
+            ImportedKey::from_pem(legacy.as_bytes(), None),
+            Err(ImportError::LegacyEncryption)
+        ));
+        for broken in [
+            p8.replace("-----END PRIVATE KEY-----", "-----END PUBLIC KEY-----"),
+            p8.replace("-----END PRIVATE KEY-----", ""),
+            p8.replacen('M', "*", 1),
+            "-----BEGIN PRIVATE KEY-----".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    ImportedKey::from_pem(broken.as_bytes(), None),
+                    Err(ImportError::NotPem)
+                ),
+                "{broken}"
+            );
+        }
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //!
 //! Layout, from the top down (a module imports only from modules below it):
 //! - [`server`]: opening and serving the agent; [`server::socket`] (bind, peer check),
-//!   [`server::service`] (the gRPC handlers), [`server::convert`] (proto <-> domain) and the
-//!   named [`server::Shutdown`].
+//!   [`server::connection`] (admission at accept: peer, per-uid cap, idle deadline, back-off),
+//!   [`server::service`] (the gRPC handlers, each caller's share of device work),
+//!   [`server::convert`] (proto <-> domain) and the named [`server::Shutdown`].
 //! - [`keyring`]: every configured device, which holds which key, and the key operations.
-//! - [`audit`]: the JSON-lines audit log.
+//! - [`audit`]: the JSON-lines audit log, which fails closed.
 //! - [`config`]: the TOML file and the flags.
 //! - [`backend`]: the one trait every device implements, and the types it speaks;
 //!   [`backend::pkcs11`] is a PKCS#11 token, [`backend::yubikey`] a YubiKey's PIV application.
@@ -13,7 +14,8 @@
 //!   [`pin::PinGate`] every login goes through.
 //! - [`error`]: the agent's errors and their gRPC codes.
 //! - [`import`]: reading the PEM private keys `docker trust key load` accepts.
-//! - [`keys`]: key names, labels and references; digests and signatures (from `tufa-proto`).
+//! - [`keys`]: key names, labels and references ([`keys::uri`]: RFC 7512 URIs); digests and
+//!   signatures (from `tufa-proto`).
 #![forbid(unsafe_code)]
 
 pub mod audit;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tufa_agent::audit::AuditLog;
 use tufa_agent::config::{Config, Overrides};
 use tufa_agent::server;
 
@@ -42,6 +44,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before anything secret is read.
+    server::protect_process().context("cannot turn off core dumps and ptrace for the agent")?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TUFA_LOG")
@@ -72,6 +76,11 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // A write past the file size limit (RLIMIT_FSIZE) must fail with EFBIG, which the audit
+        // log reports, not kill the agent (SIGXFSZ's default); the handler stays installed.
+        let xfsz = signal(SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()))
+            .context("cannot handle SIGXFSZ")?;
+        drop(xfsz);
         // The socket first: a second agent on a live socket stops before touching a token.
         let socket = server::bind(&config.socket, !config.allowed_uids.is_empty())?;
         let agent = match server::open(&config).await {
@@ -81,14 +90,29 @@ fn main() -> anyhow::Result<()> {
                 return Err(e.into());
             }
         };
+        let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(reopen_on_sighup(hup, agent.audit_log()));
         server::serve(&config, socket, agent, shutdown_signal()).await?;
         Ok(())
     })
 }
 
+/// SIGHUP reopens the audit log, so logrotate can move it away (README, "Audit log").
+async fn reopen_on_sighup(mut hup: Signal, audit: AuditLog) {
+    while hup.recv().await.is_some() {
+        let audit = audit.clone();
+        match tokio::task::spawn_blocking(move || audit.reopen()).await {
+            Ok(Ok(())) => tracing::info!("SIGHUP: reopened the audit log"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "SIGHUP: cannot reopen the audit log; still writing to the file it had")
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: the reopen failed"),
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
     let mut int = signal(SignalKind::interrupt()).expect("cannot listen for SIGINT");
     tokio::select! {

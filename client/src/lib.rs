@@ -6,7 +6,7 @@
 //! - [`tuf`]: TUF data model, canonical JSON and signature verification, as Notary writes them;
 //!   it knows neither the agent nor its protocol.
 //! - [`notary`]: the notary-server client: metadata reads, publish, server keys, its error codes.
-//! - [`reference`]: image references as docker parses them; GUNs, registries, notary servers.
+//! - [`reference`](mod@reference): image references as docker parses them; GUNs, registries, notary servers.
 //! - [`registry`]: the Distribution API client: what a tag or digest points to, on the scheme
 //!   that answers.
 //! - [`http`]: the one authenticated HTTP client both use: credentials, the 401 challenge and
@@ -18,7 +18,8 @@
 //! - [`ceremony`]: root requests signed offline, threshold roots, the root-rotation plan.
 //! - [`incident`]: removing a compromised delegation key and what it signed.
 //! - [`status`]: each role's version, expiry and key holder; what is due for re-signing.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line: one context ([`cli::Ctx`]) and one `run` per verb, a file per
+//!   command group.
 #![forbid(unsafe_code)]
 
 pub mod agent;

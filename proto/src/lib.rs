@@ -5,10 +5,12 @@
 //! - [`key_id`]: the TUF key ID both sides use to name a key.
 //! - [`digest`]: the SHA-256 digest both sides pass around.
 //! - [`signature`]: the raw r||s ECDSA signature a device makes.
+//! - `secret`: the redacting `Debug` and zeroizing `Drop` of the messages that carry secrets.
 #![forbid(unsafe_code)]
 
 pub mod digest;
 pub mod key_id;
+mod secret;
 pub mod signature;
 
 pub use digest::{DigestLengthError, Sha256Digest};

@@ -40,7 +40,11 @@ pub struct World {
 impl World {
     /// A fresh [`Stack`] and [`Person::new`]`(label)`, in a fresh working directory.
     pub fn new(label: &str) -> Self {
-        let stack = Stack::start();
+        Self::on(Stack::start(), label)
+    }
+
+    /// [`World::new`] on `stack` (e.g. [`Stack::start_self_signed`]).
+    pub fn on(stack: Stack, label: &str) -> Self {
         let me = Person::new(label);
         let cwd = tempfile::tempdir().expect("tempdir");
         Self { me, cwd, stack }

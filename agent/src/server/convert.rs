@@ -10,7 +10,28 @@ use crate::backend::{
 };
 use crate::error::AgentError;
 use crate::keyring::{DeviceStatus, NewKey};
-use crate::keys::Sha256Digest;
+use crate::keys::{KeyRef, Sha256Digest};
+
+/// The longest key reference or name a request may carry: far above any name (64) or key ID
+/// (64), and small enough that quoting it in an error or an audit line costs nothing.
+pub const MAX_REFERENCE: usize = 1024;
+
+/// A request's key reference (ID, unique ID prefix or name).
+pub fn key_ref_from_proto(key: &str) -> Result<KeyRef, AgentError> {
+    not_too_long("key reference", key)?;
+    Ok(key.parse()?)
+}
+
+/// Refuses client text longer than [`MAX_REFERENCE`], without quoting it.
+pub fn not_too_long(what: &str, text: &str) -> Result<(), AgentError> {
+    if text.len() > MAX_REFERENCE {
+        return Err(AgentError::InvalidArgument(format!(
+            "a {what} of {} bytes: at most {MAX_REFERENCE} are accepted",
+            text.len()
+        )));
+    }
+    Ok(())
+}
 
 /// The fields a generate and an import request share.
 struct NewKeyFields<'a> {
@@ -26,6 +47,8 @@ impl TryFrom<NewKeyFields<'_>> for NewKey {
     type Error = AgentError;
 
     fn try_from(r: NewKeyFields<'_>) -> Result<Self, AgentError> {
+        not_too_long("key name", r.name)?;
+        not_too_long("device name", r.device)?;
         let name = r.name.parse()?;
         let kind = backend_from_proto(r.backend)?;
         let slot = Some(r.slot)
@@ -98,7 +121,10 @@ pub fn digest_from_proto(
 
 impl From<KeyInfo> for v1::Key {
     fn from(k: KeyInfo) -> Self {
+        let uri = k.uri();
         v1::Key {
+            uri,
+            other_tool: k.other_tool,
             key_id: k.id.to_string(),
             name: k.name.to_string(),
             backend: backend_to_proto(k.backend) as i32,
@@ -184,6 +210,8 @@ fn token_to_proto(t: TokenLocation) -> v1::key_location::Location {
         module: t.module,
         token_label: t.token_label,
         token_serial: t.token_serial,
+        token_model: t.token_model,
+        token_manufacturer: t.token_manufacturer,
     })
 }
 
@@ -255,21 +283,20 @@ mod tests {
     #[test]
     fn bad_requests_are_refused_by_name() {
         let bad = |r: v1::ImportKeyRequest| NewKey::try_from(&r).unwrap_err().to_string();
-        let named = |name: &str| v1::ImportKeyRequest {
+        // The request zeroizes itself on drop, so it is built field by field.
+        let request = |name: &str, slot: &str, backend: i32| v1::ImportKeyRequest {
             name: name.into(),
-            ..Default::default()
+            backend,
+            device: String::new(),
+            pem: Vec::new(),
+            passphrase: String::new(),
+            slot: slot.into(),
+            pin_policy: 0,
+            touch_policy: 0,
         };
-        assert!(bad(named("bad name!")).contains("invalid key name 'bad name!'"));
-        assert!(bad(v1::ImportKeyRequest {
-            slot: "9b".into(),
-            ..named("alice")
-        })
-        .contains("'9b' is not a PIV key slot"));
-        assert!(bad(v1::ImportKeyRequest {
-            backend: 9,
-            ..named("alice")
-        })
-        .contains("unknown backend 9"));
+        assert!(bad(request("bad name!", "", 0)).contains("invalid key name 'bad name!'"));
+        assert!(bad(request("alice", "9b", 0)).contains("'9b' is not a PIV key slot"));
+        assert!(bad(request("alice", "", 9)).contains("unknown backend 9"));
         assert!(digest_from_proto(None).is_err());
         assert!(digest_from_proto(Some(v1::sign_request::Payload::Data(vec![]))).is_err());
         assert!(matches!(

@@ -1,22 +1,33 @@
-//! The gRPC handlers: each parses its request, runs the keyring operation on a blocking worker,
-//! writes its audit line and answers.
+//! The gRPC handlers: each parses its request, then runs the keyring operation and writes its
+//! audit line on a blocking worker, within the caller's share of device work, and answers.
+//!
+//! The audit log fails closed: a signature or attestation whose line cannot be written is not
+//! returned, a new key whose line cannot be written is deleted again, and a deletion or
+//! certificate (which cannot be undone) is done only once a `started` line is on disk. A failed
+//! operation still answers with its own error; its lost line is reported on stderr.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::SecretString;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status};
 use tufa_proto::v1;
 use tufa_proto::v1::agent_server::Agent as AgentApi;
 
-use super::convert::{device_to_proto, digest_from_proto};
+use super::convert::{device_to_proto, digest_from_proto, key_ref_from_proto, not_too_long};
 use super::socket::peer;
-use crate::audit::{AuditLog, Operation, Peer, Record};
+use crate::audit::{AuditError, AuditLog, Operation, Peer, Record};
 use crate::backend::KeyInfo;
 use crate::error::AgentError;
 use crate::import::ImportedKey;
 use crate::keyring::{Found, Keyring, NewKey};
 use crate::keys::{KeyName, KeyRef};
+
+/// Device operations of all callers together that may run at once (each caller also has its
+/// `device_calls_per_uid`): well under tokio's 512 blocking threads.
+pub const DEVICE_CALLS: usize = 64;
 
 /// The agent's service: devices, audit log and settings shared by every call.
 pub struct Agent {
@@ -25,55 +36,189 @@ pub struct Agent {
     pin_ttl: Duration,
     // Key management is rare; doing it one at a time keeps name checks race-free.
     manage: tokio::sync::Mutex<()>,
+    work: DeviceWork,
+}
+
+/// Who may run device work now: every caller (uid) gets its own share, so one that floods
+/// waits behind itself, and all together stay under [`DEVICE_CALLS`].
+struct DeviceWork {
+    per_uid: usize,
+    uids: Mutex<HashMap<Option<u32>, Arc<Semaphore>>>,
+    all: Arc<Semaphore>,
+}
+
+impl DeviceWork {
+    fn new(per_uid: usize) -> Self {
+        Self {
+            per_uid,
+            uids: Mutex::new(HashMap::new()),
+            all: Arc::new(Semaphore::new(DEVICE_CALLS)),
+        }
+    }
+
+    /// Waits for the caller's turn (its own share first, so it never holds a shared permit
+    /// while queueing behind itself).
+    async fn turn(&self, peer: Peer) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+        let mine = {
+            let mut uids = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(
+                uids.entry(peer.uid)
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_uid))),
+            )
+        };
+        // The semaphores are never closed.
+        let mine = mine.acquire_owned().await.expect("open semaphore");
+        let all = Arc::clone(&self.all)
+            .acquire_owned()
+            .await
+            .expect("open semaphore");
+        (mine, all)
+    }
 }
 
 impl Agent {
-    /// The service over an opened keyring.
-    pub fn new(keyring: Keyring, audit: AuditLog, pin_ttl: Duration) -> Self {
+    /// The service over an opened keyring; `device_calls_per_uid` is each caller's share of
+    /// device work.
+    pub fn new(
+        keyring: Keyring,
+        audit: AuditLog,
+        pin_ttl: Duration,
+        device_calls_per_uid: usize,
+    ) -> Self {
         Self {
             keyring: Arc::new(keyring),
             audit,
             pin_ttl,
             manage: tokio::sync::Mutex::new(()),
+            work: DeviceWork::new(device_calls_per_uid),
         }
     }
 
-    /// Runs blocking device work off the executor.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Keyring) -> Result<T, AgentError> + Send + 'static,
-    ) -> Result<T, AgentError> {
-        let keyring = Arc::clone(&self.keyring);
-        tokio::task::spawn_blocking(move || f(&keyring))
-            .await
-            .map_err(|e| AgentError::Internal(format!("a device worker failed: {e}")))?
+    /// The audit log (for the SIGHUP reopen).
+    pub fn audit_log(&self) -> AuditLog {
+        self.audit.clone()
     }
 
-    /// Writes the audit line of a generate or import (with the name asked for, whether or not
-    /// the key was made) and answers with the new key.
-    fn new_key_reply(
+    /// Runs blocking device work (and its audit lines) off the executor, in the caller's turn.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        peer: Peer,
+        f: impl FnOnce(&Keyring, &AuditLog) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let turn = self.work.turn(peer).await;
+        let keyring = Arc::clone(&self.keyring);
+        let audit = self.audit.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            f(&keyring, &audit)
+        })
+        .await
+        .map_err(|e| AgentError::Internal(format!("a device worker failed: {e}")))?
+    }
+
+    /// Runs a generate or import; writes its line (with the name asked for, whether or not the
+    /// key was made) and answers with the new key, or deletes the key again if the line
+    /// cannot be written.
+    async fn new_key(
         &self,
         op: Operation,
         peer: Peer,
-        name: &KeyName,
-        result: Result<KeyInfo, AgentError>,
+        new: NewKey,
+        make: impl FnOnce(&Keyring, &NewKey) -> Result<KeyInfo, AgentError> + Send + 'static,
     ) -> Result<Response<v1::Key>, Status> {
-        self.audit.write(
-            &Record::for_key(op, peer, result.as_ref().ok())
-                .named(name)
-                .result(&result),
-        );
-        Ok(Response::new(result?.into()))
+        let _guard = self.manage.lock().await;
+        self.blocking(peer, move |k, audit| {
+            let result = make(k, &new);
+            let rec = Record::for_key(op, peer, result.as_ref().ok())
+                .named(&new.spec.name)
+                .result(&result);
+            let written = audit.write(&rec);
+            match (result, written) {
+                (Ok(info), Ok(())) => Ok(Response::new(info.into())),
+                (Ok(info), Err(e)) => Err(undo_new_key(k, &info, &new.spec.name, &e)),
+                (Err(e), written) => Err(lost_line(written, e)),
+            }
+        })
+        .await
     }
+
+    /// Runs an operation on a key that cannot be undone (`done` says what it does, "deleted"):
+    /// a `started` line first, the operation only once that line is on disk, then a line with
+    /// its result.
+    async fn irreversible<T: Send + 'static>(
+        &self,
+        op: Operation,
+        peer: Peer,
+        key: KeyRef,
+        done: &'static str,
+        run: impl FnOnce(&Keyring, &KeyInfo) -> Result<T, AgentError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let _guard = self.manage.lock().await;
+        self.blocking(peer, move |k, audit| {
+            let found = k.resolve(&key);
+            let info = found.as_ref().map(|f| &f.key).ok();
+            let Some(target) = info else {
+                let rec = Record::for_key(op, peer, None).result(&found);
+                return Err(lost_line(audit.write(&rec), found.err().expect("an error")));
+            };
+            audit
+                .write(&Record::for_key(op, peer, info).started())
+                .map_err(|e| e.refuse(&format!("key {} was not {done}", target.id)))?;
+            let result = run(k, target);
+            let rec = Record::for_key(op, peer, info).result(&result);
+            match (result, audit.write(&rec)) {
+                (Ok(value), Ok(())) => Ok(value),
+                (Ok(_), Err(e)) => Err(e.refuse(&format!(
+                    "key {} was {done}, but the line saying so was not written",
+                    target.id
+                ))),
+                (Err(e), written) => Err(lost_line(written, e)),
+            }
+        })
+        .await
+    }
+}
+
+/// The `yubikey:SERIAL/SLOT` of a key in a YubiKey slot.
+fn target_slot(key: &KeyInfo) -> Result<KeyRef, AgentError> {
+    match &key.location {
+        crate::backend::Location::YubiKey { serial, slot } => Ok(KeyRef::Slot {
+            serial: *serial,
+            slot: slot.byte(),
+        }),
+        _ => Err(AgentError::InvalidArgument(format!(
+            "key {} is not in a YubiKey slot: adopt takes yubikey:SERIAL/SLOT; keys of other tools on a PKCS#11 token sign as they are",
+            key.id
+        ))),
+    }
+}
+
+/// Deletes a key whose audit line could not be written, and says so.
+fn undo_new_key(k: &Keyring, info: &KeyInfo, name: &KeyName, e: &AuditError) -> Status {
+    match k.delete(&KeyRef::Id(info.id)) {
+        Ok(_) => e.refuse(&format!("the new key '{name}' was deleted again")),
+        Err(d) => e.refuse(&format!(
+            "the new key '{name}' ({}) could not be deleted again ({d}): delete it with `tufa key delete {}`",
+            info.id, info.id
+        )),
+    }
+}
+
+/// A failed operation answers with its own error; a line lost besides is reported here.
+fn lost_line(written: Result<(), AuditError>, e: AgentError) -> Status {
+    if let Err(w) = written {
+        tracing::error!(error = %w, "the audit line of a failed call was not written");
+    }
+    e.into()
 }
 
 #[tonic::async_trait]
 impl AgentApi for Agent {
     async fn status(
         &self,
-        _req: Request<v1::StatusRequest>,
+        req: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusReply>, Status> {
-        let devices = self.blocking(|k| Ok(k.status())).await?;
+        let devices = self.blocking(peer(&req), |k, _| Ok(k.status())).await?;
         Ok(Response::new(v1::StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             devices: devices
@@ -86,9 +231,9 @@ impl AgentApi for Agent {
 
     async fn list_keys(
         &self,
-        _req: Request<v1::ListKeysRequest>,
+        req: Request<v1::ListKeysRequest>,
     ) -> Result<Response<v1::ListKeysReply>, Status> {
-        let mut keys = self.blocking(|k| Ok(k.refresh())).await?;
+        let mut keys = self.blocking(peer(&req), |k, _| Ok(k.refresh())).await?;
         keys.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()).then(a.id.cmp(&b.id)));
         Ok(Response::new(v1::ListKeysReply {
             keys: keys.into_iter().map(v1::Key::from).collect(),
@@ -96,8 +241,11 @@ impl AgentApi for Agent {
     }
 
     async fn get_key(&self, req: Request<v1::GetKeyRequest>) -> Result<Response<v1::Key>, Status> {
-        let key: KeyRef = req.into_inner().key.parse().map_err(AgentError::from)?;
-        let found = self.blocking(move |k| k.resolve(&key)).await?;
+        let peer = peer(&req);
+        let key = key_ref_from_proto(&req.into_inner().key)?;
+        let found = self
+            .blocking(peer, move |k, _| Ok(k.resolve(&key)?))
+            .await?;
         Ok(Response::new(found.key.into()))
     }
 
@@ -106,11 +254,9 @@ impl AgentApi for Agent {
         req: Request<v1::GenerateKeyRequest>,
     ) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
-        let _guard = self.manage.lock().await;
         let new = NewKey::try_from(req.get_ref())?;
-        let name = new.spec.name.clone();
-        let result = self.blocking(move |k| k.generate(&new)).await;
-        self.new_key_reply(Operation::Generate, peer, &name, result)
+        self.new_key(Operation::Generate, peer, new, |k, new| k.generate(new))
+            .await
     }
 
     async fn import_key(
@@ -119,20 +265,19 @@ impl AgentApi for Agent {
     ) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
         let mut r = req.into_inner();
-        let passphrase = Some(std::mem::take(&mut r.passphrase))
+        // Copied at its exact length (a String's spare capacity would be reallocated, and the
+        // old buffer freed unzeroized); the request zeroizes its own copy when it drops.
+        let passphrase = Some(r.passphrase.as_str())
             .filter(|p| !p.is_empty())
             .map(SecretString::from);
         let pem = zeroize::Zeroizing::new(std::mem::take(&mut r.pem));
-        let _guard = self.manage.lock().await;
         let new = NewKey::try_from(&r)?;
-        let name = new.spec.name.clone();
-        let result = self
-            .blocking(move |k| {
-                let key = ImportedKey::from_pem(&pem, passphrase.as_ref())?;
-                k.import(&new, &key)
-            })
-            .await;
-        self.new_key_reply(Operation::Import, peer, &name, result)
+        drop(r);
+        self.new_key(Operation::Import, peer, new, move |k, new| {
+            let key = ImportedKey::from_pem(&pem, passphrase.as_ref())?;
+            k.import(new, &key)
+        })
+        .await
     }
 
     async fn delete_key(
@@ -140,14 +285,32 @@ impl AgentApi for Agent {
         req: Request<v1::DeleteKeyRequest>,
     ) -> Result<Response<v1::DeleteKeyReply>, Status> {
         let peer = peer(&req);
-        let key: KeyRef = req.into_inner().key.parse().map_err(AgentError::from)?;
-        let _guard = self.manage.lock().await;
-        let result = self.blocking(move |k| k.delete(&key)).await;
-        self.audit
-            .write(&Record::for_key(Operation::Delete, peer, result.as_ref().ok()).result(&result));
+        let key = key_ref_from_proto(&req.into_inner().key)?;
+        let gone = self
+            .irreversible(Operation::Delete, peer, key, "deleted", |k, target| {
+                k.delete(&KeyRef::Id(target.id))
+            })
+            .await?;
         Ok(Response::new(v1::DeleteKeyReply {
-            key_id: result?.id.to_string(),
+            key_id: gone.id.to_string(),
         }))
+    }
+
+    async fn adopt_key(
+        &self,
+        req: Request<v1::AdoptKeyRequest>,
+    ) -> Result<Response<v1::Key>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let key = key_ref_from_proto(&r.key)?;
+        super::convert::not_too_long("key name", &r.name)?;
+        let name: KeyName = r.name.parse().map_err(AgentError::from)?;
+        let adopted = self
+            .irreversible(Operation::Adopt, peer, key, "adopted", move |k, target| {
+                k.adopt(&target_slot(target)?, &name)
+            })
+            .await?;
+        Ok(Response::new(adopted.into()))
     }
 
     async fn set_certificate(
@@ -156,34 +319,42 @@ impl AgentApi for Agent {
     ) -> Result<Response<v1::Key>, Status> {
         let peer = peer(&req);
         let r = req.into_inner();
-        let key: KeyRef = r.key.parse().map_err(AgentError::from)?;
+        let key = key_ref_from_proto(&r.key)?;
         let der = r.certificate_der;
-        let _guard = self.manage.lock().await;
-        let result = self.blocking(move |k| k.set_certificate(&key, &der)).await;
-        self.audit.write(
-            &Record::for_key(Operation::SetCertificate, peer, result.as_ref().ok()).result(&result),
-        );
-        Ok(Response::new(result?.into()))
+        let op = Operation::SetCertificate;
+        let now = self
+            .irreversible(op, peer, key, "given the certificate", move |k, target| {
+                k.set_certificate(&KeyRef::Id(target.id), &der)
+            })
+            .await?;
+        Ok(Response::new(now.into()))
     }
 
     async fn sign(&self, req: Request<v1::SignRequest>) -> Result<Response<v1::SignReply>, Status> {
         let peer = peer(&req);
         let r = req.into_inner();
-        let key: KeyRef = r.key.parse().map_err(AgentError::from)?;
+        let key = key_ref_from_proto(&r.key)?;
         let digest = digest_from_proto(r.payload)?;
         let context = r.context.unwrap_or_default();
-        let result = self.blocking(move |k| k.sign(&key, &digest)).await;
-        let rec = Record::for_key(Operation::Sign, peer, result.as_ref().ok().map(|(i, _)| i))
-            .signing(&context.gun, &context.role, &digest)
-            .result(&result);
-        tracing::debug!(key_id = ?rec.key_id, gun = ?rec.gun, role = ?rec.role, result = %rec.result, "sign");
-        self.audit.write(&rec);
-        let (info, sig) = result?;
-        Ok(Response::new(v1::SignReply {
-            signature: sig.as_bytes().to_vec(),
-            method: tufa_proto::SIGNATURE_METHOD_ECDSA.to_owned(),
-            key_id: info.id.to_string(),
-        }))
+        self.blocking(peer, move |k, audit| {
+            let result = k.sign(&key, &digest);
+            let rec = Record::for_key(Operation::Sign, peer, result.as_ref().ok().map(|(i, _)| i))
+                .signing(&context.gun, &context.role, &digest)
+                .result(&result);
+            tracing::debug!(key_id = ?rec.key_id, gun = ?rec.gun, role = ?rec.role, result = %rec.result, "sign");
+            // The signature leaves the agent only once its line is on disk.
+            let written = audit.write(&rec);
+            match (result, written) {
+                (Ok((info, sig)), Ok(())) => Ok(Response::new(v1::SignReply {
+                    signature: sig.as_bytes().to_vec(),
+                    method: tufa_proto::SIGNATURE_METHOD_ECDSA.to_owned(),
+                    key_id: info.id.to_string(),
+                })),
+                (Ok(_), Err(e)) => Err(e.refuse("no signature was returned")),
+                (Err(e), written) => Err(lost_line(written, e)),
+            }
+        })
+        .await
     }
 
     async fn unlock(
@@ -192,29 +363,53 @@ impl AgentApi for Agent {
     ) -> Result<Response<v1::UnlockReply>, Status> {
         let peer = peer(&req);
         let mut r = req.into_inner();
-        let pin = SecretString::from(std::mem::take(&mut r.pin));
-        let device = Some(r.device).filter(|d| !d.is_empty());
+        // As the passphrase above: an exact copy; the request zeroizes its own.
+        let pin = SecretString::from(r.pin.as_str());
+        not_too_long("device name", &r.device)?;
+        let device = Some(std::mem::take(&mut r.device)).filter(|d| !d.is_empty());
+        drop(r);
         let ttl = self.pin_ttl;
-        let result = self
-            .blocking(move |k| k.unlock(device.as_deref(), pin, ttl))
-            .await;
-        self.audit.write(
-            &Record::new(Operation::Unlock, peer)
-                .device(result.as_deref().ok())
-                .result(&result),
-        );
+        let device = self
+            .blocking(peer, move |k, audit| {
+                let result = k.unlock(device.as_deref(), pin, ttl);
+                let rec = Record::new(Operation::Unlock, peer)
+                    .device(result.as_deref().ok())
+                    .result(&result);
+                let written = audit.write(&rec);
+                match (result, written) {
+                    (Ok(name), Ok(())) => Ok(name),
+                    // An unaudited PIN is not kept.
+                    (Ok(name), Err(e)) => {
+                        if let Some(b) = k.backends().iter().find(|b| b.name() == name) {
+                            b.lock();
+                        }
+                        Err(e.refuse(&format!("the PIN for {name} was not kept")))
+                    }
+                    (Err(e), written) => Err(lost_line(written, e)),
+                }
+            })
+            .await?;
         Ok(Response::new(v1::UnlockReply {
-            device: result?,
+            device,
             ttl_seconds: ttl.as_secs(),
         }))
     }
 
     async fn lock(&self, req: Request<v1::LockRequest>) -> Result<Response<v1::LockReply>, Status> {
         let peer = peer(&req);
-        let result = self.blocking(|k| Ok(k.lock())).await;
-        self.audit
-            .write(&Record::new(Operation::Lock, peer).result(&result));
-        Ok(Response::new(v1::LockReply { devices: result? }))
+        // Locking only takes capabilities away: it is done, and answered, even when its line
+        // cannot be written (the failure goes to stderr).
+        let devices = self
+            .blocking(peer, move |k, audit| {
+                let devices = k.lock();
+                let rec = Record::new(Operation::Lock, peer).result(&Ok::<_, AgentError>(&devices));
+                if let Err(e) = audit.write(&rec) {
+                    tracing::error!(error = %e, "the audit line of a lock was not written");
+                }
+                Ok(devices)
+            })
+            .await?;
+        Ok(Response::new(v1::LockReply { devices }))
     }
 
     async fn attest(
@@ -222,29 +417,33 @@ impl AgentApi for Agent {
         req: Request<v1::AttestRequest>,
     ) -> Result<Response<v1::AttestReply>, Status> {
         let peer = peer(&req);
-        let key: KeyRef = req.into_inner().key.parse().map_err(AgentError::from)?;
-        let result = self
-            .blocking(move |k| match k.attest(&key)? {
-                (found, Some(att)) => Ok((found.key, att)),
-                (Found { device, .. }, None) => Err(AgentError::Unsupported(format!(
+        let key = key_ref_from_proto(&req.into_inner().key)?;
+        self.blocking(peer, move |k, audit| {
+            let result = match k.attest(&key) {
+                Ok((found, Some(att))) => Ok((found.key, att)),
+                Ok((Found { device, .. }, None)) => Err(AgentError::Unsupported(format!(
                     "{} devices cannot attest keys: only YubiKeys can",
                     device.kind()
                 ))),
-            })
-            .await;
-        self.audit.write(
-            &Record::for_key(
+                Err(e) => Err(e),
+            };
+            let rec = Record::for_key(
                 Operation::Attest,
                 peer,
                 result.as_ref().ok().map(|(i, _)| i),
             )
-            .result(&result),
-        );
-        let (info, att) = result?;
-        Ok(Response::new(v1::AttestReply {
-            key_id: info.id.to_string(),
-            certificate_der: att.certificate,
-            intermediate_der: att.intermediate,
-        }))
+            .result(&result);
+            let written = audit.write(&rec);
+            match (result, written) {
+                (Ok((info, att)), Ok(())) => Ok(Response::new(v1::AttestReply {
+                    key_id: info.id.to_string(),
+                    certificate_der: att.certificate,
+                    intermediate_der: att.intermediate,
+                })),
+                (Ok(_), Err(e)) => Err(e.refuse("no attestation was returned")),
+                (Err(e), written) => Err(lost_line(written, e)),
+            }
+        })
+        .await
     }
 }

@@ -2,8 +2,9 @@
 //! the peer-credential check every call passes.
 //!
 //! The socket sits in a directory only the agent's user can enter (0700) and is itself 0600, but
-//! file modes are not the guard: every call checks the caller's uid from the socket's peer
-//! credentials against the agent's own uid and the configured allow-list.
+//! file modes are not the guard: every connection is checked at accept ([`super::connection`])
+//! and every call again, by the caller's uid from the socket's peer credentials, against the
+//! agent's own uid and the configured allow-list.
 
 use std::io;
 use std::os::unix::fs::{
@@ -12,10 +13,10 @@ use std::os::unix::fs::{
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::server::UdsConnectInfo;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status};
 
+use super::connection::{self, Admission, ConnInfo, Connection};
 use crate::audit::Peer;
 
 /// Why the agent cannot listen where it was told to.
@@ -51,7 +52,9 @@ pub struct SocketFile {
 /// Alone, the agent uses a private directory (0700) and a 0600 socket. With other uids allowed
 /// (`shared`), they must be able to reach the socket: the directory may be entered (0711) but
 /// written by no one else, the socket is 0666, and the peer check is what keeps strangers out.
-/// Call it before opening devices, so a second agent stops before it touches a token.
+/// The directory is checked without following a symlink, and so is the one above it: no one
+/// else may be able to swap either. Call it before opening devices, so a second agent stops
+/// before it touches a token.
 pub fn bind(path: &Path, shared: bool) -> Result<Socket, SocketError> {
     let err = |message: String| SocketError::Unusable {
         path: path.to_owned(),
@@ -61,15 +64,53 @@ pub fn bind(path: &Path, shared: bool) -> Result<Socket, SocketError> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .ok_or_else(|| err("give the socket a path inside a directory".into()))?;
-    if !dir.exists() {
+    let uid = rustix::process::getuid().as_raw();
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // The directory above: followed (it may be /var/run -> /run), but only root or the agent's
+    // user may change it, or, if others may write it, only with the sticky bit (/tmp).
+    if let Ok(above) = std::fs::metadata(parent) {
+        if above.uid() != uid && above.uid() != 0 {
+            return Err(err(format!(
+                "directory {} belongs to uid {}, who could replace {}: put the socket under a directory of root or of the agent's uid {uid}",
+                parent.display(),
+                above.uid(),
+                dir.display()
+            )));
+        }
+        if above.mode() & 0o022 != 0 && above.mode() & 0o1000 == 0 {
+            return Err(err(format!(
+                "directory {} has mode {:o} without the sticky bit, so others could replace {}: `chmod go-w {}` (or +t), or choose another --socket",
+                parent.display(),
+                above.mode() & 0o7777,
+                dir.display(),
+                parent.display()
+            )));
+        }
+    }
+    if std::fs::symlink_metadata(dir).is_err() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(if shared { 0o711 } else { 0o700 })
             .create(dir)
             .map_err(|e| err(format!("cannot create directory {}: {e}", dir.display())))?;
     }
-    let meta = std::fs::metadata(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let uid = rustix::process::getuid().as_raw();
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    if meta.file_type().is_symlink() {
+        return Err(err(format!(
+            "{} is a symbolic link: give the real directory (a link could be pointed elsewhere later)",
+            dir.display()
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(err(format!(
+            "{} is not a directory: choose another --socket",
+            dir.display()
+        )));
+    }
     if meta.uid() != uid {
         return Err(err(format!(
             "directory {} belongs to uid {}, not to the agent's uid {uid}: choose a directory of your own",
@@ -125,10 +166,13 @@ pub fn bind(path: &Path, shared: bool) -> Result<Socket, SocketError> {
 }
 
 impl Socket {
-    /// The stream of incoming connections (where a connection limit would go), and the file
-    /// to remove once they are served.
-    pub fn incoming(self) -> (UnixListenerStream, SocketFile) {
-        (UnixListenerStream::new(self.listener), self.file)
+    /// The stream of admitted connections (peer checked, capped per uid, with an idle
+    /// deadline), and the file to remove once they are served.
+    pub fn incoming(
+        self,
+        admission: Admission,
+    ) -> (ReceiverStream<io::Result<Connection>>, SocketFile) {
+        (connection::accept(self.listener, admission), self.file)
     }
 
     /// Stops listening and removes the socket (the agent could not start).
@@ -161,8 +205,21 @@ impl PeerCheck {
         Self { allowed }
     }
 
-    /// Lets a call through if the caller's uid is allowed (a tonic interceptor).
+    /// The uids allowed.
+    pub fn allowed(&self) -> &[u32] {
+        &self.allowed
+    }
+
+    /// Lets a call through if the caller's uid is allowed (a tonic interceptor; connections of
+    /// others are closed at accept already, this is the second guard).
     pub fn check(&self, req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(r) = req
+            .extensions()
+            .get::<ConnInfo>()
+            .and_then(|i| i.refusal.as_ref())
+        {
+            return Err(Status::new(r.code, &*r.message));
+        }
         match peer_cred(&req) {
             Some(c) if self.allowed.contains(&c.uid()) => Ok(req),
             Some(c) => {
@@ -190,6 +247,6 @@ pub fn peer<T>(req: &Request<T>) -> Peer {
 
 fn peer_cred<T>(req: &Request<T>) -> Option<tokio::net::unix::UCred> {
     req.extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|i| i.peer_cred)
+        .get::<ConnInfo>()
+        .and_then(|i| i.uds.peer_cred)
 }

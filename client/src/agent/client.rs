@@ -215,13 +215,18 @@ impl AgentClient {
         pem: Vec<u8>,
         passphrase: Option<&SecretString>,
     ) -> Result<AgentKey, AgentClientError> {
+        // The request zeroizes the PEM and the passphrase when tonic drops it after sending.
         let req = v1::ImportKeyRequest {
             name: name.to_owned(),
+            backend: 0,
+            device: String::new(),
             pem,
             passphrase: passphrase
                 .map(|p| p.expose_secret().to_owned())
                 .unwrap_or_default(),
-            ..Default::default()
+            slot: String::new(),
+            pin_policy: 0,
+            touch_policy: 0,
         };
         self.inner
             .clone()
@@ -356,6 +361,22 @@ impl AgentClient {
             ))
             .await?
             .into_inner())
+    }
+
+    /// Adopts a key another tool made in a YubiKey slot (`yubikey:SERIAL/SLOT`) under `name`.
+    pub async fn adopt(&self, key: &str, name: &str) -> Result<AgentKey, AgentClientError> {
+        self.inner
+            .clone()
+            .adopt_key(timed(
+                v1::AdoptKeyRequest {
+                    key: key.to_owned(),
+                    name: name.to_owned(),
+                },
+                CALL_TIMEOUT,
+            ))
+            .await?
+            .into_inner()
+            .try_into()
     }
 
     /// The device's attestation of a key.

@@ -56,7 +56,7 @@ impl RootRequest {
         let old = &previous.signed;
         let mut root = old.clone();
         root.version = old.version + 1;
-        root.expires = Expires::new(now + ROOT_LIFETIME)?;
+        root.expires = Expires::new(now + ROOT_LIFETIME).map_err(tuf::TufError::from)?;
         if let Some((keys, threshold)) = &plan.root_keys {
             check_threshold(keys.len(), *threshold)?;
             for k in keys {
@@ -111,7 +111,7 @@ impl RootRequest {
         }
         let root = Root {
             version: 1,
-            expires: Expires::new(now + ROOT_LIFETIME)?,
+            expires: Expires::new(now + ROOT_LIFETIME).map_err(tuf::TufError::from)?,
             consistent_snapshot: false,
             keys,
             roles: RootRoles {

@@ -11,7 +11,7 @@ use crate::repo::{
     self, AgentKeys, Prepared, Publisher, RepoError, RepoState, SnapshotKey, StateSource,
     ROLE_LIFETIME,
 };
-use crate::tuf::{Expires, RoleName, Signed, Targets};
+use crate::tuf::{Expires, RoleName, Signed, Targets, TufError};
 
 /// Publishes a complete request: the new root, plus what it implies (targets re-signed with a
 /// new targets key, a snapshot when the agent holds the snapshot key; for a new repository,
@@ -76,7 +76,10 @@ impl RootRequest {
                         return Err(RepoError::KeyGone { key: *id }.into());
                     }
                 }
-                let targets = Signed::new(Targets::new(0, Expires::new(now + ROLE_LIFETIME)?));
+                let targets = Signed::new(Targets::new(
+                    0,
+                    Expires::new(now + ROLE_LIFETIME).map_err(TufError::from)?,
+                ));
                 let state = RepoState {
                     root: self.root.clone(),
                     snapshot: None,

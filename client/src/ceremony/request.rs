@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::ceremony::error::CeremonyError;
 use crate::repo::SnapshotKey;
-use crate::tuf::{Envelope, Gun, KeyId, PublicKey, RoleName, Root, RootRole, Signed, TufError};
+use crate::tuf::{Envelope, Gun, InvalidGun, KeyId, PublicKey, RoleName, Root, RootRole, Signed};
 
 /// The `format` member of every request file this version writes and reads.
 pub const REQUEST_FORMAT: &str = "tufa-root-request/1";
@@ -98,7 +98,7 @@ impl RootRequest {
         let gun: Gun = file
             .gun
             .parse()
-            .map_err(|e: TufError| bad(format!("its GUN: {e}")))?;
+            .map_err(|e: InvalidGun| bad(format!("its GUN: {e}")))?;
         let root_bytes = serde_json::to_vec(&file.root).map_err(|e| bad(e.to_string()))?;
         let envelope = Envelope::from_slice(&RoleName::ROOT, &root_bytes)
             .map_err(|e| bad(format!("its root: {e}")))?;

@@ -7,7 +7,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::CliError;
+use clap::Args;
+
+use super::context::Ctx;
+use super::error::CliError;
 
 /// The argument docker passes to learn about a plugin.
 pub const METADATA_COMMAND: &str = "docker-cli-plugin-metadata";
@@ -55,13 +58,35 @@ pub fn plugin_dir() -> Option<PathBuf> {
         .map(|d| d.join("cli-plugins"))
 }
 
+/// Arguments of `install-plugin`.
+#[derive(Debug, Args)]
+pub struct InstallPluginArgs {
+    /// Plugin directory [default: $DOCKER_CONFIG/cli-plugins, else ~/.docker/cli-plugins].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl InstallPluginArgs {
+    /// Installs the plugin link and says where.
+    pub async fn run(self, _ctx: &Ctx) -> Result<(), CliError> {
+        let link = install(self.dir)?;
+        println!(
+            "Installed {}: `docker tufa ...` now runs tufa",
+            link.display()
+        );
+        Ok(())
+    }
+}
+
 /// Links `docker-tufa` in `dir` to this executable; returns the link.
 pub fn install(dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
     let dir = dir.or_else(plugin_dir).ok_or_else(|| {
         CliError::Usage("no plugin directory: set DOCKER_CONFIG or HOME, or pass --dir".into())
     })?;
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::Usage(format!("cannot find tufa's own executable: {e}")))?;
+    let exe = std::env::current_exe().map_err(|source| CliError::Io {
+        doing: "cannot find tufa's own executable",
+        source,
+    })?;
     std::fs::create_dir_all(&dir).map_err(|e| CliError::File {
         path: dir.clone(),
         message: format!("cannot create the plugin directory: {e}"),

@@ -5,18 +5,19 @@
 //! the key (`tufa root cert`), or a key of this machine's agent, which then makes the
 //! certificate itself (CN = GUN, 10 years).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
-use super::notary::{server_of, Context, ServerArgs};
-use super::CliError;
-use crate::agent::{AgentClient, LazyAgent, SignContext};
+use super::args::{KeyChoice, KeyRef};
+use super::context::{Ctx, ServerArgs};
+use super::error::CliError;
+use super::files::write_file;
+use crate::agent::{AgentClient, SignContext};
 use crate::ceremony::{self, RootRequest, Rotation};
-use crate::notary::NotaryRepo;
 use crate::repo::{self, FromServer, RepoState, SnapshotKey};
-use crate::tuf::{self, Gun, RoleName, Root, TrustCache, UpdateOptions};
+use crate::tuf::{self, Gun, RoleName, Root};
 
 /// `tufa root`: where the server and trust data are, and what to do.
 #[derive(Debug, Args)]
@@ -40,21 +41,35 @@ pub enum RootCommand {
     /// timestamp key. Without --out, sign with this agent and publish at once.
     Rotate(RotateArgs),
     /// Show what a request changes and which signatures it has and lacks.
-    Show(FileArgs),
+    Show(ShowArgs),
     /// Add signatures with this agent's keys.
     Sign(SignArgs),
     /// Publish a request once every threshold is met.
-    Publish(FileArgs),
+    Publish(PublishArgs),
+}
+
+impl RootCommand {
+    /// Runs the step.
+    pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
+        match self {
+            Self::Cert(a) => a.run(ctx).await,
+            Self::Init(a) => a.run(ctx).await,
+            Self::Rotate(a) => a.run(ctx).await,
+            Self::Show(a) => a.run(ctx).await,
+            Self::Sign(a) => a.run(ctx).await,
+            Self::Publish(a) => a.run(ctx).await,
+        }
+    }
 }
 
 /// Arguments of `root cert`.
 #[derive(Debug, Args)]
 pub struct CertArgs {
     /// The repository (the certificate's CN).
-    pub gun: String,
+    pub gun: Gun,
     /// The agent key.
     #[arg(long)]
-    pub key: String,
+    pub key: KeyRef,
     /// Where to write the PEM certificate.
     #[arg(long)]
     pub out: PathBuf,
@@ -64,7 +79,7 @@ pub struct CertArgs {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The repository.
-    pub gun: String,
+    pub gun: Gun,
     /// A root key: a certificate file from `tufa root cert`, or a key of this agent.
     #[arg(long = "key", required = true)]
     pub keys: Vec<String>,
@@ -73,10 +88,10 @@ pub struct InitArgs {
     pub threshold: Option<u32>,
     /// This agent's key for `targets`.
     #[arg(long)]
-    pub targets_key: String,
+    pub targets_key: KeyRef,
     /// This agent's key for `snapshot` [default: the server makes snapshots, as docker].
     #[arg(long)]
-    pub snapshot_key: Option<String>,
+    pub snapshot_key: Option<KeyRef>,
     /// Where to write the request.
     #[arg(long)]
     pub out: PathBuf,
@@ -84,24 +99,27 @@ pub struct InitArgs {
 
 /// Arguments of `root rotate`.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("targets_key", |a| {
+        a.help("A new targets key in this agent (targets is re-signed with it at publish)")
+    }),
+    mut_arg("snapshot_key", |a| a.help("Move the snapshot key to this agent key")),
+    mut_arg("server_managed_snapshot", |a| {
+        a.help("Have the server make a new snapshot key and sign every snapshot")
+    })
+)]
 pub struct RotateArgs {
     /// The repository.
-    pub gun: String,
+    pub gun: Gun,
     /// New root keys: certificate files from `tufa root cert`, or keys of this agent.
     #[arg(long = "key")]
     pub keys: Vec<String>,
     /// Root signatures needed by the new root keys [default: 1].
     #[arg(long, requires = "keys")]
     pub threshold: Option<u32>,
-    /// A new targets key in this agent (targets is re-signed with it at publish).
-    #[arg(long)]
-    pub targets_key: Option<String>,
-    /// Move the snapshot key to this agent key.
-    #[arg(long, conflicts_with = "server_managed_snapshot")]
-    pub snapshot_key: Option<String>,
-    /// Have the server make a new snapshot key and sign every snapshot.
-    #[arg(long)]
-    pub server_managed_snapshot: bool,
+    /// New targets and snapshot keys.
+    #[command(flatten)]
+    pub new_keys: KeyChoice,
     /// Have the server make a new timestamp key.
     #[arg(long)]
     pub new_timestamp_key: bool,
@@ -113,9 +131,9 @@ pub struct RotateArgs {
     pub out: Option<PathBuf>,
 }
 
-/// A request file alone.
+/// Arguments of `root show`.
 #[derive(Debug, Args)]
-pub struct FileArgs {
+pub struct ShowArgs {
     /// The request file.
     pub request: PathBuf,
 }
@@ -127,235 +145,203 @@ pub struct SignArgs {
     pub request: PathBuf,
     /// Sign with this agent key only [default: every agent key the request still needs].
     #[arg(long)]
-    pub key: Option<String>,
+    pub key: Option<KeyRef>,
 }
 
-impl RootArgs {
-    /// Runs the step.
-    pub async fn run(self, agent: LazyAgent) -> Result<(), CliError> {
-        let ctx = self.server.context(agent)?;
-        let agent = &ctx.agent;
-        let trust_dir = ctx.trust_dir.clone();
-        let server = || server_of(&ctx);
-        let now = OffsetDateTime::now_utc();
-        match self.command {
-            RootCommand::Cert(a) => {
-                let gun = parse_gun(&a.gun)?;
-                let agent = agent.get().await?;
-                let key = agent.key(&a.key).await?;
-                let signer = agent.signer(&key, SignContext::new(&gun, &RoleName::ROOT));
-                let der = tuf::root_certificate(&signer, &gun, now)
-                    .await
-                    .map_err(crate::ceremony::CeremonyError::from)?;
-                write_file(&a.out, tuf::certificate_pem(&der).as_bytes())?;
-                println!(
-                    "Wrote the root certificate of key {} for {gun} to {}",
-                    key.id,
-                    a.out.display()
-                );
-                Ok(())
+/// Arguments of `root publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The request file.
+    pub request: PathBuf,
+}
+
+impl CertArgs {
+    /// Writes the agent key's root certificate for the repository.
+    pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
+        let gun = &self.gun;
+        let agent = ctx.agent().await?;
+        let key = agent.key(self.key.as_str()).await?;
+        let signer = agent.signer(&key, SignContext::new(gun, &RoleName::ROOT));
+        let der = tuf::root_certificate(&signer, gun, OffsetDateTime::now_utc())
+            .await
+            .map_err(ceremony::CeremonyError::from)?;
+        write_file(&self.out, tuf::certificate_pem(&der).as_bytes())?;
+        println!(
+            "Wrote the root certificate of key {} for {gun} to {}",
+            key.id,
+            self.out.display()
+        );
+        Ok(())
+    }
+}
+
+impl InitArgs {
+    /// Writes the request for a new repository's version 1 root.
+    pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
+        let (gun, now) = (&self.gun, OffsetDateTime::now_utc());
+        let agent = ctx.agent().await?;
+        let keys = ceremony::root_keys(agent, gun, &self.keys, now).await?;
+        let threshold = ceremony::root_threshold(self.threshold, keys.len())?;
+        let targets = agent.key(self.targets_key.as_str()).await?;
+        let remote = ctx.notary()?.repo(gun);
+        let snapshot = match &self.snapshot_key {
+            Some(r) => {
+                let k = agent.key(r.as_str()).await?;
+                (k.public, SnapshotKey::Agent(k.id))
             }
-            RootCommand::Init(a) => {
-                let gun = parse_gun(&a.gun)?;
-                let agent = agent.get().await?;
-                let keys = ceremony::root_keys(agent, &gun, &a.keys, now).await?;
-                let threshold = ceremony::root_threshold(a.threshold, keys.len())?;
-                let targets = agent.key(&a.targets_key).await?;
-                let targets_key = targets.public.clone();
-                let client = server()?;
-                let remote = client.repo(&gun);
-                let snapshot = match &a.snapshot_key {
-                    Some(r) => {
-                        let k = agent.key(r).await?;
-                        (k.public, SnapshotKey::Agent(k.id))
-                    }
-                    None => (
-                        ceremony::server_key(&remote, &RoleName::SNAPSHOT, false).await?,
-                        SnapshotKey::Server,
-                    ),
-                };
-                let timestamp = ceremony::server_key(&remote, &RoleName::TIMESTAMP, false).await?;
-                let request = RootRequest::init(
-                    &gun,
-                    &keys,
-                    threshold,
-                    (&targets_key, targets.id),
-                    snapshot,
-                    &timestamp,
-                    now,
-                )?;
-                request.save(&a.out).map_err(ceremony_err)?;
-                println!(
-                    "Wrote the root request for new repository {gun} to {}: {threshold} of {} root key(s) must sign it (`tufa root sign`), then `tufa root publish`",
-                    a.out.display(),
-                    keys.len()
-                );
-                Ok(())
-            }
-            RootCommand::Rotate(a) => rotate(&ctx, a, now).await,
-            RootCommand::Show(a) => {
-                let request = RootRequest::load(&a.request).map_err(ceremony_err)?;
-                let current = match server().ok() {
-                    Some(client) if request.previous.is_some() => {
-                        current_root(
-                            &client.repo(&request.gun),
-                            &trust_dir,
-                            &request.gun,
-                            &ctx.options,
-                        )
-                        .await
-                    }
-                    _ => None,
-                };
-                print!("{}", show(&request, current.as_ref()));
-                Ok(())
-            }
-            RootCommand::Sign(a) => {
-                let mut request = RootRequest::load(&a.request).map_err(ceremony_err)?;
-                let report = request
-                    .sign(agent.get().await?, a.key.as_deref())
-                    .await
-                    .map_err(ceremony_err)?;
-                request.save(&a.request).map_err(ceremony_err)?;
-                for id in &report.added {
-                    println!("Signed with root key {id}");
-                }
-                for absent in &report.absent {
-                    println!(
-                        "Not signed with root key {} (its device is not here: {})",
-                        absent.key, absent.detail
-                    );
-                }
-                println!("{}", request.summary());
-                Ok(())
-            }
-            RootCommand::Publish(a) => {
-                let request = RootRequest::load(&a.request).map_err(ceremony_err)?;
-                request.check_complete().map_err(ceremony_err)?;
-                publish_request(&ctx, agent.get().await?, &request, now).await
-            }
-        }
+            None => (
+                ceremony::server_key(&remote, &RoleName::SNAPSHOT, false).await?,
+                SnapshotKey::Server,
+            ),
+        };
+        let timestamp = ceremony::server_key(&remote, &RoleName::TIMESTAMP, false).await?;
+        let request = RootRequest::init(
+            gun,
+            &keys,
+            threshold,
+            (&targets.public, targets.id),
+            snapshot,
+            &timestamp,
+            now,
+        )?;
+        request.save(&self.out)?;
+        println!(
+            "Wrote the root request for new repository {gun} to {}: {threshold} of {} root key(s) must sign it (`tufa root sign`), then `tufa root publish`",
+            self.out.display(),
+            keys.len()
+        );
+        Ok(())
     }
 }
 
 impl RotateArgs {
+    /// A request to sign offline (`--out`), or signed here and published.
+    pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
+        let (gun, now) = (&self.gun, OffsetDateTime::now_utc());
+        let rotation = self.rotation();
+        let Some(out) = &self.out else {
+            return rotate_now(ctx, gun, &rotation, now).await;
+        };
+        let remote = ctx.notary()?.repo(gun);
+        let request = rotation
+            .request(&ctx.agent, &remote, &ctx.cache(), gun, &ctx.options, now)
+            .await?;
+        request.save(out)?;
+        println!(
+            "Wrote the request for root version {} of {gun} to {}: sign it with the previous and the new root keys (`tufa root sign`), then `tufa root publish`",
+            request.root.signed.version,
+            out.display()
+        );
+        Ok(())
+    }
+
     /// The rotation these flags ask for.
     fn rotation(&self) -> Rotation {
+        let key = |k: &Option<KeyRef>| k.as_ref().map(KeyRef::to_string);
         Rotation {
             root_keys: self.keys.clone(),
             threshold: self.threshold,
-            targets_key: self.targets_key.clone(),
-            snapshot_key: self.snapshot_key.clone(),
-            server_snapshot: self.server_managed_snapshot,
+            targets_key: key(&self.new_keys.targets_key),
+            snapshot_key: key(&self.new_keys.snapshot_key),
+            server_snapshot: self.new_keys.server_managed_snapshot,
             server_timestamp: self.new_timestamp_key,
             renew: self.renew,
         }
     }
 }
 
-/// `tufa root rotate`: a request to sign offline (`--out`), or signed here and published.
-async fn rotate(ctx: &Context, a: RotateArgs, now: OffsetDateTime) -> Result<(), CliError> {
-    let gun = parse_gun(&a.gun)?;
-    let Some(out) = &a.out else {
-        return rotate_now(ctx, &gun, &a.rotation(), now).await;
-    };
-    let remote = server_of(ctx)?.repo(&gun);
-    let cache = TrustCache::new(&ctx.trust_dir);
-    let request = a
-        .rotation()
-        .request(&ctx.agent, &remote, &cache, &gun, &ctx.options, now)
-        .await?;
-    request.save(out).map_err(ceremony_err)?;
-    println!(
-        "Wrote the request for root version {} of {gun} to {}: sign it with the previous and the new root keys (`tufa root sign`), then `tufa root publish`",
-        request.root.signed.version,
-        out.display()
-    );
-    Ok(())
+impl ShowArgs {
+    /// Prints the request for the person about to sign it.
+    pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
+        let request = RootRequest::load(&self.request)?;
+        let current = match ctx.notary().ok() {
+            Some(client) if request.previous.is_some() => {
+                // The server's current root, verified, for the diff; none when it cannot be read.
+                repo::load_state(
+                    &client.repo(&request.gun),
+                    &ctx.cache(),
+                    &request.gun,
+                    &ctx.options,
+                )
+                .await
+                .ok()
+                .flatten()
+                .map(|s: RepoState| s.root.signed)
+            }
+            _ => None,
+        };
+        print!("{}", show(&request, current.as_ref()));
+        Ok(())
+    }
+}
+
+impl SignArgs {
+    /// Adds this agent's signatures to the request file.
+    pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
+        let mut request = RootRequest::load(&self.request)?;
+        let only = self.key.as_ref().map(KeyRef::as_str);
+        let report = request.sign(ctx.agent().await?, only).await?;
+        request.save(&self.request)?;
+        for id in &report.added {
+            println!("Signed with root key {id}");
+        }
+        for absent in &report.absent {
+            println!(
+                "Not signed with root key {} (its device is not here: {})",
+                absent.key, absent.detail
+            );
+        }
+        println!("{}", request.summary());
+        Ok(())
+    }
+}
+
+impl PublishArgs {
+    /// Publishes a request whose thresholds are all met.
+    pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
+        let request = RootRequest::load(&self.request)?;
+        request.check_complete()?;
+        let agent = ctx.agent().await?;
+        publish_request(ctx, agent, &request, OffsetDateTime::now_utc()).await
+    }
 }
 
 /// A rotation of `gun`'s root signed by this agent and published at once (`tufa root rotate`
 /// without `--out`, `tufa notary key rotate`).
 pub(crate) async fn rotate_now(
-    ctx: &Context,
+    ctx: &Ctx,
     gun: &Gun,
     rotation: &Rotation,
     now: OffsetDateTime,
 ) -> Result<(), CliError> {
-    let remote = server_of(ctx)?.repo(gun);
-    let cache = TrustCache::new(&ctx.trust_dir);
+    let remote = ctx.notary()?.repo(gun);
     let mut request = rotation
-        .request(&ctx.agent, &remote, &cache, gun, &ctx.options, now)
+        .request(&ctx.agent, &remote, &ctx.cache(), gun, &ctx.options, now)
         .await?;
-    let agent = ctx.agent.get().await?;
+    let agent = ctx.agent().await?;
     request.sign_here(agent).await?;
     publish_request(ctx, agent, &request, now).await
 }
 
 /// Publishes a complete request, refreshes the cache, and says what was published.
 async fn publish_request(
-    ctx: &Context,
+    ctx: &Ctx,
     agent: &AgentClient,
     request: &RootRequest,
     now: OffsetDateTime,
 ) -> Result<(), CliError> {
-    let remote = server_of(ctx)?.repo(&request.gun);
-    let cache = TrustCache::new(&ctx.trust_dir);
     let gun = &request.gun;
+    let remote = ctx.notary()?.repo(gun);
+    let cache = ctx.cache();
     let source = FromServer::new(&remote, &cache, gun, &ctx.options);
-    let roles = ceremony::publish(agent, &remote, request, source, now)
-        .await
-        .map_err(ceremony_err)?;
-    refresh(&remote, &cache, gun, &ctx.options).await;
+    let roles = ceremony::publish(agent, &remote, request, source, now).await?;
+    ctx.refresh(&remote, gun).await;
     println!(
         "Published root version {} of {gun} ({})",
         request.root.signed.version,
         names(&roles)
     );
     Ok(())
-}
-
-fn ceremony_err(e: ceremony::CeremonyError) -> CliError {
-    CliError::Usage(e.to_string())
-}
-
-impl From<ceremony::CeremonyError> for CliError {
-    fn from(e: ceremony::CeremonyError) -> Self {
-        ceremony_err(e)
-    }
-}
-
-fn parse_gun(s: &str) -> Result<Gun, CliError> {
-    s.parse()
-        .map_err(|e: tuf::TufError| CliError::Usage(e.to_string()))
-}
-
-/// The server's current root, verified (for `show`'s diff); `None` when it cannot be read.
-async fn current_root(
-    repo: &NotaryRepo,
-    trust_dir: &Path,
-    gun: &Gun,
-    options: &UpdateOptions,
-) -> Option<Root> {
-    let cache = TrustCache::new(trust_dir);
-    repo::load_state(repo, &cache, gun, options)
-        .await
-        .ok()
-        .flatten()
-        .map(|s: RepoState| s.root.signed)
-}
-
-async fn refresh(remote: &NotaryRepo, cache: &TrustCache, gun: &Gun, options: &UpdateOptions) {
-    if let Err(e) = tuf::update(remote, cache, gun, options).await {
-        tracing::warn!(gun = %gun, error = %e, "published, but could not refresh the local cache");
-    }
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    std::fs::write(path, bytes).map_err(|e| CliError::File {
-        path: path.to_owned(),
-        message: format!("cannot write it: {e}"),
-    })
 }
 
 fn names(roles: &[RoleName]) -> String {

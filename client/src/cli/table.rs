@@ -31,22 +31,34 @@ pub fn render<S: AsRef<str>>(rows: &[Vec<S>]) -> String {
     out
 }
 
+/// A header row and its underline, as notary prints them (`ROLE` over `----`).
+pub fn header(names: &[&str]) -> Vec<Vec<String>> {
+    vec![
+        names.iter().map(|n| (*n).to_owned()).collect(),
+        names
+            .iter()
+            .map(|n| "-".repeat(n.chars().count()))
+            .collect(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn matches_notary_list() {
-        let rows = vec![
-            vec!["NAME", "DIGEST", "SIZE (BYTES)", "ROLE"],
-            vec!["----", "------", "------------", "----"],
-            vec![
+        let mut rows = header(&["NAME", "DIGEST", "SIZE (BYTES)", "ROLE"]);
+        rows.push(
+            [
                 "admin",
                 "9f44d46c89f5315968cdc56713b7371a745c640e8e94dc02f0a15d2887082888",
                 "423",
                 "targets",
-            ],
-        ];
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
         let expected = "NAME     DIGEST                                                              SIZE (BYTES)    ROLE\n\
                         ----     ------                                                              ------------    ----\n\
                         admin    9f44d46c89f5315968cdc56713b7371a745c640e8e94dc02f0a15d2887082888    423             targets\n";

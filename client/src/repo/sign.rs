@@ -12,7 +12,7 @@ use crate::repo::error::RepoError;
 use crate::repo::state::RepoState;
 use crate::tuf::{
     Expires, FileMeta, Gun, KeyId, Metadata, PublicKey, RoleKeys, RoleName, Root, RootRole,
-    Signature, SignatureMethod, Signed, Snapshot,
+    Signature, SignatureMethod, Signed, Snapshot, TufError,
 };
 
 /// Lifetime of a root Notary signs: 10 years.
@@ -229,5 +229,5 @@ pub(crate) fn key_list(root: &Root, role: &RootRole) -> Vec<PublicKey> {
 
 /// `now` + `lifetime`, as metadata writes it.
 pub(crate) fn expires_in(now: OffsetDateTime, lifetime: Duration) -> Result<Expires, RepoError> {
-    Ok(Expires::new(now + lifetime)?)
+    Ok(Expires::new(now + lifetime).map_err(TufError::from)?)
 }

@@ -5,7 +5,18 @@ use std::time::Duration;
 
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::tuf::error::TufError;
+/// An `expires` value that Go would not read or write back unchanged, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{value:?} is not a usable expiry time ({problem}); Notary writes RFC 3339 times such \
+     as 2029-11-21T04:04:01.80537535Z"
+)]
+pub struct InvalidExpires {
+    /// The rejected text.
+    pub value: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
 
 /// An expiry time that writes back exactly as Go would write it.
 ///
@@ -16,22 +27,22 @@ pub struct Expires(OffsetDateTime);
 
 impl Expires {
     /// Wraps a time, converted to UTC so it is written with `Z`.
-    pub fn new(time: OffsetDateTime) -> Result<Self, TufError> {
+    pub fn new(time: OffsetDateTime) -> Result<Self, InvalidExpires> {
         Self::checked(time.to_offset(UtcOffset::UTC))
     }
 
     /// Now plus `lifetime`, in UTC and truncated to whole seconds.
-    pub fn from_now(lifetime: Duration) -> Result<Self, TufError> {
+    pub fn from_now(lifetime: Duration) -> Result<Self, InvalidExpires> {
         let now = OffsetDateTime::now_utc();
         let time = now
-            .checked_add(time::Duration::try_from(lifetime).map_err(|e| {
-                TufError::InvalidExpires {
+            .checked_add(
+                time::Duration::try_from(lifetime).map_err(|e| InvalidExpires {
                     value: format!("now + {lifetime:?}"),
                     problem: e.to_string(),
-                }
-            })?)
+                })?,
+            )
             .and_then(|t| t.replace_nanosecond(0).ok())
-            .ok_or_else(|| TufError::InvalidExpires {
+            .ok_or_else(|| InvalidExpires {
                 value: format!("now + {lifetime:?}"),
                 problem: "out of range".into(),
             })?;
@@ -42,13 +53,13 @@ impl Expires {
     ///
     /// The form is `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` with at most nine fractional
     /// digits; Go refuses the variants RFC 3339 also allows (a space for `T`, lowercase letters).
-    pub fn parse(text: &str) -> Result<Self, TufError> {
-        let invalid = |problem: &str| TufError::InvalidExpires {
+    pub fn parse(text: &str) -> Result<Self, InvalidExpires> {
+        let invalid = |problem: &str| InvalidExpires {
             value: text.to_owned(),
             problem: problem.to_owned(),
         };
         let b = text.as_bytes();
-        let number = |range: std::ops::Range<usize>| -> Result<u32, TufError> {
+        let number = |range: std::ops::Range<usize>| -> Result<u32, InvalidExpires> {
             let digits = b.get(range).ok_or_else(|| invalid("too short"))?;
             if !digits.iter().all(u8::is_ascii_digit) {
                 return Err(invalid("expected YYYY-MM-DDTHH:MM:SS"));
@@ -127,11 +138,11 @@ impl Expires {
     }
 
     /// Go's `MarshalJSON` refuses years outside 0..=9999.
-    fn checked(time: OffsetDateTime) -> Result<Self, TufError> {
+    fn checked(time: OffsetDateTime) -> Result<Self, InvalidExpires> {
         if (0..=9999).contains(&time.year()) {
             Ok(Self(time))
         } else {
-            Err(TufError::InvalidExpires {
+            Err(InvalidExpires {
                 value: time.to_string(),
                 problem: "the year must be between 0 and 9999".into(),
             })

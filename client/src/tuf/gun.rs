@@ -3,7 +3,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::TufError;
+/// A repository name notary-server would not route, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{gun}' is not a valid GUN (repository name): {reason}; use a name such as docker.io/library/alpine")]
+pub struct InvalidGun {
+    /// The rejected name.
+    pub gun: String,
+    /// What is wrong.
+    pub reason: String,
+}
 
 /// A repository's GUN as notary-server routes it: `/v2/<gun>/_trust/tuf/...`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,10 +28,10 @@ impl Gun {
 }
 
 impl FromStr for Gun {
-    type Err = TufError;
+    type Err = InvalidGun;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |reason: &str| TufError::InvalidGun {
+        let bad = |reason: &str| InvalidGun {
             gun: s.to_owned(),
             reason: reason.to_owned(),
         };

@@ -7,7 +7,7 @@
 //! - `signature`: one entry of `signatures` ([`Signature`], [`SignatureMethod`]).
 //! - `root`, `targets`, `snapshot`: the role bodies ([`Root`], [`Targets`] with
 //!   [`Delegations`], [`Snapshot`], [`Timestamp`]).
-//! - `file_meta`: [`FileMeta`] lengths and [`Hashes`], [`Sha256Digest`].
+//! - `file_meta`: [`FileMeta`] lengths and [`Hashes`] (SHA-256 and [`Sha512Digest`]).
 //! - `key`: [`PublicKey`], key types, TUF and canonical key IDs ([`KeyId`]).
 //! - `pem`: key files and certificates as PEM ([`PublicKey::from_pem`], [`certificate_pem`],
 //!   [`x509_public_key`]).
@@ -58,20 +58,20 @@ pub use cache::{CacheError, CacheView, GunLock, Holder, TrustCache};
 pub use certificate::{root_certificate, CertificateError, ROOT_CERTIFICATE_VALIDITY_DAYS};
 pub use envelope::{Envelope, Metadata, Signed};
 pub use error::{TufError, UpdateError, UpdateWarning};
-pub use expires::Expires;
-pub use file_meta::{FileMeta, Hashes, Sha256Digest, Sha512Digest};
-pub use gun::Gun;
+pub use expires::{Expires, InvalidExpires};
+pub use file_meta::{FileMeta, Hashes, Sha512Digest};
+pub use gun::{Gun, InvalidGun};
 pub use key::{KeyType, PublicKey};
 pub use pem::{certificate_pem, x509_public_key, PemKeyError};
 pub use remote::{OverLimit, RemoteError, RemoteStore};
-pub use role::RoleName;
+pub use role::{InvalidRoleName, RoleName};
 pub use root::{Root, RootRole, RootRoles};
 pub use root_validation::{check_root_key, cn_matches_gun, validate_root, TrustPinning};
 pub use signature::{Signature, SignatureMethod};
 pub use signer::{DigestSigner, SignError};
 pub use snapshot::{Snapshot, Timestamp};
 pub use targets::{Delegation, Delegations, Targets};
-pub use tufa_proto::{EcdsaSignature, KeyId, SignatureLengthError};
+pub use tufa_proto::{EcdsaSignature, KeyId, Sha256Digest, SignatureLengthError};
 pub use update::{
     update, update_deferred, DelegatedRole, PendingCommit, TargetEntry, UpdateOptions, VerifiedRepo,
 };

@@ -4,7 +4,18 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::tuf::error::TufError;
+/// A string that is not a Notary role name, and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{name:?} is not a Notary role name: {problem}. Use root, targets, snapshot, timestamp, \
+     or targets/<name> where <name> has only lowercase letters, digits, '-', '_' and '/'"
+)]
+pub struct InvalidRoleName {
+    /// The rejected name.
+    pub name: String,
+    /// The rule it breaks.
+    pub problem: &'static str,
+}
 
 /// A Notary role name: `root`, `targets`, `snapshot`, `timestamp` or a `targets/…` delegation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,13 +34,13 @@ impl RoleName {
     pub const RELEASES: RoleName = RoleName(Cow::Borrowed("targets/releases"));
 
     /// Parses a role name, applying Notary's delegation rules (`tuf/data/roles.go` `IsDelegation`).
-    pub fn new(name: &str) -> Result<Self, TufError> {
+    pub fn new(name: &str) -> Result<Self, InvalidRoleName> {
         for base in [Self::ROOT, Self::TARGETS, Self::SNAPSHOT, Self::TIMESTAMP] {
             if base.as_str() == name {
                 return Ok(base);
             }
         }
-        let invalid = |problem| TufError::InvalidRoleName {
+        let invalid = |problem| InvalidRoleName {
             name: name.to_owned(),
             problem,
         };
@@ -102,7 +113,7 @@ impl fmt::Debug for RoleName {
 }
 
 impl FromStr for RoleName {
-    type Err = TufError;
+    type Err = InvalidRoleName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::new(s)

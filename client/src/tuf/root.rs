@@ -9,7 +9,7 @@ use crate::tuf::envelope::Metadata;
 use crate::tuf::error::TufError;
 use crate::tuf::expires::Expires;
 use crate::tuf::key::{self, PublicKey};
-use crate::tuf::role::RoleName;
+use crate::tuf::role::{InvalidRoleName, RoleName};
 use crate::tuf::verify::RoleKeys;
 use crate::tuf::wire::Fields;
 
@@ -54,13 +54,10 @@ pub struct RootRole {
 impl Root {
     /// The keys and threshold of base role `role`, checked against `keys`.
     pub fn role_keys(&self, role: &RoleName) -> Result<RoleKeys, TufError> {
-        let spec = self
-            .roles
-            .get(role)
-            .ok_or_else(|| TufError::InvalidRoleName {
-                name: role.to_string(),
-                problem: "root.json only lists root, targets, snapshot and timestamp",
-            })?;
+        let spec = self.roles.get(role).ok_or_else(|| InvalidRoleName {
+            name: role.to_string(),
+            problem: "root.json only lists root, targets, snapshot and timestamp",
+        })?;
         RoleKeys::new(
             role.clone(),
             &RoleName::ROOT,
