@@ -13,6 +13,10 @@ packages=(
   libpcsclite-dev  # PC/SC headers and library, for the YubiKey backend
   pcscd            # the PC/SC daemon, for the YubiKey backend
   vsmartcard-vpcd  # a virtual smart-card reader, for the simulated YubiKey in tests
+  swtpm            # a software TPM 2.0, for the TPM token in tests (tpm/init-token.sh)
+  libtpm2-pkcs11-1 # tpm2-pkcs11, the PKCS#11 module over a TPM 2.0
+  libtss2-tcti-swtpm0 # the TSS transport tpm2-pkcs11 uses to reach swtpm
+  ykcs11           # Yubico's PKCS#11 module: the simulated YubiKey as a PKCS#11 token that counts PIN tries
   notary           # notary-server, notary-signer and the notary CLI, for end-to-end tests
   docker-registry  # a registry for end-to-end tests
   jq               # reads JSON in scripts

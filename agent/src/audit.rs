@@ -49,6 +49,8 @@ pub enum Operation {
     Lock,
     /// A key's attestation was read.
     Attest,
+    /// A key another tool made was adopted (given tufa's marker and a name).
+    Adopt,
 }
 
 /// The longest GUN and role kept in a line (Docker's own limit on a repository name); longer

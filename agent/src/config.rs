@@ -5,10 +5,14 @@
 //! audit_log = "/var/log/tufa/audit.log"       # default: no audit log
 //! allowed_uids = [1001]                       # besides the agent's own uid
 //! pin_cache_ttl_seconds = 900                 # how long an unlock PIN is kept
+//! state_dir = "/var/lib/tufa"                 # default: $STATE_DIRECTORY, else
+//!                                             # $XDG_STATE_HOME/tufa or ~/.local/state/tufa
 //!
 //! [[pkcs11]]
 //! module = "/usr/lib/softhsm/libsofthsm2.so"
 //! token = "tufa"                              # token label
+//! # or the RFC 7512 way: uri = "pkcs11:token=tufa;serial=1234?module-path=/usr/lib/...so"
+//! #   (token, serial, model, manufacturer; module-path, pin-source=file:PATH)
 //! pin_file = "/etc/tufa/pin"                  # or pin_env = "TUFA_PKCS11_PIN", or neither: unlock
 //! sessions = 4                                # signing sessions kept open
 //!
@@ -37,9 +41,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::backend::pkcs11::Pkcs11Config;
+use crate::backend::pkcs11::{Pkcs11Config, TokenSelect};
 use crate::backend::yubikey::{ManagementKey, YubiKeyConfig};
 use crate::backend::TouchPolicy;
+use crate::keys::Pkcs11Uri;
 use crate::pin::PinSource;
 
 /// The file's shape; unknown keys are errors so typos do not pass silently.
@@ -55,6 +60,8 @@ pub struct ConfigFile {
     pub allowed_uids: Vec<u32>,
     /// Unlock PIN lifetime in seconds.
     pub pin_cache_ttl_seconds: Option<u64>,
+    /// Where the agent keeps what must outlive it (refused-PIN records).
+    pub state_dir: Option<PathBuf>,
     /// PKCS#11 tokens.
     #[serde(default)]
     pub pkcs11: Vec<Pkcs11Section>,
@@ -170,10 +177,12 @@ pub enum ManagementKeySetting {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pkcs11Section {
-    /// Module path.
-    pub module: PathBuf,
-    /// Token label.
-    pub token: String,
+    /// Module path (or `module-path` in `uri`).
+    pub module: Option<PathBuf>,
+    /// Token label (or `token` in `uri`).
+    pub token: Option<String>,
+    /// An RFC 7512 URI naming the token.
+    pub uri: Option<String>,
     /// PIN file.
     pub pin_file: Option<PathBuf>,
     /// PIN environment variable.
@@ -193,6 +202,8 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     /// Unlock PIN lifetime.
     pub pin_cache_ttl: Duration,
+    /// Where refused-PIN records are kept; `None`: nowhere (refusals last until restart).
+    pub state_dir: Option<PathBuf>,
     /// PKCS#11 tokens.
     pub pkcs11: Vec<Pkcs11Config>,
     /// YubiKeys.
@@ -298,27 +309,81 @@ impl Config {
             key: key.to_owned(),
             message,
         };
+        let state_dir = file.state_dir.clone().or_else(default_state_dir);
+        if let Some(d) = &state_dir {
+            if d.is_relative() {
+                return Err(invalid(
+                    "state_dir",
+                    format!("'{}' is relative: give an absolute path", d.display()),
+                ));
+            }
+        }
         let mut pkcs11 = Vec::new();
         for (i, s) in file.pkcs11.into_iter().enumerate() {
             let key = |k: &str| format!("pkcs11[{i}].{k}");
-            let pin = pin_source(s.pin_file, s.pin_env).ok_or_else(|| {
+            let mut pin = pin_source(s.pin_file, s.pin_env).ok_or_else(|| {
                 invalid(
                     &key("pin_file"),
                     "pin_file and pin_env both set: keep one".into(),
                 )
             })?;
-            if s.token.is_empty() {
-                return Err(invalid(&key("token"), "the token label is empty".into()));
+            let (mut module, mut token) = (s.module, s.token);
+            let mut select = TokenSelect::default();
+            if let Some(text) = &s.uri {
+                let uri = token_uri(text).map_err(|m| invalid(&key("uri"), m))?;
+                let twice = |what: &str, setting: &str| {
+                    invalid(
+                        &key("uri"),
+                        format!("the {what} is given in uri and in {setting}: keep one"),
+                    )
+                };
+                if let Some(label) = uri.token {
+                    if token.is_some() {
+                        return Err(twice("token label", "token"));
+                    }
+                    token = Some(label);
+                }
+                if let Some(path) = uri.module_path {
+                    if module.is_some() {
+                        return Err(twice("module", "module"));
+                    }
+                    module = Some(PathBuf::from(path));
+                }
+                if let Some(source) = uri.pin_source {
+                    if pin != PinSource::Unlock {
+                        return Err(twice("PIN source", "pin_file or pin_env"));
+                    }
+                    pin = pin_source_of_uri(&source).map_err(|m| invalid(&key("uri"), m))?;
+                }
+                select = TokenSelect {
+                    serial: uri.serial,
+                    model: uri.model,
+                    manufacturer: uri.manufacturer,
+                };
             }
+            let module = module.ok_or_else(|| {
+                invalid(
+                    &key("module"),
+                    "no module: set module, or module-path in uri".into(),
+                )
+            })?;
+            let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                invalid(
+                    &key("token"),
+                    "no token label: set token, or token= in uri".into(),
+                )
+            })?;
             let sessions = s.sessions.unwrap_or(4);
             if !(1..=64).contains(&sessions) {
                 return Err(invalid(&key("sessions"), "must be between 1 and 64".into()));
             }
             pkcs11.push(Pkcs11Config {
-                module: s.module.display().to_string(),
-                token: s.token,
+                module: module.display().to_string(),
+                token,
+                select,
                 pin,
                 sessions,
+                state_dir: state_dir.clone(),
             });
         }
         match (flags.pkcs11_module, flags.pkcs11_token) {
@@ -330,6 +395,8 @@ impl Config {
                     .map(PinSource::File)
                     .unwrap_or_default(),
                 sessions: 4,
+                select: TokenSelect::default(),
+                state_dir: state_dir.clone(),
             }),
             (None, None) => {
                 if flags.pkcs11_pin_file.is_some() {
@@ -392,6 +459,7 @@ impl Config {
                 pin,
                 management_key,
                 touch_policy,
+                state_dir: state_dir.clone(),
             });
         }
         let flag_yubikeys = !flags.yubikeys.is_empty();
@@ -412,6 +480,7 @@ impl Config {
                     .unwrap_or_default(),
                 management_key: ManagementKey::Default,
                 touch_policy: TouchPolicy::Never,
+                state_dir: state_dir.clone(),
             });
         }
         if flags.yubikey_pin_file.is_some() && !flag_yubikeys {
@@ -450,6 +519,7 @@ impl Config {
             audit_log: flags.audit_log.or(file.audit_log),
             allowed_uids: file.allowed_uids,
             pin_cache_ttl: ttl,
+            state_dir,
             pkcs11,
             yubikeys,
             limits,
@@ -541,6 +611,38 @@ fn limits(
     })
 }
 
+/// A `[[pkcs11]]` section's `uri`: a token, never a key, and never a PIN.
+fn token_uri(text: &str) -> Result<Pkcs11Uri, String> {
+    let uri: Pkcs11Uri = text
+        .parse()
+        .map_err(|e: crate::keys::UriError| e.to_string())?;
+    uri.refuse(
+        &[
+            "token",
+            "serial",
+            "model",
+            "manufacturer",
+            "module-path",
+            "pin-source",
+        ],
+        "a [[pkcs11]] section's uri, which names a token",
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(uri)
+}
+
+/// `pin-source` as RFC 7512 has it: a `file:` URI or an absolute path.
+fn pin_source_of_uri(source: &str) -> Result<PinSource, String> {
+    let path = source.strip_prefix("file:").unwrap_or(source);
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if !path.starts_with('/') {
+        return Err(format!(
+            "pin-source '{source}': tufa reads a PIN from a file only (pin-source=file:/ABSOLUTE/PATH)"
+        ));
+    }
+    Ok(PinSource::File(PathBuf::from(path)))
+}
+
 /// Where a device's PIN comes from; `None` when both a file and a variable are given.
 fn pin_source(file: Option<PathBuf>, env: Option<String>) -> Option<PinSource> {
     match (file, env) {
@@ -549,6 +651,20 @@ fn pin_source(file: Option<PathBuf>, env: Option<String>) -> Option<PinSource> {
         (None, Some(v)) => Some(PinSource::Env(v)),
         (None, None) => Some(PinSource::Unlock),
     }
+}
+
+/// The state directory when the file names none: systemd's `StateDirectory=` (the first of
+/// `$STATE_DIRECTORY`), else `$XDG_STATE_HOME/tufa`, else `~/.local/state/tufa`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let var = |v: &str| std::env::var_os(v).filter(|d| !d.is_empty());
+    if let Some(dirs) = var("STATE_DIRECTORY") {
+        return std::env::split_paths(&dirs).next();
+    }
+    var("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("tufa"))
 }
 
 /// `$XDG_RUNTIME_DIR/tufa/agent.sock`, the socket both binaries use by default.
@@ -682,6 +798,42 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("client_ca"), "{e}");
+    }
+
+    #[test]
+    fn a_pkcs11_section_can_name_its_token_by_uri() {
+        let c = load(
+            "socket = \"/x\"\n[[pkcs11]]\nuri = \"pkcs11:token=my%20dev;serial=42?module-path=/m.so&pin-source=file:/etc/pin\"\n",
+        )
+        .unwrap();
+        let p = &c.pkcs11[0];
+        assert_eq!((p.module.as_str(), p.token.as_str()), ("/m.so", "my dev"));
+        assert_eq!(p.select.serial.as_deref(), Some("42"));
+        assert_eq!(p.pin, PinSource::File("/etc/pin".into()));
+        let c =
+            load("socket = \"/x\"\n[[pkcs11]]\nmodule = \"/m.so\"\nuri = \"pkcs11:token=dev\"\n")
+                .unwrap();
+        assert_eq!(c.pkcs11[0].token, "dev");
+        let bad = |uri: &str| {
+            load(&format!(
+                "socket = \"/x\"\n[[pkcs11]]\nmodule = \"/m.so\"\n{uri}\n"
+            ))
+            .unwrap_err()
+            .to_string()
+        };
+        let e = bad("uri = \"pkcs11:token=dev;object=alice\"");
+        assert!(
+            e.contains("pkcs11[0].uri") && e.contains("object has no use"),
+            "{e}"
+        );
+        let e = bad("uri = \"pkcs11:token=dev?pin-value=123456\"");
+        assert!(e.contains("pin-value") && !e.contains("123456"), "{e}");
+        let e = bad("uri = \"pkcs11:token=dev?module-path=/n.so\"");
+        assert!(e.contains("module is given in uri and in module"), "{e}");
+        let e = bad("uri = \"pkcs11:serial=1\"");
+        assert!(e.contains("no token label"), "{e}");
+        let e = bad("uri = \"pkcs11:token=dev?pin-source=env:PIN\"");
+        assert!(e.contains("file only"), "{e}");
     }
 
     #[test]

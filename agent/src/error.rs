@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 use tufa_proto::{DigestLengthError, KeyId, SignatureLengthError};
 
 use crate::import::ImportError;
-use crate::keys::{InvalidName, KeyLabel, KeyName, NoKeyGiven};
+use crate::keys::{InvalidName, KeyLabel, KeyName, KeyRefError};
 
 /// Everything that can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,14 @@ pub enum AgentError {
         name: KeyLabel,
         /// The key's ID.
         key_id: KeyId,
+    },
+    /// A YubiKey key another tool made, not adopted yet.
+    #[error("the key in {reference} of {device} was made by another tool: adopt it first with `tufa key adopt {reference} --name NAME` (only tufa's marker is added; the key and its certificate stay as they are)")]
+    NotAdopted {
+        /// The device, described.
+        device: String,
+        /// Its `yubikey:SERIAL/SLOT`.
+        reference: String,
     },
     /// A name the agent will not store.
     #[error(transparent)]
@@ -92,12 +100,14 @@ pub enum AgentError {
         fix: String,
     },
     /// One PIN try is left: the agent will not risk blocking the device.
-    #[error("{device} has one PIN try left: the agent will not try a PIN and risk blocking it; unblock the PIN with the PUK (`ykman --device {serial} piv access unblock-pin`), then unlock again")]
+    #[error(
+        "{device} has one PIN try left: the agent will not try a PIN and risk blocking it; {fix}"
+    )]
     LastPinTry {
         /// The device, described.
         device: String,
-        /// Its serial.
-        serial: u32,
+        /// How to reset the tries.
+        fix: String,
     },
     /// A key that needs a touch was not touched in time.
     #[error("{device} was not touched in time: sign again and touch the key when it blinks")]
@@ -130,6 +140,16 @@ pub enum AgentError {
         label: String,
         /// Labels that are there.
         present: Vec<String>,
+    },
+    /// Several tokens match the configured label (and serial, model, manufacturer).
+    #[error("{} tokens labelled '{label}' in PKCS#11 module {module} (serials {}): the agent will not guess which one gets the PIN; name one with `uri = \"pkcs11:token={label};serial=SERIAL\"` in the [[pkcs11]] section", serials.len(), serials.join(", "))]
+    AmbiguousToken {
+        /// Path of the module.
+        module: String,
+        /// Label looked for.
+        label: String,
+        /// Serials of the matching tokens.
+        serials: Vec<String>,
     },
     /// No configured device matches a request.
     #[error("no {wanted} is configured in this agent (configured: {}): check `tufa agent status`", if configured.is_empty() { "none".to_owned() } else { configured.join(", ") })]
@@ -233,6 +253,13 @@ pub enum Unavailable {
         /// The PKCS#11 error.
         error: String,
     },
+    /// A token with the configured label came back with another serial than before.
+    Replaced {
+        /// The serial the agent knew.
+        expected: String,
+        /// The serial of the token there now.
+        found: String,
+    },
 }
 
 impl fmt::Display for Unavailable {
@@ -264,6 +291,13 @@ impl fmt::Display for Unavailable {
                 f,
                 "{operation} failed ({error}); check the token is present, \
                  the agent reconnects by itself"
+            ),
+            Self::Replaced { expected, found } => write!(
+                f,
+                "a token with its label came back with serial {found}, not {expected}: \
+                 the agent refuses it (no PIN, no keys go to another token); put the \
+                 original token back, or restart the agent if the new token is meant to \
+                 replace it"
             ),
         }
     }
@@ -307,12 +341,14 @@ impl AgentError {
             | Self::Certificate { .. } => Code::InvalidArgument,
             Self::WrongPin { .. } => Code::Unauthenticated,
             Self::Locked { .. }
+            | Self::NotAdopted { .. }
             | Self::PinBlocked { .. }
             | Self::LastPinTry { .. }
             | Self::NoDevice { .. } => Code::FailedPrecondition,
-            Self::Unavailable { .. } | Self::Module { .. } | Self::TokenNotFound { .. } => {
-                Code::Unavailable
-            }
+            Self::Unavailable { .. }
+            | Self::Module { .. }
+            | Self::TokenNotFound { .. }
+            | Self::AmbiguousToken { .. } => Code::Unavailable,
             Self::Unsupported(_) => Code::Unimplemented,
             Self::ServerKey { .. } => Code::PermissionDenied,
             Self::TouchTimeout { .. } => Code::DeadlineExceeded,
@@ -327,8 +363,8 @@ impl From<DigestLengthError> for AgentError {
     }
 }
 
-impl From<NoKeyGiven> for AgentError {
-    fn from(e: NoKeyGiven) -> Self {
+impl From<KeyRefError> for AgentError {
+    fn from(e: KeyRefError) -> Self {
         Self::InvalidArgument(e.to_string())
     }
 }

@@ -12,11 +12,11 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::backend::pkcs11::Pkcs11Backend;
 use crate::backend::yubikey::YubiKeyBackend;
-use crate::backend::{Attestation, Backend, BackendKind, GenerateSpec, KeyInfo};
+use crate::backend::{Attestation, Backend, BackendKind, GenerateSpec, KeyInfo, Location};
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::import::ImportedKey;
-use crate::keys::{EcdsaSignature, KeyId, KeyName, KeyRef, Sha256Digest};
+use crate::keys::{EcdsaSignature, KeyId, KeyName, KeyRef, Pkcs11Uri, Sha256Digest};
 
 /// A key and the device that holds it.
 #[derive(Clone)]
@@ -87,16 +87,26 @@ impl Keyring {
         &self.backends
     }
 
-    /// Re-reads the keys of every present device. Devices that fail are skipped and logged.
+    /// Re-reads the keys of every present device and returns them. A device that fails is
+    /// logged and keeps its keys in the cache (not in the answer), so a request for one of them
+    /// still reaches the device and gets the device's own error ("not available: plug it
+    /// in", "came back with another serial"), not "no such key".
     pub fn refresh(&self) -> Vec<KeyInfo> {
+        let old = self.cache.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut all = Vec::new();
+        let mut keys = Vec::new();
         for (i, b) in self.backends.iter().enumerate() {
             match b.keys() {
-                Ok(keys) => all.extend(keys.into_iter().map(|k| (i, k))),
-                Err(e) => tracing::warn!(device = b.name(), error = %e, "cannot list keys"),
+                Ok(found) => {
+                    keys.extend(found.iter().cloned());
+                    all.extend(found.into_iter().map(|k| (i, k)));
+                }
+                Err(e) => {
+                    tracing::warn!(device = b.name(), error = %e, "cannot list keys");
+                    all.extend(old.iter().filter(|(j, _)| *j == i).cloned());
+                }
             }
         }
-        let keys = all.iter().map(|(_, k)| k.clone()).collect();
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = all;
         keys
     }
@@ -123,6 +133,18 @@ impl Keyring {
         let s = match key {
             KeyRef::Id(id) => return Ok(cache.iter().find(|(_, k)| k.id == *id).map(hit)),
             KeyRef::NameOrPrefix(s) => s,
+            KeyRef::Uri(uri) => {
+                let matches: Vec<_> = cache.iter().filter(|(_, k)| uri_matches(uri, k)).collect();
+                return one_of(key, &matches).map(|f| f.map(hit));
+            }
+            KeyRef::Slot { serial, slot } => {
+                return Ok(cache
+                    .iter()
+                    .find(|(_, k)| {
+                        matches!(&k.location, Location::YubiKey { serial: s, slot: p } if s == serial && p.byte() == *slot)
+                    })
+                    .map(hit))
+            }
         };
         if let Some(found) = cache.iter().find(|(_, k)| k.name.as_str() == s) {
             return Ok(Some(hit(found)));
@@ -134,14 +156,7 @@ impl Keyring {
             .iter()
             .filter(|(_, k)| k.id.to_string().starts_with(&prefix))
             .collect();
-        match matches.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(hit(one))),
-            many => Err(AgentError::AmbiguousKey {
-                key: s.clone(),
-                matches: many.iter().map(|(_, k)| k.id.to_string()).collect(),
-            }),
-        }
+        one_of(key, &matches).map(|f| f.map(hit))
     }
 
     /// The key that has this name on any device, re-read from the devices (names are unique
@@ -207,6 +222,28 @@ impl Keyring {
         self.refuse_taken_name(&new.spec.name)?;
         let device = self.pick_device(new.kind, new.device.as_deref())?;
         let info = device.import(&new.spec, key)?;
+        self.refresh();
+        Ok(info)
+    }
+
+    /// Adopts a key another tool made in a YubiKey slot (`yubikey:SERIAL/SLOT`) under `name`,
+    /// which must be free; returns the key as tufa now lists it.
+    pub fn adopt(&self, key: &KeyRef, name: &KeyName) -> Result<KeyInfo, AgentError> {
+        let KeyRef::Slot { serial, slot } = key else {
+            return Err(AgentError::InvalidArgument(format!(
+                "adopt takes a YubiKey slot, yubikey:SERIAL/SLOT (e.g. yubikey:12345678/9c), not {key}: keys of other tools on a PKCS#11 token sign as they are"
+            )));
+        };
+        self.refuse_taken_name(name)?;
+        let device = self
+            .backends
+            .iter()
+            .find(|b| b.location() == crate::backend::DeviceLocation::YubiKey { serial: *serial })
+            .ok_or_else(|| AgentError::NoDevice {
+                wanted: format!("YubiKey serial {serial}"),
+                configured: self.backends.iter().map(|b| b.name().to_owned()).collect(),
+            })?;
+        let info = device.adopt(*slot, name)?;
         self.refresh();
         Ok(info)
     }
@@ -306,6 +343,41 @@ impl Keyring {
             })
             .collect()
     }
+}
+
+/// The one match, none, or an error naming the keys an ambiguous reference matches.
+fn one_of<'a>(
+    key: &KeyRef,
+    matches: &[&'a (usize, KeyInfo)],
+) -> Result<Option<&'a (usize, KeyInfo)>, AgentError> {
+    match matches {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(AgentError::AmbiguousKey {
+            key: key.to_string(),
+            matches: many.iter().map(|(_, k)| k.id.to_string()).collect(),
+        }),
+    }
+}
+
+/// Whether a key on a PKCS#11 token is one a `pkcs11:` URI names: every attribute given must
+/// equal the key's (token label, serial, model, manufacturer, module path; the label as
+/// `object`, `CKA_ID` as `id`); `type` is private or public, both naming the key pair.
+fn uri_matches(uri: &Pkcs11Uri, key: &KeyInfo) -> bool {
+    let Location::Pkcs11(t) = &key.location else {
+        return false;
+    };
+    let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+    eq(&uri.token, &t.token_label)
+        && eq(&uri.serial, &t.token_serial)
+        && eq(&uri.model, &t.token_model)
+        && eq(&uri.manufacturer, &t.token_manufacturer)
+        && eq(&uri.module_path, &t.module)
+        && eq(&uri.object, key.name.as_str())
+        && uri
+            .id
+            .as_deref()
+            .is_none_or(|id| id == key.object_id.as_slice())
 }
 
 /// A certificate must be X.509 DER and certify exactly this key's public key.

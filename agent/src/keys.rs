@@ -9,6 +9,10 @@ use std::str::FromStr;
 
 pub use tufa_proto::{EcdsaSignature, KeyId, Sha256Digest};
 
+pub mod uri;
+
+pub use uri::{ObjectType, Pkcs11Uri, UriError};
+
 /// A key's human name (stored as the PKCS#11 `CKA_LABEL`): docker signer names and more.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyName(String);
@@ -132,7 +136,8 @@ impl fmt::Debug for KeyLabel {
     }
 }
 
-/// How a request names a key: a full key ID, a key ID prefix, or a key name.
+/// How a request names a key: a full key ID, a key ID prefix, a key name, an RFC 7512
+/// `pkcs11:` URI, or `yubikey:SERIAL/SLOT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRef {
     /// A full 64-digit key ID.
@@ -140,7 +145,30 @@ pub enum KeyRef {
     /// A name (or another tool's label), or a key ID prefix of at least 7 hex digits; names win
     /// over prefixes.
     NameOrPrefix(String),
+    /// A `pkcs11:` URI naming a key by token, label, `CKA_ID`... (and nothing that has no use
+    /// in a key reference).
+    Uri(Box<Pkcs11Uri>),
+    /// A YubiKey PIV slot: `yubikey:SERIAL/SLOT`, the slot as two hex digits (byte here; the
+    /// YubiKey backend says which slots it uses).
+    Slot {
+        /// The YubiKey's serial.
+        serial: u32,
+        /// The slot, e.g. 0x9c.
+        slot: u8,
+    },
 }
+
+/// The attributes a `pkcs11:` key reference may carry.
+pub const KEY_URI_ATTRIBUTES: &[&str] = &[
+    "token",
+    "manufacturer",
+    "serial",
+    "model",
+    "object",
+    "id",
+    "type",
+    "module-path",
+];
 
 impl KeyRef {
     /// The shortest key ID prefix accepted, as `docker trust` and `notary` print them.
@@ -149,25 +177,61 @@ impl KeyRef {
     /// The key ID prefix this reference could be, in lowercase, if it is long enough to be one.
     pub fn as_prefix(&self) -> Option<String> {
         match self {
-            Self::Id(_) => None,
             Self::NameOrPrefix(s) => Some(s.to_ascii_lowercase()).filter(|p| {
                 p.len() >= Self::MIN_PREFIX && p.bytes().all(|b| b.is_ascii_hexdigit())
             }),
+            _ => None,
         }
     }
 }
 
-/// An empty key reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no key given: name a key by its name or key ID (see `tufa key list`)")]
-pub struct NoKeyGiven;
+/// A key reference that cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefError {
+    /// Nothing given.
+    #[error("no key given: name a key by its name, key ID, pkcs11: URI or yubikey:SERIAL/SLOT (see `tufa key list`)")]
+    Empty,
+    /// A `pkcs11:` URI that is not valid, or names what a key reference cannot.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// A `yubikey:` reference that is not `yubikey:SERIAL/SLOT`.
+    #[error(
+        "invalid YubiKey slot reference '{0}': write yubikey:SERIAL/SLOT, e.g. yubikey:12345678/9c"
+    )]
+    Slot(String),
+}
 
 impl FromStr for KeyRef {
-    type Err = NoKeyGiven;
+    type Err = KeyRefError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() {
-            return Err(NoKeyGiven);
+            return Err(KeyRefError::Empty);
+        }
+        let scheme = |p: &str| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+        if scheme("pkcs11:") {
+            let uri: Pkcs11Uri = s.parse()?;
+            uri.refuse(KEY_URI_ATTRIBUTES, "a key reference")?;
+            if let Some(t) = uri
+                .object_type
+                .filter(|t| !matches!(t, ObjectType::Private | ObjectType::Public))
+            {
+                return Err(KeyRefError::Uri(UriError(format!(
+                    "type={t} names no key: a key reference has type=private or type=public (either names the key pair)"
+                ))));
+            }
+            return Ok(Self::Uri(Box::new(uri)));
+        }
+        if scheme("yubikey:") {
+            let bad = || KeyRefError::Slot(s.to_owned());
+            let (serial, slot) = s[8..].split_once('/').ok_or_else(bad)?;
+            let serial = serial.parse().map_err(|_| bad())?;
+            let slot = slot.trim_start_matches("0x");
+            if slot.len() != 2 {
+                return Err(bad());
+            }
+            let slot = u8::from_str_radix(slot, 16).map_err(|_| bad())?;
+            return Ok(Self::Slot { serial, slot });
         }
         Ok(match s.parse::<KeyId>() {
             Ok(id) => Self::Id(id),
@@ -181,6 +245,26 @@ impl fmt::Display for KeyRef {
         match self {
             Self::Id(id) => write!(f, "{id}"),
             Self::NameOrPrefix(s) => f.write_str(s),
+            Self::Uri(u) => {
+                let what: Vec<String> = [
+                    u.token.as_ref().map(|t| format!("token '{t}'")),
+                    u.object.as_ref().map(|o| format!("object '{o}'")),
+                    u.id.as_ref().map(|i| format!("id {}", hex::encode(i))),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                write!(
+                    f,
+                    "pkcs11: URI ({})",
+                    if what.is_empty() {
+                        "any key".into()
+                    } else {
+                        what.join(", ")
+                    }
+                )
+            }
+            Self::Slot { serial, slot } => write!(f, "yubikey:{serial}/{slot:02x}"),
         }
     }
 }
@@ -217,6 +301,27 @@ mod tests {
         assert_eq!(short.as_prefix().as_deref(), Some("8c524f9"));
         assert_eq!("8c524f".parse::<KeyRef>().unwrap().as_prefix(), None);
         assert_eq!("alice-key".parse::<KeyRef>().unwrap().as_prefix(), None);
-        assert_eq!("".parse::<KeyRef>(), Err(NoKeyGiven));
+        assert_eq!("".parse::<KeyRef>(), Err(KeyRefError::Empty));
+        assert_eq!(
+            "yubikey:12345678/9c".parse::<KeyRef>().unwrap(),
+            KeyRef::Slot {
+                serial: 12345678,
+                slot: 0x9c
+            }
+        );
+        assert!("yubikey:x/9c".parse::<KeyRef>().is_err());
+        assert!("yubikey:1/9".parse::<KeyRef>().is_err());
+        let KeyRef::Uri(u) = "pkcs11:token=dev;object=alice".parse::<KeyRef>().unwrap() else {
+            panic!("not a URI")
+        };
+        assert_eq!(u.object.as_deref(), Some("alice"));
+        for bad in [
+            "pkcs11:token=dev?pin-source=file:/p",
+            "pkcs11:token=dev;slot-id=1",
+            "pkcs11:object=a;type=cert",
+            "pkcs11:object=a?pin-value=123456",
+        ] {
+            assert!(bad.parse::<KeyRef>().is_err(), "{bad}");
+        }
     }
 }

@@ -17,7 +17,8 @@
 //! - [`error`]: the agent's errors and their gRPC codes.
 //! - [`import`]: reading the PEM private keys `docker trust key load` accepts.
 //! - [`tag`]: what marks a key as notary-server's (GUN, role, used).
-//! - [`keys`]: key names, labels and references; digests and signatures (from `tufa-proto`).
+//! - [`keys`]: key names, labels and references ([`keys::uri`]: RFC 7512 URIs); digests and
+//!   signatures (from `tufa-proto`).
 #![forbid(unsafe_code)]
 
 pub mod audit;

@@ -3,7 +3,9 @@
 //!
 //! A PIN is a `SecretString` from the moment it is read until the device call, and is zeroized
 //! when dropped. A PIN the device refused is dropped at once and never tried again on the agent's
-//! own initiative: a configured PIN that failed stays refused until it changes.
+//! own initiative: a configured PIN that failed stays refused until it changes, across restarts
+//! too ([`RefusalRecord`]: a salted, slow fingerprint in the agent's state directory, never the
+//! PIN). A PIN file that is empty, or changes while it is read, is not sent at all.
 //!
 //! The bookkeeping is written once, in [`PinGate`], for every device: when to log in, with which
 //! PIN, when a cached PIN's login ends, what to remember of a refusal. A device only does the
@@ -11,7 +13,8 @@
 //! ([`Gated`]); [`PinControl`] (unlock, lock, needs a PIN?) follows for every such device.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret as _, SecretString};
@@ -58,6 +61,10 @@ pub struct PinState {
     cached: Option<(SecretString, Instant)>,
     // Fingerprint of the configured PIN the device refused, so it is not tried again.
     refused: Option<[u8; 32]>,
+    // The refusal remembered across restarts, and the last PIN checked against it (so the slow
+    // comparison runs once per change of the file, not once per request).
+    record: Option<RefusalRecord>,
+    checked: Option<[u8; 32]>,
 }
 
 impl PinState {
@@ -65,6 +72,15 @@ impl PinState {
     pub fn new(source: PinSource) -> Self {
         Self {
             source,
+            ..Self::default()
+        }
+    }
+
+    /// State that remembers a refused configured PIN in `record` across restarts.
+    pub fn remembering(source: PinSource, record: Option<RefusalRecord>) -> Self {
+        Self {
+            source,
+            record,
             ..Self::default()
         }
     }
@@ -82,16 +98,37 @@ impl PinState {
         }
         let pin = match &self.source {
             PinSource::Unlock => return Err(NoPin::NotGiven),
-            PinSource::File(path) => std::fs::read_to_string(path)
-                .map(zeroize::Zeroizing::new)
-                .map(|s| SecretString::from(s.lines().next().unwrap_or_default().to_owned()))
-                .map_err(|e| NoPin::Unreadable(format!("cannot read {}: {e}", path.display())))?,
-            PinSource::Env(var) => std::env::var(var)
-                .map(SecretString::from)
-                .map_err(|_| NoPin::Unreadable(format!("environment variable {var} is not set")))?,
+            PinSource::File(path) => read_pin_file(path)?,
+            PinSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => SecretString::from(v),
+                Ok(_) => {
+                    return Err(NoPin::Unreadable(format!(
+                        "environment variable {var} is empty"
+                    )))
+                }
+                Err(_) => {
+                    return Err(NoPin::Unreadable(format!(
+                        "environment variable {var} is not set"
+                    )))
+                }
+            },
         };
-        if self.refused == Some(fingerprint(&pin)) {
+        let fp = fingerprint(&pin);
+        if self.refused == Some(fp) {
             return Err(NoPin::Refused(self.source.to_string()));
+        }
+        if self.checked != Some(fp) {
+            if let Some(record) = &self.record {
+                if record.holds(&pin) {
+                    self.refused = Some(fp);
+                    return Err(NoPin::Refused(format!(
+                        "{} (before the agent's restart; remembered in {})",
+                        self.source,
+                        record.path.display()
+                    )));
+                }
+            }
+            self.checked = Some(fp);
         }
         Ok((pin, PinOrigin::Configured))
     }
@@ -105,13 +142,24 @@ impl PinState {
     pub fn refused(&mut self, pin: &SecretString, origin: PinOrigin) {
         match origin {
             PinOrigin::Cache => self.cached = None,
-            PinOrigin::Configured => self.refused = Some(fingerprint(pin)),
+            PinOrigin::Configured => {
+                let fp = fingerprint(pin);
+                self.refused = Some(fp);
+                self.checked = Some(fp);
+                if let Some(record) = &self.record {
+                    record.store(pin);
+                }
+            }
         }
     }
 
-    /// A client's PIN was accepted: the device is fine again with whatever the source says.
+    /// A PIN was accepted: the device is fine again with whatever the source says.
     pub fn accepted(&mut self) {
         self.refused = None;
+        self.checked = None;
+        if let Some(record) = &self.record {
+            record.clear();
+        }
     }
 
     /// Forgets the cached PIN.
@@ -132,6 +180,147 @@ impl PinState {
 
     fn cached_until(&self) -> Option<Instant> {
         self.cached.as_ref().map(|(_, until)| *until)
+    }
+}
+
+/// Reads the PIN on a file's first line. An empty or blank line is refused without a try (a
+/// file being rewritten, `echo new > pin`, is empty for a moment), and so is a file that changed
+/// while it was read, which may have been read half-written.
+fn read_pin_file(path: &Path) -> Result<SecretString, NoPin> {
+    let unreadable = |why: String| NoPin::Unreadable(format!("{}: {why}", path.display()));
+    let mut file =
+        std::fs::File::open(path).map_err(|e| unreadable(format!("cannot read it: {e}")))?;
+    let stamp = |f: &std::fs::File| f.metadata().map(|m| (m.len(), m.modified().ok()));
+    let before = stamp(&file).map_err(|e| unreadable(format!("cannot read it: {e}")))?;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.read_to_end(&mut bytes)
+        .map_err(|e| unreadable(format!("cannot read it: {e}")))?;
+    let after = stamp(&file).map_err(|e| unreadable(format!("cannot read it: {e}")))?;
+    if before != after || before.0 != bytes.len() as u64 {
+        return Err(unreadable(
+            "it changed while the agent read it (being rewritten?); no PIN was tried, the next request reads it again".into(),
+        ));
+    }
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| unreadable("it is not UTF-8 text".into()))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.trim().is_empty() {
+        return Err(unreadable(
+            "its first line is empty; no PIN was tried (write the PIN on the first line)".into(),
+        ));
+    }
+    Ok(SecretString::from(line.to_owned()))
+}
+
+/// A refused configured PIN, remembered across restarts in a file of the agent's state
+/// directory: a random salt and PBKDF2-HMAC-SHA256 of the PIN, never the PIN itself. One file
+/// per device, named after a hash of what identifies the device (for a token: module path,
+/// label and serial), so a wrong PIN file costs one try in total, not one per restart.
+pub struct RefusalRecord {
+    path: PathBuf,
+    device: String,
+}
+
+/// What a [`RefusalRecord`] file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RefusalFile {
+    device: String,
+    kdf: String,
+    rounds: u32,
+    salt: String,
+    fingerprint: String,
+}
+
+impl RefusalRecord {
+    /// PBKDF2 rounds: slow enough that the file is no shortcut to a short PIN, quick enough to
+    /// run once per change of the PIN file.
+    const ROUNDS: u32 = 10_000;
+    const KDF: &'static str = "pbkdf2-hmac-sha256";
+
+    /// The record of the device identified by `identity` (described as `device`) in `dir`.
+    pub fn new(dir: &Path, identity: &str, device: String) -> Self {
+        let name = hex::encode(&Sha256::digest(identity.as_bytes())[..16]);
+        Self {
+            path: dir.join(format!("refused-pin-{name}.json")),
+            device,
+        }
+    }
+
+    /// Where the record is kept.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn derive(pin: &SecretString, salt: &[u8], rounds: u32) -> [u8; 32] {
+        pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(pin.expose_secret().as_bytes(), salt, rounds)
+    }
+
+    /// Whether the record says `pin` was refused.
+    fn holds(&self, pin: &SecretString) -> bool {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return false;
+        };
+        let Ok(f) = serde_json::from_str::<RefusalFile>(&text) else {
+            tracing::warn!(path = %self.path.display(), "ignoring a refused-PIN record that does not parse");
+            return false;
+        };
+        let (Ok(salt), Ok(want)) = (hex::decode(&f.salt), hex::decode(&f.fingerprint)) else {
+            return false;
+        };
+        f.kdf == Self::KDF && f.rounds > 0 && Self::derive(pin, &salt, f.rounds)[..] == want[..]
+    }
+
+    /// Remembers that `pin` was refused (written whole, mode 0600, then renamed into place).
+    fn store(&self, pin: &SecretString) {
+        let mut salt = [0u8; 16];
+        if getrandom::fill(&mut salt).is_err() {
+            tracing::error!(
+                "no randomness for the refused-PIN record; it lasts until restart only"
+            );
+            return;
+        }
+        let record = RefusalFile {
+            device: self.device.clone(),
+            kdf: Self::KDF.into(),
+            rounds: Self::ROUNDS,
+            salt: hex::encode(salt),
+            fingerprint: hex::encode(Self::derive(pin, &salt, Self::ROUNDS)),
+        };
+        if let Err(e) = self.write(&record) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot remember the refused PIN across restarts");
+        }
+    }
+
+    fn write(&self, record: &RefusalFile) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let tmp = self.path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec(record).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    /// Forgets the refusal (a PIN was accepted since).
+    fn clear(&self) {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the refused-PIN record")
+            }
+        }
     }
 }
 
@@ -182,6 +371,20 @@ impl PinGate {
         }
     }
 
+    /// The gate of a device whose refused configured PIN is remembered in `record`.
+    pub fn remembering(
+        source: PinSource,
+        record: Option<RefusalRecord>,
+        device: String,
+        name: String,
+    ) -> Self {
+        Self {
+            pins: PinState::remembering(source, record),
+            device,
+            name,
+        }
+    }
+
     /// Makes sure the device holds a login; `again` presents the PIN even if it does (a PIV
     /// "PIN always" key).
     pub fn ensure(&mut self, dev: &mut dyn Login, again: bool) -> Result<(), AgentError> {
@@ -195,7 +398,12 @@ impl PinGate {
             why,
         })?;
         match dev.log_in(&pin, origin) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if origin == PinOrigin::Configured {
+                    self.pins.accepted();
+                }
+                Ok(())
+            }
             Err(LoginError::Refused(e)) => {
                 self.pins.refused(&pin, origin);
                 Err(e)
@@ -293,6 +501,81 @@ mod tests {
         assert!(matches!(st.current(), Err(NoPin::Refused(_))));
         std::fs::write(&file, "5678\n").unwrap();
         assert_eq!(st.current().unwrap().0.expose_secret(), "5678");
+    }
+
+    #[test]
+    fn an_empty_or_blank_pin_file_is_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pin");
+        for text in ["", "\n", "   \nsecond line\n"] {
+            std::fs::write(&file, text).unwrap();
+            let mut st = PinState::new(PinSource::File(file.clone()));
+            match st.current() {
+                Err(NoPin::Unreadable(why)) => assert!(why.contains("empty"), "{why}"),
+                Err(e) => panic!("{text:?}: {e:?}"),
+                Ok(_) => panic!("{text:?} gave a PIN"),
+            }
+        }
+        std::fs::write(&file, "1234\r\n").unwrap();
+        let mut st = PinState::new(PinSource::File(file));
+        assert_eq!(st.current().unwrap().0.expose_secret(), "1234");
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_across_restarts_without_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pin");
+        let state = dir.path().join("state");
+        std::fs::write(&file, "wrong-pin-4711\n").unwrap();
+        let record = || {
+            Some(RefusalRecord::new(
+                &state,
+                "pkcs11|/m.so|ci|123",
+                "token ci".into(),
+            ))
+        };
+        let mut st = PinState::remembering(PinSource::File(file.clone()), record());
+        let (pin, origin) = st.current().unwrap();
+        st.refused(&pin, origin);
+        let stored = std::fs::read_dir(&state)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = std::fs::read_to_string(&stored).unwrap();
+        assert!(
+            !text.contains("wrong-pin-4711") && text.contains("pbkdf2"),
+            "{text}"
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        // A new agent (a new state) does not try it again.
+        let mut again = PinState::remembering(PinSource::File(file.clone()), record());
+        match again.current() {
+            Err(NoPin::Refused(why)) => assert!(why.contains("restart"), "{why}"),
+            other => panic!("{:?}", other.map(|(_, o)| o)),
+        }
+        // Another device's record is another file.
+        let mut other = PinState::remembering(
+            PinSource::File(file.clone()),
+            Some(RefusalRecord::new(
+                &state,
+                "pkcs11|/m.so|ci|456",
+                "token ci".into(),
+            )),
+        );
+        assert!(other.current().is_ok());
+        // A changed file is tried; an accepted PIN clears the record.
+        std::fs::write(&file, "right-pin\n").unwrap();
+        let mut fixed = PinState::remembering(PinSource::File(file), record());
+        assert!(fixed.current().is_ok());
+        fixed.accepted();
+        assert!(!stored.exists());
     }
 
     #[test]

@@ -132,15 +132,15 @@ pub fn report(
         holder: Holder::Server,
     });
     for d in repo.delegations() {
+        // Borrowed, not cloned: one parent can delegate to thousands of roles.
         let parent = d.name.parent().and_then(|p| {
             if p == RoleName::TARGETS {
-                Some(repo.targets_role().signed.clone())
+                Some(&repo.targets_role().signed)
             } else {
-                repo.delegation(&p).map(|x| x.file.signed.clone())
+                repo.delegation(&p).map(|x| &x.file.signed)
             }
         });
         let (keys, threshold) = parent
-            .as_ref()
             .and_then(|p| {
                 p.delegation(&d.name).map(|spec| {
                     let keys: Vec<PublicKey> = spec

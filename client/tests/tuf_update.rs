@@ -9,13 +9,14 @@ use std::fs;
 
 use serde_json::Value;
 use tufa_client::tuf::{
-    update, Expires, Gun, KeyId, Metadata, RoleName, RootRole, Sha256Digest, TrustCache,
-    TrustPinning, TufError, UpdateError, UpdateOptions, UpdateWarning, VerifiedRepo,
+    update, Delegation, Expires, Gun, KeyId, Metadata, PublicKey, RoleName, RootRole, Sha256Digest,
+    Signature, Signed, Targets, TrustCache, TrustPinning, TufError, UpdateError, UpdateOptions,
+    UpdateWarning, VerifiedRepo,
 };
 use tufa_testkit::cert::{cert_der, pem_cert};
 use tufa_testkit::{
     now, sample, sample_time, sign, sign_value, target, tree, CertSpec, Files, Fixture, MemStore,
-    SoftKey, GUN,
+    Oddity, SoftKey, GUN,
 };
 
 /// A fresh trust directory.
@@ -762,4 +763,435 @@ async fn unknown_repository() {
     let err = refused(&store, &cache, &gun).await;
     assert!(matches!(err, UpdateError::RepositoryNotFound { .. }));
     names(&err, GUN, "no trust data");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile delegates (issue 11): duplicated entries, walks that must stay linear, odd delegation
+// files, a snapshot that drops a delegation, one key under two IDs, a forked root.
+
+/// Asserts some warning names `role` and says `what`; returns its text.
+fn warned(repo: &VerifiedRepo, role: &str, what: &str) -> String {
+    let texts: Vec<String> = repo.warnings().iter().map(ToString::to_string).collect();
+    println!("{texts:#?}");
+    texts
+        .iter()
+        .find(|t| t.contains(role) && t.contains(what))
+        .cloned()
+        .unwrap_or_else(|| panic!("no warning names {role} and says {what:?}: {texts:#?}"))
+}
+
+fn role(name: &str) -> RoleName {
+    name.parse().unwrap()
+}
+
+/// A targets body with one target `name`.
+fn holding(name: &str) -> Targets {
+    let mut body = Targets::new(1, tufa_testkit::in_days(365));
+    body.targets.insert(name.into(), target(name.as_bytes()));
+    body
+}
+
+#[tokio::test]
+async fn a_role_listed_twice_uses_its_first_entry_for_lookups_too() {
+    // The first entry allows `app/` only; the second would allow everything.
+    let mut fx = Fixture::new();
+    fx.targets.delegations.roles[0].paths = vec!["app/".into()];
+    let mut second = fx.targets.delegations.roles[0].clone();
+    second.paths = vec![String::new()];
+    fx.targets.delegations.roles.push(second);
+    fx.releases.targets.insert("app/v2".into(), target(b"v2"));
+    let repo = run(&MemStore::serving(&fx.build()), &trust_dir().1, &fx.gun)
+        .await
+        .unwrap();
+    warned(&repo, "targets/releases", "\"v1\", outside the paths");
+    assert_eq!(repo.docker_target("v1"), None);
+    assert_eq!(repo.target("v1", None), None);
+    assert_eq!(
+        entries(&repo, None),
+        pairs(&[("admin", "targets"), ("app/v2", "targets/releases")])
+    );
+    assert!(repo.all_targets().iter().all(|t| t.name != "v1"));
+    assert_eq!(
+        repo.delegation(&RoleName::RELEASES).unwrap().paths,
+        ["app/"]
+    );
+}
+
+#[tokio::test]
+async fn duplicate_entries_over_levels_do_not_multiply_the_walk() {
+    // 30 entries for each role at each of three levels: 27,000 paths down a naive walk.
+    const COPIES: usize = 30;
+    let mut fx = Fixture::new();
+    let key = SoftKey::ecdsa(21);
+    fx.delegate(
+        &RoleName::TARGETS,
+        "targets/a",
+        &[""],
+        COPIES,
+        &key,
+        holding("a"),
+    );
+    fx.delegate(
+        &role("targets/a"),
+        "targets/a/b",
+        &[""],
+        COPIES,
+        &key,
+        holding("b"),
+    );
+    fx.delegate(
+        &role("targets/a/b"),
+        "targets/a/b/c",
+        &[""],
+        COPIES,
+        &key,
+        holding("c"),
+    );
+    let repo = run(&MemStore::serving(&fx.build()), &trust_dir().1, &fx.gun)
+        .await
+        .unwrap();
+    assert!(repo.warnings().is_empty(), "{:?}", repo.warnings());
+    // Each role's entries once: the walk visited each role once.
+    let all: Vec<String> = repo.all_targets().into_iter().map(|t| t.name).collect();
+    assert_eq!(all, ["admin", "v1", "a", "b", "c"]);
+    assert_eq!(
+        repo.target("c", None).unwrap().role.as_str(),
+        "targets/a/b/c"
+    );
+    assert_eq!(repo.target("no-such-tag", None), None);
+    assert_eq!(repo.targets(None).len(), 5);
+}
+
+/// The figure a measured child process prints: its peak resident memory.
+const PEAK: &str = "peak resident memory (VmHWM) kB: ";
+
+/// Runs test `name` of this binary alone in a child process with `TUFA_MEASURE=1`; returns what
+/// it printed and its peak resident memory in bytes.
+fn measured(name: &str) -> (String, u64) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("TUFA_MEASURE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kb: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(PEAK))
+        .unwrap_or_else(|| panic!("no figure in {stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    (stdout, kb * 1024)
+}
+
+fn peak_kb() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_megabyte_of_roles_and_keys_verifies_in_linear_memory() {
+    const NAME: &str = "a_megabyte_of_roles_and_keys_verifies_in_linear_memory";
+    if std::env::var_os("TUFA_MEASURE").is_none() {
+        // A quadratic walk used 2.35 GB (and 12 s) here; a linear one needs a few tens of MB.
+        let (out, peak) = measured(NAME);
+        println!("{out}");
+        assert!(peak < 100 << 20, "peak memory {} MiB\n{out}", peak >> 20);
+        return;
+    }
+    // targets.json delegates to 3,000 roles, each with a key of its own (notary-server would
+    // serve this file); ten of the roles are published.
+    const ROLES: usize = 3000;
+    let mut fx = Fixture::new();
+    for i in 0..ROLES {
+        let name = format!("targets/r{i:04}");
+        if i < 10 {
+            let key = SoftKey::ecdsa(100 + i as u8);
+            fx.delegate(&RoleName::TARGETS, &name, &[""], 1, &key, holding(&name));
+            continue;
+        }
+        let digest = Sha256Digest::of(name.as_bytes());
+        let spki = [digest.as_bytes().as_slice(); 3].concat()[..91].to_vec();
+        let key = PublicKey::ecdsa(spki);
+        fx.targets.delegations.keys.insert(key.id(), key.clone());
+        fx.targets.delegations.roles.push(Delegation {
+            name: name.parse().unwrap(),
+            keyids: vec![key.id()],
+            threshold: 1,
+            paths: vec![String::new()],
+        });
+    }
+    let files = fx.build();
+    let size = files[&RoleName::TARGETS].len();
+    assert!(size > 1_000_000, "targets.json is {size} bytes");
+    let store = MemStore::serving(&files);
+    let (_dir, cache) = trust_dir();
+    let before = peak_kb();
+    // From here the peak is the update's and the lookups' (Linux: "5" resets VmHWM).
+    fs::write("/proc/self/clear_refs", "5").unwrap();
+    let start = std::time::Instant::now();
+    let repo = run(&store, &cache, &fx.gun).await.unwrap();
+    let verified = start.elapsed();
+    assert_eq!(repo.delegations().len(), 11);
+    let start = std::time::Instant::now();
+    assert_eq!(repo.targets(None).len(), 12);
+    assert_eq!(repo.target("no-such-tag", None), None);
+    assert_eq!(repo.all_targets().len(), 12);
+    assert!(repo.docker_target("v1").is_some());
+    let looked_up = start.elapsed();
+    // What `docker trust inspect` shows lists every signer.
+    let start = std::time::Instant::now();
+    let shown = tufa_client::trust::inspect::inspect(&repo, GUN, None);
+    assert_eq!(shown.signers.len(), ROLES);
+    let inspected = start.elapsed();
+    println!(
+        "targets.json {size} bytes, {ROLES} roles and keys: update {verified:?}, four lookups \
+         {looked_up:?}, inspect {inspected:?} (this build; not asserted); peak while building \
+         the fixture {before} kB"
+    );
+    println!("{PEAK}{}", peak_kb());
+}
+
+/// A client reads the fixture (whose `targets` also holds a `v1`) with `odd` in its
+/// delegations: the update succeeds, with the warning the oddity calls for.
+async fn read_with(odd: Oddity) -> VerifiedRepo {
+    let mut fx = Fixture::new();
+    fx.targets
+        .targets
+        .insert("v1".into(), target(b"v1 from targets"));
+    let files = odd.build(&mut fx);
+    let repo = run(&MemStore::serving(&files), &trust_dir().1, &fx.gun)
+        .await
+        .unwrap_or_else(|e| panic!("{}: refused: {e}", odd.describe()));
+    let (role, words) = odd.warning();
+    warned(&repo, role, words);
+    repo
+}
+
+#[tokio::test]
+async fn an_extra_signature_with_a_key_id_that_is_no_key_id_is_ignored_as_notary_does() {
+    let repo = read_with(Oddity::ExtraSignature).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    warned(&repo, "targets/releases", "not-a-key-id");
+}
+
+#[tokio::test]
+async fn a_lone_surrogate_reads_as_go_reads_it() {
+    // Go decodes "\ud800" as U+FFFD, and verifies the signature over that.
+    let repo = read_with(Oddity::LoneSurrogate).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    assert_eq!(
+        repo.docker_target("v2\u{FFFD}").unwrap().role,
+        RoleName::RELEASES
+    );
+    warned(&repo, "targets/releases", "U+FFFD");
+}
+
+#[tokio::test]
+async fn a_key_published_with_its_private_part_signs_for_nothing() {
+    // targets/releases delegates to targets/releases/sub with a key whose private part it
+    // publishes. Notary would use the key; anyone can sign with it, so tufa does not.
+    let repo = read_with(Oddity::PrivateKey).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    assert!(repo.delegation(&role(Oddity::SUB)).is_none());
+    assert_eq!(repo.target("sub", None), None);
+    warned(
+        &repo,
+        Oddity::SUB,
+        "published with their private part and do not count",
+    );
+}
+
+#[tokio::test]
+async fn a_child_whose_key_is_missing_is_skipped_and_its_parent_served() {
+    let repo = read_with(Oddity::MissingKey).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    assert!(repo.delegation(&role(Oddity::SUB)).is_none());
+    assert_eq!(repo.target("sub", None), None);
+}
+
+#[tokio::test]
+async fn a_target_hash_of_the_wrong_length_makes_only_that_target_unusable() {
+    // Go reads any length; docker then cannot pull that tag. The other tags resolve.
+    let repo = read_with(Oddity::ShortHash).await;
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::RELEASES);
+    // Found in targets/releases, so docker's lookup stops there, without a digest.
+    let v2 = repo.docker_target("v2").unwrap();
+    assert_eq!((v2.role, v2.sha256), (RoleName::RELEASES, None));
+    warned(&repo, "targets/releases", "\"v2\"");
+}
+
+#[tokio::test]
+async fn a_damaged_delegation_file_is_skipped_and_the_rest_served() {
+    let repo = read_with(Oddity::Damaged).await;
+    assert!(repo.delegation(&RoleName::RELEASES).is_none());
+    let v1 = repo.docker_target("v1").unwrap();
+    assert_eq!(
+        (v1.role, v1.sha256),
+        (
+            RoleName::TARGETS,
+            Some(Sha256Digest::of(b"v1 from targets"))
+        )
+    );
+    assert_eq!(repo.docker_target("admin").unwrap().role, RoleName::TARGETS);
+    warned(&repo, "targets/releases", "length");
+}
+
+#[tokio::test]
+async fn base_roles_stay_strict() {
+    // The damage a delegation is skipped for refuses the whole update in targets.json.
+    let fx = Fixture::new();
+    let mut body = fx.targets.to_value();
+    body["targets"]["admin"]["length"] = Value::String("five".into());
+    let files = fx.build_replacing(RoleName::TARGETS, sign_value(&body, &[&fx.targets_keys[0]]));
+    let err = refused_first(&files, &fx.gun).await;
+    names(&err, "targets.json", "length");
+
+    // A private key in root.json.
+    let fx = Fixture::new();
+    let mut root = fx.root.to_value();
+    let id = fx.targets_keys[0].id().to_string();
+    root["keys"][&id]["keyval"]["private"] = Value::String("c2VjcmV0".into());
+    let mut files = fx.build();
+    files.insert(RoleName::ROOT, sign_value(&root, &[&fx.root_key]));
+    fx.resnapshot(&mut files, |_| {});
+    let err = refused_first(&files, &fx.gun).await;
+    names(&err, "root.json", "private");
+}
+
+#[tokio::test]
+async fn a_snapshot_that_drops_a_delegation_is_refused() {
+    // targets holds an older v1; releases, which the client trusted, holds the current one.
+    let mut fx = Fixture::new();
+    fx.targets.targets.insert("v1".into(), target(b"old v1"));
+    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
+    // The server's next snapshot leaves targets/releases out; targets still delegates to it.
+    fx.snapshot_version = 2;
+    fx.timestamp_version = 2;
+    let mut files = fx.build();
+    files.remove(&RoleName::RELEASES);
+    fx.resnapshot(&mut files, |_| {});
+    let err = refused(&MemStore::serving(&files), &cache, &fx.gun).await;
+    names(&err, "targets/releases", "no longer lists");
+    names(&err, "snapshot.json", "targets still delegates to it");
+
+    // Removed by its owner (targets no longer delegates to it): accepted.
+    fx.targets.version = 2;
+    fx.targets.delegations.roles.clear();
+    let mut files = fx.build();
+    files.remove(&RoleName::RELEASES);
+    fx.resnapshot(&mut files, |_| {});
+    let repo = run(&MemStore::serving(&files), &cache, &fx.gun)
+        .await
+        .unwrap();
+    assert_eq!(repo.docker_target("v1").unwrap().role, RoleName::TARGETS);
+}
+
+/// `body` signed by `signing` once per key ID in `ids`, as one key listed under several IDs.
+fn signed_under(body: impl Metadata, signing: &SoftKey, ids: &[KeyId]) -> Vec<u8> {
+    let mut file = Signed::new(body);
+    let msg = file.signed_bytes().unwrap();
+    file.signatures = ids
+        .iter()
+        .map(|id| Signature {
+            key_id: *id,
+            ..signing.signature(&msg)
+        })
+        .collect();
+    file.to_bytes().unwrap()
+}
+
+/// The compressed-point SubjectPublicKeyInfo of a P-256 key.
+fn compressed_spki(key: &SoftKey) -> Vec<u8> {
+    let point = key.signing_key().verifying_key().to_sec1_point(true);
+    let prefix = [
+        0x30, 0x39, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x22, 0x00,
+    ];
+    [&prefix[..], point.as_bytes()].concat()
+}
+
+#[tokio::test]
+async fn one_key_under_two_key_ids_counts_once_toward_a_threshold() {
+    let signing = SoftKey::ecdsa(2);
+    let x509 = SoftKey::with_cert(2, &CertSpec::notary("targets"));
+    let compressed = PublicKey::ecdsa(compressed_spki(&signing));
+    // The same key as ecdsa and ecdsa-x509, then as uncompressed and compressed SPKI.
+    for other in [x509.public().clone(), compressed] {
+        assert_ne!(other.id(), signing.id());
+        let mut fx = Fixture::new();
+        fx.root.keys.insert(other.id(), other.clone());
+        fx.root.roles.targets = RootRole {
+            keyids: vec![signing.id(), other.id()],
+            threshold: 2,
+        };
+        let file = signed_under(fx.targets.clone(), &signing, &[signing.id(), other.id()]);
+        let err = refused_first(&fx.build_replacing(RoleName::TARGETS, file), &fx.gun).await;
+        names(
+            &err,
+            "targets.json",
+            "from 1 distinct targets key(s) but needs 2",
+        );
+    }
+
+    // Two certificates over one root key, threshold 2.
+    let mut fx = Fixture::new();
+    let first = fx.root_key.clone();
+    let second = SoftKey::with_cert(
+        1,
+        &CertSpec {
+            not_after: now() + time::Duration::days(3000),
+            ..CertSpec::notary(GUN)
+        },
+    );
+    assert_ne!(first.id(), second.id());
+    fx.root = fx.root_body(1, &[first.public(), second.public()]);
+    fx.root.roles.root.threshold = 2;
+    fx.signed_root = Some(signed_under(
+        fx.root.clone(),
+        &first,
+        &[first.id(), second.id()],
+    ));
+    let err = refused_first(&fx.build(), &fx.gun).await;
+    names(&err, "root.json", "from 1 distinct root key(s) but needs 2");
+}
+
+#[tokio::test]
+async fn a_different_root_with_the_same_version_is_refused() {
+    let mut fx = Fixture::new();
+    let (_dir, cache) = cached(&fx.build(), &fx.gun).await;
+    // Root v1 again, signed by the trusted root key, but handing targets to another key.
+    let intruder = SoftKey::ecdsa(24);
+    fx.targets_keys = vec![intruder];
+    fx.root = fx.root_body(1, &[fx.root_key.public()]);
+    fx.snapshot_version = 2;
+    fx.timestamp_version = 2;
+    let err = refused(&MemStore::serving(&fx.build()), &cache, &fx.gun).await;
+    names(&err, "root.json", "version 1");
+    names(&err, "root.json", "differs from the cached root.json");
+
+    // The same root with one more signature (by a key it does not list): the same root.
+    let fx = Fixture::new();
+    let mut files = fx.build();
+    files.insert(
+        RoleName::ROOT,
+        sign(fx.root.clone(), &[&fx.root_key, &SoftKey::ecdsa(25)]),
+    );
+    fx.resnapshot(&mut files, |_| {});
+    let repo = run(&MemStore::serving(&files), &cache, &fx.gun)
+        .await
+        .unwrap();
+    assert_eq!(repo.root().signed.version, 1);
 }

@@ -6,6 +6,7 @@
 //!   [`sign_value`], which sign metadata with such keys;
 //! - [`cert`]: test certificates written byte by byte, defects included ([`CertSpec`]);
 //! - [`repo`]: [`Fixture`], a repository as docker makes one, every part of it editable;
+//! - [`odd`]: [`Oddity`], delegation files that are odd but that Notary reads;
 //! - [`store`]: [`MemStore`], a notary server in memory, and [`served`], the file names a real
 //!   one serves;
 //! - [`samples`]: the repositories a real notary-server served ([`sample`]);
@@ -18,6 +19,7 @@
 pub mod cert;
 pub mod dir;
 pub mod keys;
+pub mod odd;
 pub mod pki;
 pub mod repo;
 pub mod samples;
@@ -27,6 +29,7 @@ pub mod store;
 pub use cert::CertSpec;
 pub use dir::tree;
 pub use keys::{sign, sign_value, SoftKey};
+pub use odd::Oddity;
 pub use repo::{in_days, now, target, Files, Fixture, GUN};
 pub use samples::{data_dir, sample, sample_time};
 pub use store::{served, MemStore};

@@ -1,5 +1,6 @@
 //! A throwaway PKI made with the `openssl` CLI: an EC P-256 CA and the TLS leaves it issues for
-//! loopback servers (notary-server, notary-signer, a hostile server).
+//! loopback servers (notary-server, notary-signer, a hostile server), and the self-signed server
+//! certificates many self-hosted notary-servers use.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -29,8 +30,52 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Vec<u8> {
 }
 
 /// `openssl req -x509` making `<dir>/<name>.{crt,key}`: a new EC P-256 key (PKCS#8, no
-/// passphrase) and a certificate for it valid 30 days, with `args` (issuer, extensions) added.
-/// A minimal config, so the system openssl.cnf adds no extensions of its own.
+/// passphrase) and a certificate for it valid 30 days, with `args` (subject, issuer,
+/// extensions) added. A minimal config, so the system openssl.cnf adds no extensions of its own.
+pub fn make_cert(dir: &Path, name: &str, args: &[&str]) {
+    req_x509(dir, name, args);
+}
+
+/// `<dir>/<name>.{crt,key}`: one self-signed certificate for a server at `san` (e.g.
+/// `IP:127.0.0.1`), the way most self-hosted notary-servers are set up and handed to clients as
+/// their own CA: what `openssl req -x509 -newkey ec ... -subj /CN=127.0.0.1 -addext
+/// subjectAltName=IP:127.0.0.1` makes with the stock openssl.cnf (`v3_ca`: basicConstraints
+/// critical CA:TRUE, subject and authority key identifiers).
+pub fn make_self_signed(dir: &Path, name: &str, cn: &str, san: &str) {
+    let subj = format!("/CN={cn}");
+    let san = format!("subjectAltName={san}");
+    req_x509(
+        dir,
+        name,
+        &[
+            "-subj",
+            &subj,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+            "-addext",
+            "authorityKeyIdentifier=keyid:always",
+            "-addext",
+            &san,
+        ],
+    );
+}
+
+/// The SHA-256 fingerprint of `<dir>/<name>.crt` as openssl prints it (`AB:CD:…`).
+pub fn fingerprint(dir: &Path, name: &str) -> String {
+    let crt = format!("{name}.crt");
+    let out = openssl_ok(
+        dir,
+        &["x509", "-in", &crt, "-noout", "-fingerprint", "-sha256"],
+    );
+    let text = String::from_utf8_lossy(&out);
+    text.trim()
+        .split_once('=')
+        .map(|(_, f)| f.to_owned())
+        .unwrap_or_else(|| panic!("openssl printed no fingerprint: {text}"))
+}
+
 fn req_x509(dir: &Path, name: &str, args: &[&str]) {
     let conf = dir.join("openssl.cnf");
     if !conf.exists() {

@@ -66,6 +66,9 @@ pub struct Fixture {
     pub targets: Targets,
     /// The `targets/releases` body.
     pub releases: Targets,
+    /// More delegated roles, each body signed with its key (a test adds the delegations to
+    /// their parents itself).
+    pub more_roles: Vec<(RoleName, Targets, SoftKey)>,
     /// The snapshot's version.
     pub snapshot_version: u64,
     /// The timestamp's version.
@@ -123,6 +126,7 @@ impl Fixture {
             signed_root: None,
             targets,
             releases,
+            more_roles: Vec::new(),
             snapshot_version: 1,
             timestamp_version: 1,
             timestamp_expires: in_days(14),
@@ -185,8 +189,57 @@ impl Fixture {
             RoleName::RELEASES,
             sign(self.releases.clone(), &[&self.releases_key]),
         );
+        for (role, body, key) in &self.more_roles {
+            files.insert(role.clone(), sign(body.clone(), &[key]));
+        }
         self.resnapshot(&mut files, |_| {});
         files
+    }
+
+    /// Adds role `name` (a child of `parent`, which must be `targets`, `targets/releases` or
+    /// one of [`Fixture::more_roles`]) with `body`, signed by `key`, delegated `paths` with
+    /// threshold 1; `copies` entries for it in the parent (Notary uses the first).
+    pub fn delegate(
+        &mut self,
+        parent: &RoleName,
+        name: &str,
+        paths: &[&str],
+        copies: usize,
+        key: &SoftKey,
+        body: Targets,
+    ) {
+        let name: RoleName = name.parse().expect("a delegation name");
+        let delegation = Delegation {
+            name: name.clone(),
+            keyids: vec![key.id()],
+            threshold: 1,
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let parent = self.body_mut(parent);
+        parent
+            .delegations
+            .keys
+            .insert(key.id(), key.public().clone());
+        for _ in 0..copies {
+            parent.delegations.roles.push(delegation.clone());
+        }
+        self.more_roles.push((name, body, key.clone()));
+    }
+
+    /// The body of targets role `role`: `targets`, `targets/releases` or one of
+    /// [`Fixture::more_roles`].
+    pub fn body_mut(&mut self, role: &RoleName) -> &mut Targets {
+        if *role == RoleName::TARGETS {
+            return &mut self.targets;
+        }
+        if *role == RoleName::RELEASES {
+            return &mut self.releases;
+        }
+        self.more_roles
+            .iter_mut()
+            .find(|(name, _, _)| name == role)
+            .map(|(_, body, _)| body)
+            .unwrap_or_else(|| panic!("the fixture has no role {role}"))
     }
 
     /// Re-signs snapshot (changed by `edit`) over the files as they are now, and the timestamp

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use tufa_client::tuf::{RemoteError, RemoteStore, RoleName, Root, Sha256Digest, Signed};
+use tufa_client::tuf::{RemoteError, RemoteStore, RoleName, Sha256Digest};
 
 use crate::repo::Files;
 
@@ -102,11 +102,12 @@ pub fn served(files: &Files) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// The version of a root file, read without checking the rest (a test may serve a broken one).
 fn root_version(bytes: &[u8]) -> u64 {
-    Signed::<Root>::from_slice(&RoleName::ROOT, bytes)
-        .expect("a root file")
-        .signed
-        .version
+    let file: serde_json::Value = serde_json::from_slice(bytes).expect("a root file");
+    file["signed"]["version"]
+        .as_u64()
+        .expect("a root file with a version")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -99,8 +99,15 @@ impl Agent {
     /// The `tufad` command for `hsm` (for tests that expect it to fail at start).
     pub fn command(&self, hsm: &dyn Device, opts: &AgentOptions) -> Command {
         let mut cmd = Command::new(bin("tufad"));
-        cmd.envs(hsm.env())
-            .env("TUFA_LOG", "info")
+        // The agent's state stays in the test (a device may name its own, shared by its agents).
+        cmd.env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env_remove("STATE_DIRECTORY")
+            .envs(hsm.env())
+            // TUFA_TEST_AGENT_LOG=debug shows more of what an agent did in a failing test.
+            .env(
+                "TUFA_LOG",
+                std::env::var("TUFA_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("TUFA_AGENT_SOCK")
             .arg("--socket")
             .arg(&self.socket)

@@ -73,7 +73,7 @@ impl SoftHsm {
     }
 }
 
-/// A device an agent runs on: a SoftHSM token, or simulated YubiKeys.
+/// A device an agent runs on: a SoftHSM token, simulated YubiKeys, or a software TPM.
 pub trait Device {
     /// The device's name as `--device` and the agent's messages give it (label or serial).
     fn name(&self) -> String;
@@ -103,7 +103,14 @@ impl Device for SoftHsm {
     }
 
     fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
-        vec![("SOFTHSM2_CONF", self.conf().into_os_string())]
+        vec![
+            ("SOFTHSM2_CONF", self.conf().into_os_string()),
+            // The device's agents share their state (refused-PIN records), and only they do.
+            (
+                "XDG_STATE_HOME",
+                self.dir.path().join("state").into_os_string(),
+            ),
+        ]
     }
 
     fn flags(&self, pin_file: bool) -> Vec<std::ffi::OsString> {

@@ -63,10 +63,19 @@ impl AgentRootKey {
 /// `name`), and a twist: targets needs both of its two keys (threshold 2), so a file with one
 /// signature is one short.
 pub async fn agent_rooted(agent: &AgentClient, name: &str, gun: &str) -> Fixture {
+    agent_rooted_keyed(agent, name, gun).await.0
+}
+
+/// As [`agent_rooted`], with the root key, to sign other roots with (a fork, a rotation).
+pub async fn agent_rooted_keyed(
+    agent: &AgentClient,
+    name: &str,
+    gun: &str,
+) -> (Fixture, AgentRootKey) {
     let mut fixture = Fixture::for_gun(gun);
     fixture.targets_keys.push(SoftKey::ecdsa(6));
     let root_key = AgentRootKey::generate(agent, name, &fixture.gun).await;
     fixture.root = fixture.root_body(1, &[root_key.public()]);
     fixture.signed_root = Some(root_key.sign_root(agent, fixture.root.clone()).await);
-    fixture
+    (fixture, root_key)
 }

@@ -31,6 +31,7 @@ pub mod offline;
 pub mod piv;
 pub mod run;
 pub mod stack;
+pub mod tpm;
 pub mod world;
 pub mod yubikey;
 

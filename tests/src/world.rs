@@ -43,7 +43,7 @@ impl World {
         Self::on(Stack::start(), label)
     }
 
-    /// [`Person::new`]`(label)` against `stack`, in a fresh working directory.
+    /// [`World::new`] on `stack` (e.g. [`Stack::start_self_signed`]).
     pub fn on(stack: Stack, label: &str) -> Self {
         let me = Person::new(label);
         let cwd = tempfile::tempdir().expect("tempdir");

@@ -112,7 +112,11 @@ impl Device for SimYubiKey {
     }
 
     fn env(&self) -> Vec<(&'static str, OsString)> {
-        Vec::new()
+        // The device's agents share their state (refused-PIN records), and only they do.
+        vec![(
+            "XDG_STATE_HOME",
+            self.dir.path().join("state").into_os_string(),
+        )]
     }
 
     fn flags(&self, pin_file: bool) -> Vec<OsString> {
@@ -139,5 +143,99 @@ impl Device for SimYubiKey {
             out.push('\n');
         }
         out
+    }
+}
+
+/// Yubico's PKCS#11 module, as Debian installs it.
+pub const YKCS11_MODULE: &str = "/usr/lib/x86_64-linux-gnu/libykcs11.so";
+
+/// A simulated YubiKey reached as a PKCS#11 token through Yubico's ykcs11 (a token that really
+/// counts PIN tries and says so in its flags), as a [`Device`] for `[[pkcs11]]`.
+pub struct Ykcs11Token {
+    /// The card.
+    pub card: VirtualCard,
+    dir: TempDir,
+    // Dropped last.
+    _exclusive: Exclusive,
+}
+
+impl Ykcs11Token {
+    /// A factory-fresh card with the fixture's PIN, in the reader ykcs11 lists.
+    pub fn new() -> Self {
+        assert!(
+            std::path::Path::new(YKCS11_MODULE).exists(),
+            "ykcs11 is not installed ({YKCS11_MODULE} is missing): run scripts/install-deps.sh (apt-get install ykcs11)"
+        );
+        let exclusive = piv::exclusive();
+        let dir = tempfile::Builder::new()
+            .prefix("tufa-ykcs11-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(dir.path().join("pin"), format!("{PIN}\n")).expect("pin file");
+        let card = VirtualCard::insert_for_ykcs11(CardSpec {
+            serial: fresh_serial(),
+            ..CardSpec::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        set_pin(card.serial(), piv::DEFAULT_PIN, PIN);
+        Self {
+            card,
+            dir,
+            _exclusive: exclusive,
+        }
+    }
+}
+
+impl Default for Ykcs11Token {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Device for Ykcs11Token {
+    /// ykcs11 labels the token after the card's serial.
+    fn name(&self) -> String {
+        format!("YubiKey PIV #{}", self.card.serial())
+    }
+
+    fn pin(&self) -> &str {
+        PIN
+    }
+
+    fn pin_file(&self) -> PathBuf {
+        self.dir.path().join("pin")
+    }
+
+    fn env(&self) -> Vec<(&'static str, OsString)> {
+        vec![(
+            "XDG_STATE_HOME",
+            self.dir.path().join("state").into_os_string(),
+        )]
+    }
+
+    fn flags(&self, pin_file: bool) -> Vec<OsString> {
+        let mut f: Vec<OsString> = vec![
+            "--pkcs11-module".into(),
+            YKCS11_MODULE.into(),
+            "--pkcs11-token".into(),
+            self.name().into(),
+        ];
+        if pin_file {
+            f.push("--pkcs11-pin-file".into());
+            f.push(self.pin_file().into_os_string());
+        }
+        f
+    }
+
+    fn config_sections(&self, pin_file: bool) -> String {
+        let pin = if pin_file {
+            format!("pin_file = \"{}\"\n", self.pin_file().display())
+        } else {
+            String::new()
+        };
+        format!(
+            "[[pkcs11]]\nmodule = \"{YKCS11_MODULE}\"\ntoken = \"{}\"\n{pin}",
+            self.name()
+        )
     }
 }

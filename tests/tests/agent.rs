@@ -13,23 +13,50 @@ use tufa_proto::v1;
 use tufa_testkit::pki::{openssl, openssl_ok};
 use tufa_tests::{require, signing, verify_with_p256, Agent, AgentOptions, Device, Run, SoftHsm};
 
-/// Runs each body, written once, against a fresh SoftHSM token (`NAME::softhsm`) and a fresh
-/// simulated YubiKey through pcscd (`NAME::yubikey`): the same assertions hold for both backends.
+/// Runs each body, written once, against a fresh SoftHSM token (`NAME::softhsm`), a fresh
+/// simulated YubiKey through pcscd (`NAME::yubikey`) and a tpm2-pkcs11 token on a fresh software
+/// TPM (`NAME::tpm`): the same assertions hold for every backend. `on_devices_that_import!`
+/// leaves out the TPM, whose module cannot import private keys (see
+/// `tpm_refuses_import_with_a_clear_error`).
 macro_rules! on_each_device {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn softhsm() {
-                let label = &stringify!($name)[..stringify!($name).len().min(32)];
-                let dev = tufa_tests::SoftHsm::new(label, "pin-Qx7wz");
-                super::$name(&dev).await;
-            }
+            on_each_device!(@softhsm $name);
+            on_each_device!(@yubikey $name);
+            on_each_device!(@tpm $name);
+        }
+    )*};
+    (@softhsm $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn softhsm() {
+            let label = &stringify!($name)[..stringify!($name).len().min(32)];
+            let dev = tufa_tests::SoftHsm::new(label, "pin-Qx7wz");
+            super::$name(&dev).await;
+        }
+    };
+    (@yubikey $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn yubikey() {
+            let dev = tufa_tests::yubikey::SimYubiKey::new();
+            super::$name(&dev).await;
+        }
+    };
+    (@tpm $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn tpm() {
+            // tpm2-pkcs11 keeps 31 characters of a label.
+            let label = &stringify!($name)[..stringify!($name).len().min(31)];
+            let dev = tufa_tests::tpm::SwTpm::new(label);
+            super::$name(&dev).await;
+        }
+    };
+}
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn yubikey() {
-                let dev = tufa_tests::yubikey::SimYubiKey::new();
-                super::$name(&dev).await;
-            }
+macro_rules! on_devices_that_import {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            on_each_device!(@softhsm $name);
+            on_each_device!(@yubikey $name);
         }
     )*};
 }
@@ -38,13 +65,16 @@ on_each_device!(
     generate_list_sign_and_verify_with_p256_and_openssl,
     keys_survive_an_agent_restart,
     sixteen_clients_times_two_hundred_signatures_all_valid,
-    imported_keys_sign_for_their_original_public_key,
-    imports_a_key_written_by_docker_trust_key_generate,
     bad_requests_get_clear_errors_and_change_nothing,
     pins_locked_wrong_and_right,
     a_refused_pin_file_is_not_tried_again,
     audit_log_has_a_line_per_signature_and_no_pin,
     an_unlock_pin_expires_with_its_ttl,
+);
+
+on_devices_that_import!(
+    imported_keys_sign_for_their_original_public_key,
+    imports_a_key_written_by_docker_trust_key_generate,
 );
 
 /// What the tests sign as: targets of `example.com/app`.
@@ -796,4 +826,76 @@ async fn an_unlock_pin_expires_with_its_ttl(dev: &dyn Device) {
     let e = client.sign(&key, b"too late", &ctx()).await.unwrap_err();
     assert_eq!(code_of(&e), Some(Code::FailedPrecondition), "{e}");
     assert!(client.status().await.unwrap().devices[0].locked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_comes_back_with_another_serial_is_refused() {
+    let hsm = SoftHsm::new("swap", "pin-Qx7wz");
+    let mut agent = Agent::start(&hsm);
+    let client = agent.client().await;
+    let key = client
+        .generate(v1::GenerateKeyRequest {
+            name: "before".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client.sign(&key, b"before", &ctx()).await.unwrap();
+
+    // Another token with the same label takes the first one's place under the running agent
+    // (SoftHSM swaps it under the open sessions).
+    let tokens = hsm.dir().join("tokens");
+    std::fs::remove_dir_all(&tokens).unwrap();
+    std::fs::create_dir(&tokens).unwrap();
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "swap",
+            "--pin",
+            hsm.pin.as_str(),
+        ])
+        .args(["--so-pin", "so-pin-5678"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // The first call finds the key gone or the token changed (SoftHSM answers either way,
+    // depending on when it re-reads its directory); from then on the agent refuses the
+    // newcomer by name: no signature, no login, no new key on it.
+    let e = client.sign(&key, b"after", &ctx()).await.unwrap_err();
+    assert!(
+        matches!(code_of(&e), Some(Code::Unavailable | Code::NotFound)),
+        "{e}"
+    );
+    for _ in 0..2 {
+        let e = client.sign(&key, b"after", &ctx()).await.unwrap_err();
+        assert_eq!(code_of(&e), Some(Code::Unavailable), "{e}");
+        assert!(
+            e.to_string().contains("'swap'") && e.to_string().contains("came back with serial"),
+            "{e}"
+        );
+        let e = client
+            .generate(v1::GenerateKeyRequest {
+                name: "planted".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("came back with serial"), "{e}");
+    }
+    let status = client.status().await.unwrap();
+    assert!(!status.devices[0].present);
+    assert!(
+        status.devices[0].detail.contains("came back with serial"),
+        "{status:?}"
+    );
+    assert!(agent.log().contains("refusing it"), "{}", agent.log());
+    assert!(agent.stop().success());
+
+    // A restart is the owner's way to accept the new token: it is empty.
+    let agent = Agent::start(&hsm);
+    assert!(agent.client().await.list_keys().await.unwrap().is_empty());
 }

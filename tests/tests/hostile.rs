@@ -8,14 +8,28 @@
 //!   timestamp or snapshot key (an expired timestamp, a signed rollback of snapshot or targets,
 //!   a correctly signed wrong `_type`, too few of two targets signatures, a delegated target
 //!   outside its paths).
+//!
+//! Then hostile delegates (issue 11): a fake server serves what a delegate can publish (a role
+//! listed twice, repeated entries over four levels, a 1 MB targets.json of 3,000 roles, odd
+//! delegation files) and the lies of a server holding every key but root's (a snapshot that
+//! drops a delegation, a forked root, one key under two IDs); the Go notary CLI reads the
+//! same answers for comparison. Each odd file is also uploaded to the real notary-server, to
+//! see what it stores and what notary, docker and tufa make of it.
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+
 use serde_json::Value;
-use tufa_client::tuf::{Metadata as _, RoleName, Root, Signed, Snapshot, Timestamp};
-use tufa_testkit::{in_days, sign, sign_value, target, tree, Files, Fixture, SoftKey};
-use tufa_tests::fake_repo::{agent_rooted, AgentRootKey};
-use tufa_tests::hostile::{one_byte_changed, HostileServer, Tamper};
+use tufa_client::tuf::{
+    Delegation, Metadata as _, PublicKey, RoleName, Root, RootRole, Sha256Digest, Signed, Snapshot,
+    Targets, Timestamp,
+};
+use tufa_testkit::{
+    in_days, served, sign, sign_value, target, tree, CertSpec, Files, Fixture, Oddity, SoftKey,
+};
+use tufa_tests::fake_repo::{agent_rooted, agent_rooted_keyed, AgentRootKey};
+use tufa_tests::hostile::{one_byte_changed, post_metadata, HostileServer, Tamper};
 use tufa_tests::{notary_args, Agent, Person, Run, World};
 
 /// What tufa prints after every refusal of the server's trust data.
@@ -33,7 +47,19 @@ struct Reader<'a> {
     gun: &'a str,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of `gun` through `server`, working in `cwd` with the trust dir
+    /// `cwd/reader-trust`.
+    fn new(agent: &'a Agent, server: &'a HostileServer, cwd: &'a Path, gun: &'a str) -> Self {
+        Self {
+            agent,
+            server,
+            cwd,
+            trust: cwd.join("reader-trust"),
+            gun,
+        }
+    }
+
     /// `tufa notary list GUN`, which must succeed; returns (stdout, stderr).
     fn list_ok(&self) -> (String, String) {
         let out = self.list();
@@ -146,13 +172,7 @@ fn a_tampering_proxy_in_front_of_notary_server_is_refused() {
     );
 
     // The reader trusts the repository on first use, through the (honest) proxy.
-    let reader = Reader {
-        agent,
-        server: &proxy,
-        cwd,
-        trust: cwd.join("reader-trust"),
-        gun,
-    };
+    let reader = Reader::new(agent, &proxy, cwd, gun);
     let (listed, _) = reader.list_ok();
     assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
     let root_v1 = proxy.fetch(gun, "root.json").unwrap();
@@ -303,13 +323,7 @@ fn a_fake_server_holding_every_key_is_refused() {
     repo.snapshot_version = 3;
     repo.timestamp_version = 3;
     let server = HostileServer::fake(tufa_testkit::served(&repo.build()));
-    let reader = Reader {
-        agent,
-        server: &server,
-        cwd: cwd.path(),
-        trust: cwd.path().join("reader-trust"),
-        gun,
-    };
+    let reader = Reader::new(agent, &server, cwd.path(), gun);
     let (listed, stderr) = reader.list_ok();
     assert!(
         listed.contains("admin") && listed.contains("v1"),
@@ -402,5 +416,352 @@ fn a_fake_server_holding_every_key_is_refused() {
             "targets/releases lists \"v1\", outside the paths delegated to it; the target is ignored"
         ),
         "{stderr}"
+    );
+}
+
+/// The role `notary list` (tufa's or Go's) shows for target `name`, if it lists it.
+fn listed_role(listed: &str, name: &str) -> Option<String> {
+    listed.lines().find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.first() == Some(&name)).then(|| cols.last().unwrap_or(&"").to_string())
+    })
+}
+
+/// Hostile delegates, and a server that holds every key but the root key (issue 11), told by
+/// a fake server. A reader trusts the honest repository, then each state below is served:
+/// the delegates' tricks are read as Notary reads them, the server's lies are refused.
+#[test]
+fn hostile_delegates_and_a_server_forking_the_repository() {
+    let me = Person::new("hostile-delegates");
+    let agent = &me.agent;
+    let cwd = tempfile::tempdir().unwrap();
+    let gun = "example.com/tufa/delegates";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(agent.client());
+    let (base, root_key) = rt.block_on(agent_rooted_keyed(&client, "root", gun));
+    let server = HostileServer::fake(served(&base.build()));
+    let reader = Reader::new(agent, &server, cwd.path(), gun);
+    let (listed, _) = reader.list_ok();
+    assert_eq!(
+        listed_role(&listed, "v1").as_deref(),
+        Some("targets/releases")
+    );
+    let go_trust = cwd.path().join("go-notary-trust");
+    let go_list = |scenario: &str| {
+        let out = server.go_notary(&go_trust, &["list", gun]);
+        println!(
+            "--- Go notary, {scenario}: {}\n{}{}",
+            if out.success() { "read" } else { "refused" },
+            out.stdout(),
+            out.stderr()
+        );
+        out
+    };
+    assert!(go_list("the honest repository").success());
+
+    // Each state is newer than the last one the reader accepted.
+    let version = std::cell::Cell::new(1);
+    let next = |edit: &dyn Fn(&mut Fixture)| {
+        version.set(version.get() + 1);
+        let mut r = base.clone();
+        r.targets.version = version.get();
+        r.releases.version = version.get();
+        r.snapshot_version = version.get();
+        r.timestamp_version = version.get();
+        edit(&mut r);
+        r
+    };
+    let accepted = |scenario: &str, files: &Files| {
+        server.set_files(served(files));
+        let start = std::time::Instant::now();
+        let (listed, stderr) = reader.list_ok();
+        println!("--- {scenario} ({:?})\n{stderr}", start.elapsed());
+        (listed, stderr)
+    };
+
+    // A role listed twice: the first entry (paths app/) holds for lookups too, as in Notary.
+    let twice = next(&|r| {
+        r.targets.delegations.roles[0].paths = vec!["app/".into()];
+        let mut all = r.targets.delegations.roles[0].clone();
+        all.paths = vec![String::new()];
+        r.targets.delegations.roles.push(all);
+        r.releases.targets.insert("app/v2".into(), target(b"v2"));
+    });
+    let (listed, stderr) = accepted("targets/releases listed twice", &twice.build());
+    assert_eq!(listed_role(&listed, "v1"), None, "{listed}");
+    assert_eq!(
+        listed_role(&listed, "app/v2").as_deref(),
+        Some("targets/releases")
+    );
+    assert!(
+        stderr.contains("targets/releases lists \"v1\", outside the paths delegated to it"),
+        "{stderr}"
+    );
+    // Notary's client queues the role once per entry and then refuses to load it twice.
+    let go = go_list("targets/releases listed twice");
+    assert!(
+        !go.success()
+            && go
+                .stdout()
+                .contains("targets/releases has already been loaded"),
+        "{go:?}"
+    );
+
+    // 100 entries for each role at each of four levels: 10^8 roles down a naive walk.
+    let deep = next(&|r| {
+        let key = SoftKey::ecdsa(30);
+        let mut parent = RoleName::TARGETS;
+        for name in [
+            "targets/a",
+            "targets/a/b",
+            "targets/a/b/c",
+            "targets/a/b/c/d",
+        ] {
+            let mut body = Targets::new(1, in_days(30));
+            body.targets
+                .insert(format!("deep-{name}"), target(name.as_bytes()));
+            r.delegate(&parent, name, &[""], 100, &key, body);
+            parent = name.parse().unwrap();
+        }
+    });
+    let (listed, _) = accepted(
+        "100 entries for a role at each of four levels",
+        &deep.build(),
+    );
+    assert_eq!(
+        listed_role(&listed, "deep-targets/a/b/c/d").as_deref(),
+        Some("targets/a/b/c/d"),
+        "{listed}"
+    );
+    assert_eq!(listed.matches("deep-").count(), 4, "{listed}");
+
+    // targets.json of 1 MB delegating to 3,000 roles with a key each.
+    let big = next(&|r| {
+        for i in 0..3000 {
+            let digest = Sha256Digest::of(format!("r{i}").as_bytes());
+            let key = PublicKey::ecdsa([digest.as_bytes().as_slice(); 3].concat()[..91].to_vec());
+            r.targets.delegations.keys.insert(key.id(), key.clone());
+            r.targets.delegations.roles.push(Delegation {
+                name: format!("targets/r{i:04}").parse().unwrap(),
+                keyids: vec![key.id()],
+                threshold: 1,
+                paths: vec![String::new()],
+            });
+        }
+    });
+    let files = big.build();
+    let size = files[&RoleName::TARGETS].len();
+    assert!(size > 1_000_000, "{size}");
+    let (listed, _) = accepted(
+        &format!("targets.json of {size} bytes, 3,000 roles and keys"),
+        &files,
+    );
+    assert_eq!(
+        listed_role(&listed, "v1").as_deref(),
+        Some("targets/releases")
+    );
+
+    // Odd delegation files: each read as Notary reads it, or that role alone skipped.
+    for odd in Oddity::ALL {
+        let mut r = next(&|_| {});
+        let files = odd.build(&mut r);
+        let (listed, stderr) = accepted(odd.describe(), &files);
+        let (role, words) = odd.warning();
+        assert!(
+            stderr.contains(role) && stderr.contains(words),
+            "{}: no warning naming {role} ({words:?}):\n{stderr}",
+            odd.describe()
+        );
+        assert!(listed.contains("admin"), "{listed}");
+        let v1 = (odd != Oddity::Damaged).then(|| "targets/releases".to_owned());
+        assert_eq!(listed_role(&listed, "v1"), v1, "{listed}");
+        assert_eq!(listed_role(&listed, "sub"), None, "{listed}");
+        // Notary's client reads the first four and, for the key it would trust despite its
+        // published private part, lists the sub-delegation's target; it refuses the whole
+        // repository for the last two.
+        let go = go_list(odd.describe());
+        let refuses = matches!(odd, Oddity::MissingKey | Oddity::Damaged);
+        assert_eq!(go.success(), !refuses, "{go:?}");
+        if odd == Oddity::PrivateKey {
+            assert_eq!(
+                listed_role(&go.stdout(), "sub").as_deref(),
+                Some(Oddity::SUB)
+            );
+        }
+    }
+
+    // The lies of a server holding the snapshot key and of one holding the root key.
+    let lie = |scenario: &str, files: Files, expected: &[&str]| {
+        server.set_files(served(&files));
+        reader.refused(scenario, Vec::new(), expected)
+    };
+    let without = next(&|_| {});
+    let mut dropped = without.build();
+    dropped.remove(&RoleName::RELEASES);
+    without.resnapshot(&mut dropped, |_| {});
+    lie(
+        "a snapshot without targets/releases, which targets still delegates to",
+        dropped,
+        &[
+            "snapshot.json of example.com/tufa/delegates no longer lists targets/releases",
+            "targets still delegates to it",
+        ],
+    );
+
+    // Root v1 again, signed by the root key, handing targets to a key of the server's.
+    let forked = next(&|r| {
+        r.targets_keys = vec![SoftKey::ecdsa(31)];
+        r.root = r.root_body(1, &[root_key.public()]);
+        r.signed_root = Some(rt.block_on(root_key.sign_root(&client, r.root.clone())));
+    });
+    lie(
+        "a different root.json under the cached root's version",
+        forked.build(),
+        &[
+            "root.json of example.com/tufa/delegates is version 1, as the cached root is",
+            "differs from the cached root.json",
+        ],
+    );
+
+    // Root v2 lists the targets key twice, bare and in a certificate, and needs both.
+    let twice_listed = next(&|r| {
+        let key = SoftKey::ecdsa(2);
+        let cert = SoftKey::with_cert(2, &CertSpec::notary("targets"));
+        r.root = r.root_body(2, &[root_key.public()]);
+        r.root.keys.insert(cert.id(), cert.public().clone());
+        r.root.roles.targets = RootRole {
+            keyids: vec![key.id(), cert.id()],
+            threshold: 2,
+        };
+        r.signed_root = Some(rt.block_on(root_key.sign_root(&client, r.root.clone())));
+        r.targets_keys = vec![key, cert];
+    });
+    lie(
+        "targets signed by one key listed under two key IDs (threshold 2)",
+        twice_listed.build(),
+        &["targets.json has valid signatures from 1 distinct targets key(s) but needs 2"],
+    );
+}
+
+/// What the real notary-server stores of each odd delegation file a delegate uploads with its
+/// own key, and what the notary CLI, `docker trust inspect` and tufa then read (issue 11).
+#[test]
+fn odd_delegation_files_through_the_real_notary_server() {
+    let w = World::new("hostile-odd");
+    let (me, stack) = (w.user(), &w.stack);
+    let mut table = Vec::new();
+    for (i, odd) in Oddity::ALL.into_iter().enumerate() {
+        let gun = format!("example.com/tufa/odd{i}");
+        me.notary_ok(&["init", &gun, "--server-managed-snapshot", "-p"]);
+        // targets/releases is a key of the test's: the delegate signs its own files.
+        let mut fx = Fixture::for_gun(&gun);
+        let spki = fx.releases_key.public().public().to_vec();
+        std::fs::write(
+            w.cwd().join("releases.pem"),
+            pem::encode(&pem::Pem::new("PUBLIC KEY", spki)),
+        )
+        .unwrap();
+        me.delegate(&gun, "targets/releases", "releases.pem");
+        let files = odd.files(&mut fx);
+        let posted = post_metadata(stack, &gun, &files);
+        let stored = stack.trust_file(&gun, "targets/releases");
+        assert!(
+            posted.is_ok() == stored.is_some(),
+            "{}: {posted:?} but stored {:?}",
+            odd.describe(),
+            stored.is_some()
+        );
+        if let Some(stored) = &stored {
+            assert_eq!(stored, &files[0].1, "{}: stored otherwise", odd.describe());
+        }
+        // notary-server's snapshot records the hash of its own re-serialisation of the file,
+        // which differs from the stored bytes unless they are laid out as Go writes them.
+        let recorded = stack.trust_json(&gun, "snapshot").and_then(|s| {
+            s["signed"]["meta"]["targets/releases"]["hashes"]["sha256"]
+                .as_str()
+                .map(str::to_owned)
+        });
+        let consistent = stored.as_ref().is_none_or(|stored| {
+            let sha = base64::engine::general_purpose::STANDARD
+                .encode(Sha256Digest::of(stored).as_bytes());
+            recorded.as_deref() == Some(sha.as_str())
+        });
+        let go = stack.notary(&["list", &gun]);
+        let docker = me.docker_trust(&["inspect", &gun]);
+        let ours = me.notary(&["list", &gun]);
+        let server = match (&posted, consistent) {
+            (Err(e), _) => format!("refused ({e})"),
+            (Ok(()), true) => "stored".into(),
+            (Ok(()), false) => "stored, but its snapshot records the hash of other bytes".into(),
+        };
+        println!(
+            "--- {}\nnotary-server: {server}\nnotary list: {}\n{}{}docker trust inspect: {}\n{}\
+             tufa notary list: {}\n{}{}",
+            odd.describe(),
+            if go.success() { "read" } else { "refused" },
+            go.stdout(),
+            go.stderr(),
+            if docker.success() { "read" } else { "refused" },
+            docker.stderr(),
+            if ours.success() { "read" } else { "refused" },
+            ours.stdout(),
+            ours.stderr()
+        );
+        table.push((
+            odd,
+            posted.is_ok(),
+            consistent,
+            go.success(),
+            docker.success(),
+        ));
+        if !consistent {
+            // Nobody can fetch the file the snapshot names: every client refuses alike.
+            assert!(!go.success() && !docker.success(), "{}", odd.describe());
+            assert!(
+                ours.stderr()
+                    .contains("the notary server has no targets/releases."),
+                "{ours:?}"
+            );
+            continue;
+        }
+        // tufa reads every repository the server serves, and says what it passed over.
+        assert!(
+            ours.success(),
+            "{}: tufa refused:\n{ours:?}",
+            odd.describe()
+        );
+        if stored.is_some() {
+            let (role, words) = odd.warning();
+            let stderr = ours.stderr();
+            assert!(
+                stderr.contains(role) && stderr.contains(words),
+                "{}: no warning naming {role}:\n{stderr}",
+                odd.describe()
+            );
+            assert_eq!(
+                listed_role(&ours.stdout(), "v1").as_deref(),
+                Some("targets/releases")
+            );
+        }
+    }
+    println!("(oddity, stored, snapshot consistent, notary read, docker read)\n{table:#?}");
+    // What notary-server 0.7 stores: what Go's decoder and its delegation checks accept.
+    let stored: Vec<Oddity> = table.iter().filter(|t| t.1).map(|t| t.0).collect();
+    assert_eq!(
+        stored,
+        [
+            Oddity::ExtraSignature,
+            Oddity::LoneSurrogate,
+            Oddity::PrivateKey,
+            Oddity::ShortHash
+        ]
+    );
+    // Go re-serialises "\ud800" as U+FFFD, so that upload breaks the repository for everyone.
+    let broken: Vec<Oddity> = table.iter().filter(|t| !t.2).map(|t| t.0).collect();
+    assert_eq!(broken, [Oddity::LoneSurrogate]);
+    // The notary CLI and docker read every repository the server serves consistently.
+    assert!(
+        table.iter().filter(|t| t.1 && t.2).all(|t| t.3 && t.4),
+        "{table:#?}"
     );
 }

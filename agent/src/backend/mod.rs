@@ -47,6 +47,10 @@ pub struct TokenLocation {
     pub token_label: String,
     /// Token serial number as the token reports it; empty while the token is absent.
     pub token_serial: String,
+    /// Token model, as reported when the agent first saw it.
+    pub token_model: String,
+    /// Token manufacturer ID, as reported when the agent first saw it.
+    pub token_manufacturer: String,
 }
 
 /// Where a device is.
@@ -141,6 +145,27 @@ pub struct KeyInfo {
     pub touch_policy: TouchPolicy,
     /// Generated on the device or imported.
     pub origin: Origin,
+    /// The PKCS#11 `CKA_ID` of the key's objects (empty on a YubiKey).
+    pub object_id: Vec<u8>,
+    /// Made by another tool: on a PKCS#11 token a key whose `CKA_ID` is not its key ID (it
+    /// signs as it is); on a YubiKey a key without tufa's marker, which signs once adopted.
+    pub other_tool: bool,
+}
+
+impl KeyInfo {
+    /// The key's reference as other tools write it: an RFC 7512 `pkcs11:` URI on a token,
+    /// `yubikey:SERIAL/SLOT` on a YubiKey.
+    pub fn uri(&self) -> String {
+        match &self.location {
+            Location::Pkcs11(t) => crate::keys::uri::key_uri(
+                &t.token_label,
+                &t.token_serial,
+                self.name.as_str(),
+                &self.object_id,
+            ),
+            Location::YubiKey { serial, slot } => format!("yubikey:{serial}/{slot}"),
+        }
+    }
 }
 
 /// What to generate or import, and where on the device.
@@ -200,6 +225,15 @@ pub trait Backend: PinControl + Send + Sync {
     fn set_certificate(&self, id: &KeyId, der: &[u8]) -> Result<(), AgentError>;
     /// Signs a SHA-256 digest; returns raw r||s.
     fn sign(&self, id: &KeyId, digest: &Sha256Digest) -> Result<EcdsaSignature, AgentError>;
+    /// Takes on a key another tool made in a YubiKey slot (0x9a, 0x9c...) under `name`: tufa's
+    /// marker goes next to it, the key and its certificate stay as they are.
+    fn adopt(&self, slot: u8, name: &KeyName) -> Result<KeyInfo, AgentError> {
+        let _ = (slot, name);
+        Err(AgentError::Unsupported(format!(
+            "{} keeps no marker to adopt a key into: a PKCS#11 key made by another tool signs as it is",
+            self.kind()
+        )))
+    }
     /// The device's attestation of a key; `None` from devices that have no attestation.
     fn attest(&self, id: &KeyId) -> Result<Option<Attestation>, AgentError> {
         let _ = id;

@@ -122,7 +122,10 @@ pub fn digest_from_proto(
 
 impl From<KeyInfo> for v1::Key {
     fn from(k: KeyInfo) -> Self {
+        let uri = k.uri();
         v1::Key {
+            uri,
+            other_tool: k.other_tool,
             key_id: k.id.to_string(),
             name: k.name.to_string(),
             backend: backend_to_proto(k.backend) as i32,
@@ -221,6 +224,8 @@ fn token_to_proto(t: TokenLocation) -> v1::key_location::Location {
         module: t.module,
         token_label: t.token_label,
         token_serial: t.token_serial,
+        token_model: t.token_model,
+        token_manufacturer: t.token_manufacturer,
     })
 }
 

@@ -187,6 +187,20 @@ impl Agent {
     }
 }
 
+/// The `yubikey:SERIAL/SLOT` of a key in a YubiKey slot.
+fn target_slot(key: &KeyInfo) -> Result<KeyRef, AgentError> {
+    match &key.location {
+        crate::backend::Location::YubiKey { serial, slot } => Ok(KeyRef::Slot {
+            serial: *serial,
+            slot: slot.byte(),
+        }),
+        _ => Err(AgentError::InvalidArgument(format!(
+            "key {} is not in a YubiKey slot: adopt takes yubikey:SERIAL/SLOT; keys of other tools on a PKCS#11 token sign as they are",
+            key.id
+        ))),
+    }
+}
+
 /// Deletes a key whose audit line could not be written, and says so.
 fn undo_new_key(k: &Keyring, info: &KeyInfo, name: &KeyName, e: &AuditError) -> Status {
     match k.delete(&KeyRef::Id(info.id)) {
@@ -326,6 +340,23 @@ impl AgentApi for Agent {
         Ok(Response::new(v1::DeleteKeyReply {
             key_id: gone.id.to_string(),
         }))
+    }
+
+    async fn adopt_key(
+        &self,
+        req: Request<v1::AdoptKeyRequest>,
+    ) -> Result<Response<v1::Key>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let key = key_ref_from_proto(&r.key)?;
+        super::convert::not_too_long("key name", &r.name)?;
+        let name: KeyName = r.name.parse().map_err(AgentError::from)?;
+        let adopted = self
+            .irreversible(Operation::Adopt, peer, key, "adopted", move |k, target| {
+                k.adopt(&target_slot(target)?, &name)
+            })
+            .await?;
+        Ok(Response::new(adopted.into()))
     }
 
     async fn set_certificate(

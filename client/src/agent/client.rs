@@ -363,6 +363,22 @@ impl AgentClient {
             .into_inner())
     }
 
+    /// Adopts a key another tool made in a YubiKey slot (`yubikey:SERIAL/SLOT`) under `name`.
+    pub async fn adopt(&self, key: &str, name: &str) -> Result<AgentKey, AgentClientError> {
+        self.inner
+            .clone()
+            .adopt_key(timed(
+                v1::AdoptKeyRequest {
+                    key: key.to_owned(),
+                    name: name.to_owned(),
+                },
+                CALL_TIMEOUT,
+            ))
+            .await?
+            .into_inner()
+            .try_into()
+    }
+
     /// The device's attestation of a key.
     pub async fn attest(&self, key: &str) -> Result<v1::AttestReply, AgentClientError> {
         Ok(self

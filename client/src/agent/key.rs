@@ -32,6 +32,10 @@ pub struct AgentKey {
     /// Set for a key the agent keeps for notary-server (its GUN and role): it signs only
     /// through the agent's notary-signer listener.
     pub server: Option<v1::ServerKey>,
+    /// How other tools name it: a `pkcs11:` URI or `yubikey:SERIAL/SLOT`.
+    pub uri: String,
+    /// Made by another tool (in a YubiKey slot: signs once adopted).
+    pub other_tool: bool,
 }
 
 impl AgentKey {
@@ -86,6 +90,8 @@ impl TryFrom<v1::Key> for AgentKey {
             location: k.location.and_then(|l| l.location),
             certificate: (!k.certificate_der.is_empty()).then_some(k.certificate_der),
             server: k.server,
+            uri: k.uri,
+            other_tool: k.other_tool,
             name: k.name,
         })
     }

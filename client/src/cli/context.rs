@@ -149,10 +149,8 @@ impl Ctx {
                     e.into()
                 }
             })?;
-        // Like notary, what was skipped or ignored is said, not hidden.
-        for warning in verified.warnings() {
-            eprintln!("Warning: {warning}");
-        }
+        // What was skipped or ignored has been said already: the update logs each warning
+        // (`tracing::warn!`), which the CLI's subscriber prints.
         Ok(verified)
     }
 

@@ -35,6 +35,9 @@ pub enum KeyCommand {
     /// Print the device's attestation of a key (YubiKey: the slot's attestation certificate and
     /// the device's attestation certificate, PEM).
     Attest(AttestArgs),
+    /// Take on a key another tool (ykman, yubico-piv-tool) made in a YubiKey slot: tufa's
+    /// marker is written next to it; the key and its certificate are not changed.
+    Adopt(AdoptArgs),
 }
 
 impl KeyCommand {
@@ -48,6 +51,7 @@ impl KeyCommand {
             Self::Sign(a) => a.run(ctx).await,
             Self::Public(a) => a.run(ctx).await,
             Self::Attest(a) => a.run(ctx).await,
+            Self::Adopt(a) => a.run(ctx).await,
         }
     }
 }
@@ -83,6 +87,10 @@ pub struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print each key's URI (RFC 7512 pkcs11: URI, or yubikey:SERIAL/SLOT), which every
+    /// command that takes a KEY accepts.
+    #[arg(long)]
+    pub uri: bool,
 }
 
 /// Arguments of `key load`.
@@ -98,7 +106,7 @@ pub struct LoadArgs {
 /// Arguments of `key delete`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// Name or key ID.
+    /// Name, key ID, pkcs11: URI or yubikey:SERIAL/SLOT.
     pub key: KeyRef,
 }
 
@@ -114,7 +122,7 @@ pub enum SignatureFormat {
 /// Arguments of `key sign`.
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// Name or key ID.
+    /// Name, key ID, pkcs11: URI or yubikey:SERIAL/SLOT.
     pub key: KeyRef,
     /// File to sign.
     #[arg(long = "in")]
@@ -130,15 +138,38 @@ pub struct SignArgs {
 /// Arguments of `key public`.
 #[derive(Debug, Args)]
 pub struct PublicArgs {
-    /// Name or key ID.
+    /// Name, key ID, pkcs11: URI or yubikey:SERIAL/SLOT.
     pub key: KeyRef,
 }
 
 /// Arguments of `key attest`.
 #[derive(Debug, Args)]
 pub struct AttestArgs {
-    /// Name or key ID.
+    /// Name, key ID, pkcs11: URI or yubikey:SERIAL/SLOT.
     pub key: KeyRef,
+}
+
+/// Arguments of `key adopt`.
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The slot: yubikey:SERIAL/SLOT (as `tufa key list --uri` shows it).
+    pub key: KeyRef,
+    /// The name tufa gives the key.
+    #[arg(long)]
+    pub name: String,
+}
+
+impl AdoptArgs {
+    /// Writes tufa's marker next to another tool's key; the key itself is not changed.
+    pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
+        let key = ctx
+            .agent()
+            .await?
+            .adopt(self.key.as_str(), &self.name)
+            .await?;
+        println!("Adopted {} as '{}' (key ID {})", self.key, key.name, key.id);
+        Ok(())
+    }
 }
 
 impl GenerateArgs {
@@ -194,6 +225,15 @@ impl ListArgs {
             println!("No keys in the agent: `tufa key generate NAME` makes one");
             return Ok(());
         }
+        if self.uri {
+            let mut table = vec![["NAME", "KEY ID", "URI"].map(String::from).to_vec()];
+            table.extend(
+                keys.iter()
+                    .map(|k| vec![display_name(k), k.id.to_string(), k.uri.clone()]),
+            );
+            print!("{}", table::render(&table));
+            return Ok(());
+        }
         // An agent that serves notary-server says which keys are the server's.
         let servers = keys.iter().any(|k| k.server.is_some());
         let mut header = vec!["NAME", "KEY ID", "BACKEND", "LOCATION", "ORIGIN"];
@@ -203,11 +243,15 @@ impl ListArgs {
         let mut rows = vec![header.into_iter().map(String::from).collect()];
         rows.extend(keys.iter().map(|k| {
             let mut row = vec![
-                k.name.clone(),
+                display_name(k),
                 k.id.to_string(),
                 Choice::word(k.backend),
                 k.location.as_ref().map(short_location).unwrap_or_default(),
-                origin_name(k.origin).to_owned(),
+                if k.other_tool {
+                    format!("other tool ({})", origin_name(k.origin))
+                } else {
+                    origin_name(k.origin).to_owned()
+                },
             ];
             if servers {
                 row.push(k.server.as_ref().map(server_text).unwrap_or_default());
@@ -359,6 +403,8 @@ struct KeyJson {
     pin_policy: String,
     touch_policy: String,
     origin: &'static str,
+    uri: String,
+    other_tool: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<ServerJson>,
 }
@@ -396,7 +442,27 @@ impl From<&AgentKey> for KeyJson {
                 role: s.role.clone(),
                 used: s.used,
             }),
+            uri: k.uri.clone(),
+            other_tool: k.other_tool,
         }
+    }
+}
+
+/// A key's name for a table: its name, or for a nameless key of another tool the subject of
+/// its certificate (`(CN=...)`), with control characters of other tools' labels escaped.
+fn display_name(k: &AgentKey) -> String {
+    if !k.name.is_empty() {
+        return k.name.escape_debug().to_string();
+    }
+    use x509_cert::der::Decode as _;
+    let subject = k
+        .certificate
+        .as_deref()
+        .and_then(|der| x509_cert::Certificate::from_der(der).ok())
+        .map(|c| c.tbs_certificate().subject().to_string());
+    match subject {
+        Some(s) => format!("({})", s.escape_debug()),
+        None => "(no name)".into(),
     }
 }
 

@@ -218,7 +218,20 @@ pub(crate) async fn fetch_token(
     service: Option<&str>,
     scope: &str,
     credentials: Option<&Credentials>,
+    timeout: std::time::Duration,
 ) -> Result<SecretString, TokenFailure> {
+    let broken = |e: reqwest::Error| {
+        if e.is_timeout() && !e.is_connect() {
+            TokenFailure::Failed(format!(
+                "it did not answer within {}, the most tufa gives one request ({}=SECONDS \
+                 allows more)",
+                super::deadline::seconds(timeout),
+                super::TIMEOUT_VAR
+            ))
+        } else {
+            TokenFailure::Failed(super::innermost(&e))
+        }
+    };
     let mut url = Url::parse(realm)
         .map_err(|e| TokenFailure::Failed(format!("the realm is not a URL ({e})")))?;
     if !matches!(url.scheme(), "https" | "http") {
@@ -261,10 +274,7 @@ pub(crate) async fn fetch_token(
             }
         }
     };
-    let response = request
-        .send()
-        .await
-        .map_err(|e| TokenFailure::Failed(super::innermost(&e)))?;
+    let response = request.send().await.map_err(broken)?;
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(TokenFailure::Refused);
@@ -275,7 +285,7 @@ pub(crate) async fn fetch_token(
             BodyError::TooLarge => {
                 TokenFailure::Failed(format!("its answer is larger than {TOKEN_MAX_LEN} bytes"))
             }
-            BodyError::Broken(e) => TokenFailure::Failed(super::innermost(&e)),
+            BodyError::Broken(e) => broken(e),
         })?;
     if !status.is_success() {
         let e = super::ErrCode::parse(&body);

@@ -10,9 +10,10 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::auth::{self, Challenge, Credentials, TokenCache, TokenFailure};
+use super::deadline::{CONNECT_TIMEOUT, IDLE_TIMEOUT};
 use super::error::{HttpError, Peer, Unreached};
 use super::tls::{self, Verify};
-use super::{host_port, innermost, read_at_most, BodyError, ErrCode};
+use super::{host_port, innermost, is_loopback, read_at_most, BodyError, ErrCode};
 
 /// Error bodies beyond this are cut off, not refused: only their start is shown.
 const ERROR_BODY_MAX: usize = 64 * 1024;
@@ -47,7 +48,8 @@ impl Access {
 }
 
 /// One request, re-sendable after an auth challenge: the one place both clients describe what
-/// they send (a per-request deadline or size cap would be set here).
+/// they send. Its deadline is the client's (every request gets the same); its size cap is the
+/// caller's, given when the body is read ([`AuthClient::read_capped`]).
 pub(crate) struct Request<'a> {
     pub method: Method,
     pub url: Url,
@@ -75,6 +77,8 @@ pub(crate) struct Settings<'a> {
     /// next scheme" rather than a TLS error.
     pub insecure: bool,
     pub credentials: Option<Credentials>,
+    /// How long one request may take, from connecting to the last byte of the answer.
+    pub timeout: Duration,
 }
 
 /// A client for one server: one connection pool, one token cache.
@@ -91,6 +95,7 @@ pub(crate) struct AuthClient {
     insecure: bool,
     credentials: Option<Credentials>,
     tokens: TokenCache,
+    timeout: Duration,
 }
 
 impl AuthClient {
@@ -98,11 +103,15 @@ impl AuthClient {
     pub(crate) fn new(settings: Settings<'_>) -> Result<Self, HttpError> {
         let verified_tls =
             tls::client_config(Verify::Roots(settings.ca_files), settings.client_cert)?;
+        let timeout = settings.timeout;
         let (http, verified) = if settings.insecure {
             let tls = tls::client_config(Verify::Nothing, settings.client_cert)?;
-            (http_client(tls), http_client(verified_tls))
+            (
+                http_client(tls, timeout),
+                http_client(verified_tls, timeout),
+            )
         } else {
-            let http = http_client(verified_tls);
+            let http = http_client(verified_tls, timeout);
             (http.clone(), http)
         };
         let trusted = if settings.ca_files.is_empty() {
@@ -126,6 +135,7 @@ impl AuthClient {
             insecure: settings.insecure,
             credentials: settings.credentials,
             tokens: TokenCache::default(),
+            timeout,
         })
     }
 
@@ -193,12 +203,21 @@ impl AuthClient {
                 service,
                 scope: asked,
             }) => {
+                if self.credentials.is_some() && cleartext_realm(&request.url, &realm) {
+                    return Err(HttpError::CleartextTokenRealm {
+                        peer: self.peer,
+                        server: self.server.clone(),
+                        realm,
+                        tried: Credentials::describe(self.credentials.as_ref()),
+                    });
+                }
                 let token = auth::fetch_token(
                     self.client_for_realm(&realm),
                     &realm,
                     service.as_deref(),
                     asked.as_deref().unwrap_or(scope),
                     self.credentials.as_ref(),
+                    self.timeout,
                 )
                 .await
                 .map_err(|failure| match failure {
@@ -295,7 +314,15 @@ impl AuthClient {
                 url,
                 host_port: self.host.clone(),
                 trusted: self.trusted.clone(),
-                reason,
+                reason: Box::new(reason),
+            };
+        }
+        if err.is_timeout() && !err.is_connect() {
+            return HttpError::TimedOut {
+                peer: self.peer,
+                method: request.method.to_string(),
+                url,
+                limit: self.timeout,
             };
         }
         if err.is_connect() || tls.is_some() {
@@ -304,7 +331,7 @@ impl AuthClient {
                 server: self.server.clone(),
                 attempts: vec![Unreached {
                     url,
-                    reason: tls.unwrap_or_else(|| innermost(err)),
+                    reason: tls.map_or_else(|| innermost(err), |t| t.to_string()),
                 }],
             };
         }
@@ -330,13 +357,60 @@ pub(crate) async fn error_body(mut response: Response) -> ErrCode {
     ErrCode::parse(&body)
 }
 
-fn http_client(tls: rustls::ClientConfig) -> reqwest::Client {
+/// Whether credentials would go in clear to the token service `realm` named by the server at
+/// `server_url`: a plain-HTTP realm is used only when the server itself is plain HTTP on this
+/// machine and so is the realm (a local test registry); docker sends them to any realm.
+fn cleartext_realm(server_url: &Url, realm: &str) -> bool {
+    let Ok(realm) = Url::parse(realm) else {
+        // Not a URL at all: fetch_token says so.
+        return false;
+    };
+    let local_plain =
+        server_url.scheme() == "http" && is_loopback(server_url) && is_loopback(&realm);
+    realm.scheme() == "http" && !local_plain
+}
+
+/// A client whose every request has `timeout` as its deadline, connect to last byte.
+fn http_client(tls: rustls::ClientConfig, timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .user_agent(concat!("tufa/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
+        .timeout(timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .read_timeout(IDLE_TIMEOUT.min(timeout))
         .build()
         // Building fails only when a TLS backend or resolver cannot start; ours is preconfigured.
         .expect("a client with a preconfigured rustls backend builds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_realms_only_for_plain_http_servers_on_this_machine() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let local_plain = url("http://127.0.0.1:5000/v2/app/manifests/v1");
+        assert!(!cleartext_realm(&local_plain, "http://127.0.0.1:5001/auth"));
+        assert!(!cleartext_realm(&local_plain, "http://localhost:5001/auth"));
+        assert!(!cleartext_realm(&local_plain, "http://[::1]:5001/auth"));
+        assert!(cleartext_realm(
+            &local_plain,
+            "http://auth.example.com/token"
+        ));
+        assert!(!cleartext_realm(
+            &local_plain,
+            "https://auth.example.com/token"
+        ));
+        // A server reached over TLS, even on this machine, never sends credentials in clear.
+        let local_tls = url("https://127.0.0.1:4443/v2/a/_trust/tuf/root.json");
+        assert!(cleartext_realm(&local_tls, "http://127.0.0.1:4443/token"));
+        assert!(!cleartext_realm(&local_tls, "https://127.0.0.1:4443/token"));
+        let remote_plain = url("http://registry.internal:5000/v2/");
+        assert!(cleartext_realm(
+            &remote_plain,
+            "http://registry.internal:5001/auth"
+        ));
+        assert!(cleartext_realm(&remote_plain, "http://127.0.0.1:5001/auth"));
+    }
 }

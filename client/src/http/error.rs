@@ -1,7 +1,11 @@
 //! What can go wrong talking HTTP to a notary server or a registry, before their protocols start.
 
 use std::fmt;
+use std::time::Duration;
 
+use super::deadline::{seconds, DEFAULT_TIMEOUT, TIMEOUT_VAR};
+
+use super::refusal::TlsFailure;
 use super::tls::TlsFileError;
 
 /// Which kind of server a client talks to; decides the words and the fix in its errors.
@@ -50,10 +54,10 @@ pub enum HttpError {
 
     /// The TLS handshake failed, usually because the server's certificate is not trusted.
     #[error(
-        "TLS with {} at {url} failed ({reason}); its certificate was checked against {trusted}. \
-         {}",
+        "TLS with {} at {url} failed: {reason}{}. {}",
         .peer.noun(),
-        .peer.tls_fix(.host_port)
+        checked_against(.reason, .trusted),
+        .reason.fix(.peer, .host_port)
     )]
     Tls {
         /// The server.
@@ -64,8 +68,8 @@ pub enum HttpError {
         host_port: String,
         /// The CA files used, or "the system roots" when none was given.
         trusted: String,
-        /// rustls's complaint.
-        reason: String,
+        /// What failed, in words (boxed: it is the largest part of an error often returned).
+        reason: Box<TlsFailure>,
     },
 
     /// The connection broke after it was made (the server closed it, or a read timed out).
@@ -84,6 +88,56 @@ pub enum HttpError {
         url: String,
         /// The transport's own words.
         reason: String,
+    },
+
+    /// A request did not finish within tufa's deadline for one request.
+    #[error(
+        "{method} {url} took longer than {}, the most tufa gives one request from connecting \
+         to the last byte: {} or the network is too slow, or the server is stalling on purpose. \
+         On a slow link allow more time with {TIMEOUT_VAR}=SECONDS; otherwise look at {}",
+        seconds(*.limit),
+        .peer.noun(),
+        .peer.log()
+    )]
+    TimedOut {
+        /// The server.
+        peer: Peer,
+        /// The request method.
+        method: String,
+        /// The URL that was requested.
+        url: String,
+        /// The deadline.
+        limit: Duration,
+    },
+
+    /// The deadline in the environment cannot be read.
+    #[error(
+        "{TIMEOUT_VAR}={value:?} is not a number of seconds: set it to e.g. 600, or unset it \
+         for the default of {}",
+        seconds(DEFAULT_TIMEOUT)
+    )]
+    BadTimeout {
+        /// The variable's value (at most its first 40 characters).
+        value: String,
+    },
+
+    /// The server names a plain-HTTP token service, and credentials would go to it in clear.
+    #[error(
+        "{} {server} sends tufa to the token service {realm}, which is plain HTTP: tufa does \
+         not send {tried} over plain HTTP, where anyone on the way can read them. Ask whoever \
+         runs the server to give its token service an https:// realm (a plain-HTTP token \
+         service is used only by a plain-HTTP server on this machine, and only on this machine)",
+        .peer.noun()
+    )]
+    CleartextTokenRealm {
+        /// Which kind of server.
+        peer: Peer,
+        /// The server as `docker login` names it.
+        server: String,
+        /// The token service URL.
+        realm: String,
+        /// Which credentials were withheld (never the secret itself).
+        tried: String,
     },
 
     /// The server (or its token service) refused the credentials, or none were given.
@@ -193,25 +247,20 @@ impl Peer {
         }
     }
 
-    fn tls_fix(self, host_port: &str) -> String {
-        match self {
-            Self::NotaryServer => format!(
-                "Give tufa the CA that issued the server's certificate \
-                 (e.g. $DOCKER_CONFIG/tls/{host_port}/ca.crt), or use http:// if the server has \
-                 no TLS"
-            ),
-            Self::Registry => format!(
-                "Put the CA that issued the registry's certificate in \
-                 $DOCKER_CONFIG/tls/{host_port}/ca.crt"
-            ),
-        }
-    }
-
     fn token_fix(self) -> &'static str {
         match self {
             Self::NotaryServer => ", and the server's `auth` settings",
             Self::Registry => "",
         }
+    }
+}
+
+/// " (checked against …)" after a certificate refusal; nothing after other TLS failures.
+fn checked_against(reason: &TlsFailure, trusted: &str) -> String {
+    if reason.is_certificate() {
+        format!(" (checked against {trusted})")
+    } else {
+        String::new()
     }
 }
 

@@ -18,8 +18,12 @@ pub(crate) struct Seen {
 }
 
 /// Status, extra headers, body. `Content-Length` is the body's unless a header sets it; the
-/// answer to a HEAD has no body.
+/// answer to a HEAD has no body. A [`TRICKLE`] header (not sent) sends the whole answer one byte
+/// every that many milliseconds.
 pub(crate) type Answer = (u16, Vec<(&'static str, String)>, String);
+
+/// The pseudo-header that makes the server trickle its answer (milliseconds per byte).
+pub(crate) const TRICKLE: &str = "x-test-trickle-ms";
 
 /// The requests a fake server has seen.
 pub(crate) type SeenLog = Arc<Mutex<Vec<Seen>>>;
@@ -74,7 +78,11 @@ pub(crate) async fn fake_server(
                     accept: header("accept"),
                     body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
                 };
-                let (status, headers, body) = handler(&base, &req);
+                let (status, mut headers, body) = handler(&base, &req);
+                let trickle = headers
+                    .iter()
+                    .position(|(k, _)| *k == TRICKLE)
+                    .map(|i| headers.remove(i).1.parse::<u64>().unwrap());
                 let is_head = req.line.starts_with("HEAD ");
                 log.lock().unwrap().push(req);
                 let mut out = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
@@ -91,7 +99,18 @@ pub(crate) async fn fake_server(
                 if !is_head {
                     out.push_str(&body);
                 }
-                conn.write_all(out.as_bytes()).await.unwrap();
+                match trickle {
+                    // A client that gave up closes the connection: stop there.
+                    Some(ms) => {
+                        for byte in out.as_bytes() {
+                            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                            if conn.write_all(&[*byte]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    None => conn.write_all(out.as_bytes()).await.unwrap(),
+                }
             });
         }
     });

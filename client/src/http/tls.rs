@@ -11,6 +11,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
+use super::refusal::{failure_of, CertFacts, TlsFailure};
+
 const CA_HINT: &str = "give the PEM certificate of the CA that issued the server's certificate";
 const CERT_HINT: &str = "give the PEM client certificate (*.cert) and its key (*.key)";
 
@@ -117,8 +119,11 @@ fn read_certs(
 /// chain does not lead to a CA file: reading the system bundle costs more than a whole loopback
 /// `tufa sign`, and servers with their own CA (the usual notary set-up) never need it.
 ///
-/// Accepts exactly what one verifier over both sets of roots accepts: a chain ending at a CA
-/// file passes either way, and anything else goes to the platform verifier, which has both.
+/// Accepts what one verifier over both sets of roots accepts: a chain ending at a CA file
+/// passes either way, a refusal other than "unknown issuer" stands whatever the roots, and
+/// anything else goes to the platform verifier, which has both. Besides, like Go's verifier, a
+/// server certificate that is itself in a CA file (a self-signed server) is accepted after the
+/// name and validity checks ([`CertFacts::check_pinned`]).
 #[derive(Debug)]
 struct CaFilesThenPlatform {
     /// A verifier over the CA files alone; `None` without CA files.
@@ -172,10 +177,17 @@ impl CaFilesThenPlatform {
                 rustls::Error::General(format!("cannot load the system's CA certificates: {e}"))
             })
     }
-}
 
-impl ServerCertVerifier for CaFilesThenPlatform {
-    fn verify_server_cert(
+    /// Whether `end_entity` is, byte for byte, one of the CA files' certificates.
+    fn is_pinned(&self, end_entity: &CertificateDer<'_>) -> bool {
+        self.extra_roots
+            .iter()
+            .any(|root| root.as_ref() == end_entity.as_ref())
+    }
+
+    /// The chain check: the CA files first, then (only when the chain leads to none of them) the
+    /// platform's roots with the CA files.
+    fn verify_chain(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -184,14 +196,18 @@ impl ServerCertVerifier for CaFilesThenPlatform {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if let Some(ca_files) = &self.ca_files {
-            if let Ok(ok) = ca_files.verify_server_cert(
+            match ca_files.verify_server_cert(
                 end_entity,
                 intermediates,
                 server_name,
                 ocsp_response,
                 now,
             ) {
-                return Ok(ok);
+                Ok(ok) => return Ok(ok),
+                // Expiry, a wrong name, a CA as the server's own certificate: no other roots
+                // change that, so the answer stands (and the system bundle is not loaded).
+                Err(e) if !is_unknown_issuer(&e) => return Err(e),
+                Err(_) => {}
             }
         }
         self.platform()?.verify_server_cert(
@@ -201,6 +217,39 @@ impl ServerCertVerifier for CaFilesThenPlatform {
             ocsp_response,
             now,
         )
+    }
+}
+
+fn is_unknown_issuer(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+    )
+}
+
+impl ServerCertVerifier for CaFilesThenPlatform {
+    /// A server certificate that is itself in a CA file (a self-signed notary-server, with its
+    /// certificate handed to clients as the CA) is accepted after the checks Go's verifier makes
+    /// of it, as the notary CLI and docker accept it; webpki alone refuses it as a CA used as an
+    /// end entity. Every other certificate goes through webpki's chain check unchanged.
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let facts = CertFacts::read(end_entity);
+        if let Some(facts) = facts.as_ref().filter(|_| self.is_pinned(end_entity)) {
+            facts.check_pinned(end_entity, server_name, now)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.verify_chain(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| match &facts {
+                Some(facts) => facts.classify(&e, server_name, now).into(),
+                None => e,
+            })
     }
 
     fn verify_tls12_signature(
@@ -288,12 +337,12 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
-/// rustls's complaint, if TLS is what failed somewhere in `err`'s chain.
-pub(crate) fn tls_failure(err: &(dyn StdError + 'static)) -> Option<String> {
+/// What failed, if TLS failed somewhere in `err`'s chain.
+pub(crate) fn tls_failure(err: &(dyn StdError + 'static)) -> Option<TlsFailure> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
+            return Some(failure_of(tls));
         }
         // io::Error::source skips its payload (hyper-util nests io::Errors), so step into it.
         next = match e
@@ -318,7 +367,10 @@ mod tests {
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         ));
-        assert!(tls_failure(&io).unwrap().contains("UnknownIssuer"));
+        assert!(tls_failure(&io)
+            .unwrap()
+            .to_string()
+            .contains("UnknownIssuer"));
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(tls_failure(&plain).is_none());
     }
@@ -335,5 +387,175 @@ mod tests {
         assert!(e.reason.contains("no PEM CERTIFICATE"), "{e:?}");
         // Without verification no CA is read at all.
         assert!(client_config(Verify::Nothing, None).is_ok());
+    }
+
+    use std::path::Path;
+    use std::time::Duration;
+
+    use tufa_testkit::pki::{fingerprint, make_ca, make_cert, make_leaf, make_self_signed};
+
+    /// The verifier `client_config` builds for these CA files.
+    fn trusting(files: &[PathBuf]) -> CaFilesThenPlatform {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = files
+            .iter()
+            .flat_map(|f| read_certs(f, "CA file", CA_HINT).unwrap())
+            .collect();
+        CaFilesThenPlatform::new(roots, provider).unwrap()
+    }
+
+    fn der(dir: &Path, name: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_file(dir.join(format!("{name}.crt"))).unwrap()
+    }
+
+    fn days_from_now(days: i64) -> UnixTime {
+        let now = UnixTime::now().as_secs() as i64;
+        UnixTime::since_unix_epoch(Duration::from_secs((now + days * 86_400) as u64))
+    }
+
+    /// What the verifier says of `cert` presented by `host`, `days` from now.
+    fn check(
+        v: &CaFilesThenPlatform,
+        cert: &CertificateDer<'_>,
+        host: &str,
+        days: i64,
+    ) -> Result<(), TlsFailure> {
+        let name = ServerName::try_from(host.to_owned()).unwrap();
+        v.verify_server_cert(cert, &[], &name, &[], days_from_now(days))
+            .map(drop)
+            .map_err(|e| failure_of(&e))
+    }
+
+    #[test]
+    fn a_self_signed_server_certificate_given_as_the_ca_is_accepted_as_go_accepts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        make_self_signed(d, "notary", "127.0.0.1", "IP:127.0.0.1");
+        let v = trusting(&[d.join("notary.crt")]);
+        let cert = der(d, "notary");
+        assert_eq!(check(&v, &cert, "127.0.0.1", 0), Ok(()));
+
+        // The usual name and validity checks still apply.
+        let e = check(&v, &cert, "localhost", 0).unwrap_err();
+        assert_eq!(
+            e,
+            TlsFailure::WrongName {
+                expected: "localhost".into(),
+                presented: vec!["IP:127.0.0.1".into()],
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "the server's certificate is for IP:127.0.0.1, not for localhost"
+        );
+        let e = check(&v, &cert, "127.0.0.1", 40).unwrap_err();
+        assert!(matches!(e, TlsFailure::Expired { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("the server's certificate expired at 20"),
+            "{e}"
+        );
+        let e = check(&v, &cert, "127.0.0.1", -2).unwrap_err();
+        assert!(matches!(e, TlsFailure::NotYetValid { .. }), "{e:?}");
+
+        // A pinned certificate that is not for servers is refused, as Go refuses it.
+        make_cert(
+            d,
+            "client-only",
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-addext",
+                "extendedKeyUsage=clientAuth",
+            ],
+        );
+        let v = trusting(&[d.join("client-only.crt")]);
+        let e = check(&v, &der(d, "client-only"), "127.0.0.1", 0).unwrap_err();
+        assert_eq!(e, TlsFailure::NotForServers);
+    }
+
+    #[test]
+    fn a_ca_certificate_that_is_not_the_pinned_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        make_self_signed(d, "pinned", "127.0.0.1", "IP:127.0.0.1");
+        make_self_signed(d, "impostor", "127.0.0.1", "IP:127.0.0.1");
+        let v = trusting(&[d.join("pinned.crt")]);
+        let e = check(&v, &der(d, "impostor"), "127.0.0.1", 0).unwrap_err();
+        assert_eq!(
+            e,
+            TlsFailure::CaAsServerCertificate {
+                fingerprint: fingerprint(d, "impostor"),
+            }
+        );
+        assert!(
+            e.to_string()
+                .contains("is a CA certificate (basicConstraints CA:TRUE")
+                && e.to_string().contains(&fingerprint(d, "impostor")),
+            "{e}"
+        );
+
+        // A CA certificate issued by a trusted CA is a CA, not a server's certificate.
+        make_ca(d, "ca", "tufa test CA");
+        make_cert(
+            d,
+            "sub-ca",
+            &[
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ],
+        );
+        let v = trusting(&[d.join("ca.crt")]);
+        let e = check(&v, &der(d, "sub-ca"), "127.0.0.1", 0).unwrap_err();
+        assert!(
+            matches!(e, TlsFailure::CaAsServerCertificate { .. }),
+            "{e:?}"
+        );
+        // ... while the CA's leaves pass, and only by the names they list.
+        make_leaf(d, "ca", "server");
+        assert_eq!(check(&v, &der(d, "server"), "127.0.0.1", 0), Ok(()));
+        assert_eq!(check(&v, &der(d, "server"), "localhost", 0), Ok(()));
+        let e = check(&v, &der(d, "server"), "notary.example.com", 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the server's certificate is for DNS:localhost, DNS:server, IP:127.0.0.1, IP:::1, \
+             not for notary.example.com"
+        );
+        let e = check(&v, &der(d, "server"), "127.0.0.1", 40).unwrap_err();
+        assert!(matches!(e, TlsFailure::Expired { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn an_unknown_issuer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        make_ca(d, "ca", "tufa test CA");
+        make_ca(d, "other", "tufa other CA");
+        make_leaf(d, "other", "server");
+        let v = trusting(&[d.join("ca.crt")]);
+        let e = check(&v, &der(d, "server"), "127.0.0.1", 0).unwrap_err();
+        assert_eq!(
+            e,
+            TlsFailure::UnknownIssuer {
+                issuer: "CN=tufa other CA".into()
+            }
+        );
+        let fix = e.fix(&super::super::Peer::NotaryServer, "127.0.0.1:4443");
+        assert!(
+            fix.contains("--tls-ca, or $DOCKER_CONFIG/tls/127.0.0.1:4443/ca.crt"),
+            "{fix}"
+        );
     }
 }

@@ -17,13 +17,15 @@ mod publisher;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use crate::http::{
-    error_body, host_port, Access, AuthClient, Credentials, Peer, Request, Settings,
+    error_body, host_port, timeout_from_env, Access, AuthClient, Credentials, Peer, Request,
+    Settings,
 };
 use crate::tuf::{Gun, OverLimit, PublicKey, RemoteError, RemoteStore, RoleName, Sha256Digest};
 
@@ -86,8 +88,14 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/');
 
 impl NotaryClient {
-    /// A client for `config.server`; reads the CA and client certificate files now.
+    /// A client for `config.server`; reads the CA and client certificate files now. Each request
+    /// has the deadline `TUFA_HTTP_TIMEOUT` sets ([`crate::http::DEFAULT_TIMEOUT`] if unset).
     pub fn new(config: NotaryConfig) -> Result<Self, NotaryError> {
+        Self::with_timeout(config, timeout_from_env()?)
+    }
+
+    /// [`Self::new`] with `timeout` as the deadline of each request, connect to last byte.
+    pub fn with_timeout(config: NotaryConfig, timeout: Duration) -> Result<Self, NotaryError> {
         let server = config.server;
         let bad = |reason: &str| NotaryError::BadServerUrl {
             url: server.to_string(),
@@ -114,6 +122,7 @@ impl NotaryClient {
                 .map(|(c, k)| (c.as_path(), k.as_path())),
             insecure: false,
             credentials: config.credentials,
+            timeout,
         })?;
         Ok(Self {
             inner: Arc::new(Inner { http, server }),
@@ -330,9 +339,10 @@ const _: fn() = || {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::test_server::fake_server;
+    use crate::http::test_server::{fake_server, TRICKLE};
     use crate::http::HttpError;
     use secrecy::SecretString;
+    use std::time::Instant;
 
     fn repo(server: &str, gun: &str) -> NotaryRepo {
         let client = NotaryClient::new(NotaryConfig {
@@ -565,5 +575,113 @@ mod tests {
             text.contains("HTTP 500 UNKNOWN: unknown error") && text.contains("snapshot.key"),
             "{text}"
         );
+    }
+
+    fn alice() -> Credentials {
+        Credentials::Basic {
+            username: "alice".into(),
+            password: SecretString::from("s3cret"),
+        }
+    }
+
+    /// A client whose requests have half a second each.
+    fn impatient(base: &str, credentials: Option<Credentials>) -> NotaryRepo {
+        let config = NotaryConfig {
+            server: base.parse().unwrap(),
+            ca_file: None,
+            client_cert: None,
+            credentials,
+        };
+        NotaryClient::with_timeout(config, Duration::from_millis(500))
+            .unwrap()
+            .repo(&"a/b".parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_trickled_answer_is_cut_off_at_the_deadline() {
+        // 400 bytes at 20 ms each: no read waits long, but the whole takes 8 s.
+        let (base, _) =
+            fake_server(|_, _| (200, vec![(TRICKLE, "20".into())], "x".repeat(400))).await;
+        let started = Instant::now();
+        let e = impatient(&base, None)
+            .role(&RoleName::ROOT, 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "GET {base}/v2/a/b/_trust/tuf/root.json took longer than 0.5 s"
+            )) && text.contains("TUFA_HTTP_TIMEOUT=SECONDS"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trickling_token_service_is_cut_off_at_the_deadline() {
+        let (base, _) = fake_server(|base, req| {
+            if req.line.starts_with("GET /token") {
+                return (
+                    200,
+                    vec![(TRICKLE, "20".into())],
+                    r#"{"token":"T"}"#.repeat(30),
+                );
+            }
+            (
+                401,
+                vec![(
+                    "Www-Authenticate",
+                    format!(r#"Bearer realm="{base}/token",service="notary""#),
+                )],
+                UNAUTHORIZED.into(),
+            )
+        })
+        .await;
+        let e = impatient(&base, Some(alice()))
+            .role(&RoleName::ROOT, 1 << 20)
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "the token service {base}/token named by the notary server"
+            )) && text.contains("it did not answer within 0.5 s"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_never_go_to_a_plain_http_token_service_elsewhere() {
+        let realm = "http://auth.example.invalid/token";
+        let (base, seen) = fake_server(move |_, _| {
+            (
+                401,
+                vec![(
+                    "Www-Authenticate",
+                    format!(r#"Bearer realm="{realm}",service="notary""#),
+                )],
+                UNAUTHORIZED.into(),
+            )
+        })
+        .await;
+        let e = client_for(&base, Some(alice()))
+            .repo(&"a/b".parse().unwrap())
+            .role(&RoleName::ROOT, 1 << 20)
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!(
+                "sends tufa to the token service {realm}, which is plain HTTP"
+            )) && text.contains(r#"does not send user "alice" with a password over plain HTTP"#)
+                && text.contains("https:// realm")
+                && !text.contains("s3cret"),
+            "{text}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1, "only the server was asked");
     }
 }

@@ -8,9 +8,12 @@
 //!   checks first, then with plain http; the scheme that answered is kept.
 //! - **Auth.** A 401 `Www-Authenticate: Bearer realm,service,scope` challenge is answered with a
 //!   token for `repository:<repo>:pull` from the realm (credentials from the docker config, as
-//!   `docker login` stored them); `Basic` with the user name and password. That is the
-//!   authenticated client in `crate::http`, shared with the notary client; the scheme fallback
-//!   is a layer above it, here.
+//!   `docker login` stored them); `Basic` with the user name and password. Unlike docker,
+//!   credentials never go to a plain-`http://` realm unless the registry itself is plain HTTP on
+//!   loopback (and so is the realm). That is the authenticated client in `crate::http`, shared
+//!   with the notary client; the scheme fallback is a layer above it, here.
+//! - **Limits.** Each request has a total deadline (`TUFA_HTTP_TIMEOUT`, 300 s by default);
+//!   manifests are read up to 4 MiB, docker's limit.
 //! - **Manifests.** `HEAD /v2/<repo>/manifests/<ref>` with `Accept` for docker schema2 manifests
 //!   and manifest lists and OCI manifests and indexes (registry 2.8 answers 400 or 404 without
 //!   it); when the answer lacks `Docker-Content-Digest`, a GET whose body is hashed. A digest the
@@ -24,13 +27,15 @@ mod manifest;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use crate::docker_config::DockerConfig;
 use crate::http::{
-    error_body, Access, AuthClient, Credentials, HttpError, Peer, Request, Settings,
+    error_body, timeout_from_env, Access, AuthClient, Credentials, HttpError, Peer, Request,
+    Settings,
 };
 use crate::reference::{ImageRef, Registry, DEFAULT_TAG};
 use crate::tuf::Sha256Digest;
@@ -107,8 +112,15 @@ impl RegistryConfig {
 }
 
 impl RegistryClient {
-    /// A client for `config.registry`; reads the CA and client certificate files now.
+    /// A client for `config.registry`; reads the CA and client certificate files now. Each
+    /// request has the deadline `TUFA_HTTP_TIMEOUT` sets ([`crate::http::DEFAULT_TIMEOUT`] if
+    /// unset).
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
+        Self::with_timeout(config, timeout_from_env()?)
+    }
+
+    /// [`Self::new`] with `timeout` as the deadline of each request, connect to last byte.
+    pub fn with_timeout(config: RegistryConfig, timeout: Duration) -> Result<Self, RegistryError> {
         let host = config.registry.api_host();
         let mut bases = vec![base_url("https", host)];
         if config.insecure {
@@ -125,6 +137,7 @@ impl RegistryClient {
                 .map(|(c, k)| (c.as_path(), k.as_path())),
             insecure: config.insecure,
             credentials: config.credentials,
+            timeout,
         })?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -418,7 +431,7 @@ const _: fn() = || {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::test_server::{fake_server, Answer, Seen};
+    use crate::http::test_server::{fake_server, Answer, Seen, TRICKLE};
     use secrecy::SecretString;
 
     const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
@@ -758,5 +771,46 @@ mod tests {
             RegistryClient::new(RegistryConfig::from_docker_config(&local, &docker, &[])).unwrap();
         let bases: Vec<&str> = c.inner.bases.iter().map(Url::as_str).collect();
         assert_eq!(bases, ["https://localhost:5000/", "http://localhost:5000/"]);
+    }
+
+    #[tokio::test]
+    async fn a_registry_trickling_its_answer_is_cut_off_at_the_deadline() {
+        // Headers only (a HEAD), one byte every 20 ms: 8 s in all.
+        let (base, _) = fake_server(|_, _| {
+            (
+                200,
+                vec![(TRICKLE, "20".into()), ("X-Padding", "p".repeat(400))],
+                String::new(),
+            )
+        })
+        .await;
+        let registry: Registry = base.trim_start_matches("http://").parse().unwrap();
+        let config = RegistryConfig {
+            registry,
+            insecure: true,
+            ca_files: Vec::new(),
+            client_cert: None,
+            credentials: None,
+        };
+        let c = RegistryClient::with_timeout(config, Duration::from_millis(500)).unwrap();
+        let started = std::time::Instant::now();
+        let e = c.manifest_exists("app", &sha(MANIFEST)).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(e, RegistryError::Http(HttpError::TimedOut { .. })),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "HEAD {base}/v2/app/manifests/{} took longer than 0.5 s",
+                sha(MANIFEST)
+            )) && text.contains("the registry or the network is too slow"),
+            "{text}"
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! canonical key IDs; the administrative keys are root's and targets' key IDs as root lists them.
 
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -84,14 +86,14 @@ pub fn inspect(repo: &VerifiedRepo, name: &str, tag: Option<&str>) -> TrustRepo 
             .map(|d| hex::encode(d.as_bytes()))
             .unwrap_or_default()
     };
-    // First the released (name, digest) pairs, then every other role holding the same pair.
+    // First the released (name, digest) pairs, then every other role holding the same pair;
+    // rows are found by pair, so that thousands of tags stay linear.
     let mut rows: Vec<SignedTag> = Vec::new();
+    let mut row_of: HashMap<(String, String), usize> = HashMap::new();
     for t in all.iter().filter(|t| is_released(&t.role)) {
         let digest = digest_of(t);
-        if !rows
-            .iter()
-            .any(|r| r.signed_tag == t.name && r.digest == digest)
-        {
+        if let Entry::Vacant(slot) = row_of.entry((t.name.clone(), digest.clone())) {
+            slot.insert(rows.len());
             rows.push(SignedTag {
                 signed_tag: t.name.clone(),
                 digest,
@@ -100,12 +102,8 @@ pub fn inspect(repo: &VerifiedRepo, name: &str, tag: Option<&str>) -> TrustRepo 
         }
     }
     for t in all.iter().filter(|t| !is_released(&t.role)) {
-        let digest = digest_of(t);
-        if let Some(row) = rows
-            .iter_mut()
-            .find(|r| r.signed_tag == t.name && r.digest == digest)
-        {
-            row.signers.push(signer_name(&t.role));
+        if let Some(&i) = row_of.get(&(t.name.clone(), digest_of(t))) {
+            rows[i].signers.push(signer_name(&t.role));
         }
     }
     for row in &mut rows {
@@ -151,12 +149,13 @@ pub fn inspect(repo: &VerifiedRepo, name: &str, tag: Option<&str>) -> TrustRepo 
 
 /// Every delegation but `targets/releases`, as (signer name, canonical key IDs).
 fn delegation_keys(repo: &VerifiedRepo) -> Vec<(String, Vec<String>)> {
-    let mut parents = vec![repo.targets_role().signed.clone()];
-    parents.extend(repo.delegations().iter().map(|d| d.file.signed.clone()));
+    let parents = std::iter::once(&repo.targets_role().signed)
+        .chain(repo.delegations().iter().map(|d| &d.file.signed));
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for parent in &parents {
+    let mut seen = HashSet::new();
+    for parent in parents {
         for d in &parent.delegations.roles {
-            if d.name == RoleName::RELEASES || out.iter().any(|(n, _)| *n == signer_name(&d.name)) {
+            if d.name == RoleName::RELEASES || !seen.insert(signer_name(&d.name)) {
                 continue;
             }
             let ids = d

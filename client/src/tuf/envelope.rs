@@ -42,16 +42,28 @@ pub struct Envelope {
     role: RoleName,
     signed: Value,
     signatures: Vec<Signature>,
+    /// The `keyid`s of signatures left out because they are not key IDs.
+    ignored: Vec<String>,
+    /// Whether text that is not valid Unicode was read as U+FFFD.
+    replaced: bool,
 }
 
 impl Envelope {
-    /// Parses the file of `role`.
+    /// Parses the file of `role` as Go's decoder reads it: text that is not valid Unicode (a
+    /// lone surrogate escape, a byte that is not UTF-8) reads as U+FFFD, and a signature whose
+    /// `keyid` is no key ID is left out, since it can name no key (Notary skips signatures by
+    /// unknown IDs); see [`Envelope::ignored_signatures`] and [`Envelope::not_unicode`].
     pub fn from_slice(role: &RoleName, bytes: &[u8]) -> Result<Self, TufError> {
-        let mut value: Value = serde_json::from_slice(bytes).map_err(|source| TufError::Json {
+        let text = wire::as_go_reads(bytes);
+        let replaced = matches!(text, std::borrow::Cow::Owned(_));
+        let mut value: Value = serde_json::from_slice(&text).map_err(|source| TufError::Json {
             role: role.clone(),
             source,
         })?;
-        let signatures = {
+        drop(text);
+        let mut signatures = Vec::new();
+        let mut ignored = Vec::new();
+        {
             let fields = Fields::new(role, String::new(), &value)?;
             let signed = fields.required("signed")?;
             if !signed.is_object() {
@@ -60,20 +72,40 @@ impl Envelope {
                     format!("must be an object, found {}", wire::kind(signed)),
                 ));
             }
-            fields
-                .array("signatures")?
-                .iter()
-                .enumerate()
-                .map(|(i, sig)| Signature::from_value(role, format!("signatures[{i}]"), sig))
-                .collect::<Result<_, _>>()?
-        };
+            for (i, sig) in fields.array("signatures")?.iter().enumerate() {
+                if let Some(id) = sig.get("keyid").and_then(Value::as_str) {
+                    if wire::key_id(id).is_err() {
+                        ignored.push(id.chars().take(80).collect());
+                        continue;
+                    }
+                }
+                signatures.push(Signature::from_value(
+                    role,
+                    format!("signatures[{i}]"),
+                    sig,
+                )?);
+            }
+        }
         // Moved out, not cloned: a targets file can hold tens of thousands of entries.
         let signed = value.get_mut("signed").map(Value::take).unwrap_or_default();
         Ok(Self {
             role: role.clone(),
             signed,
             signatures,
+            ignored,
+            replaced,
         })
+    }
+
+    /// The `keyid`s (at most 80 characters of each) of the signatures left out because they
+    /// are not key IDs.
+    pub fn ignored_signatures(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// Whether the file held text that is not valid Unicode, read as U+FFFD as Go reads it.
+    pub fn not_unicode(&self) -> bool {
+        self.replaced
     }
 
     /// The role whose file this is.
@@ -276,6 +308,35 @@ mod tests {
         assert!(!String::from_utf8(decoded.to_bytes().unwrap())
             .unwrap()
             .contains("extra"));
+    }
+
+    #[test]
+    fn read_as_go_reads_it() {
+        let (signing, key) = signing_key();
+        let mut file = Signed::new(Targets::new(
+            1,
+            Expires::parse("2030-01-01T00:00:00Z").unwrap(),
+        ));
+        file.signed.targets.insert(
+            "v\u{FFFD}".into(),
+            FileMeta::of_target(1, Sha256Digest::of(b"x")),
+        );
+        sign(&mut file, &signing, &key);
+        let text = String::from_utf8(file.to_bytes().unwrap()).unwrap();
+        // A lone surrogate where the signer had U+FFFD, and a signature by no key ID.
+        let text = text.replace('\u{FFFD}', "\\ud800").replace(
+            r#""signatures":["#,
+            r#""signatures":[{"keyid":"NOT-HEX","method":"ecdsa","sig":"AAAA"},"#,
+        );
+        let parsed = Envelope::from_slice(&RoleName::RELEASES, text.as_bytes()).unwrap();
+        assert!(parsed.not_unicode());
+        assert_eq!(parsed.ignored_signatures(), ["NOT-HEX"]);
+        assert_eq!(parsed.verify(&role_keys(&key)).unwrap(), vec![key.id()]);
+        let decoded: Signed<Targets> = parsed.decode().unwrap();
+        assert!(decoded.signed.targets.contains_key("v\u{FFFD}"));
+        // A file Go wrote reads unchanged.
+        let plain = Envelope::from_slice(&RoleName::RELEASES, &file.to_bytes().unwrap()).unwrap();
+        assert!(!plain.not_unicode() && plain.ignored_signatures().is_empty());
     }
 
     #[test]

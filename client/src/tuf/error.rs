@@ -282,6 +282,41 @@ pub enum UpdateError {
         hint: &'static str,
     },
 
+    /// The snapshot no longer lists a delegated role that the cached snapshot listed and whose
+    /// parent still delegates to it.
+    #[error(
+        "snapshot.json of {gun} no longer lists {role}, which the snapshot trusted before \
+         listed and {parent} still delegates to it: its targets would silently resolve from \
+         other roles (TUF forbids a snapshot to drop a targets file), so this answer of the \
+         server cannot be trusted. If {role} was removed on purpose, its delegation must go \
+         from {parent} too (`notary delegation remove {gun} {role}`)"
+    )]
+    DelegationDropped {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The role the snapshot dropped.
+        role: RoleName,
+        /// The role that still delegates to it.
+        parent: RoleName,
+    },
+
+    /// The server's root has the cached root's version but signs something else: a fork.
+    #[error(
+        "root.json of {gun} is version {version}, as the cached root is, but differs from the \
+         cached root.json in what it signs; a root changes only by a new version signed by the \
+         old root keys, so this one cannot be trusted (two roots of one version fork the \
+         repository). If the repository was deliberately re-created, delete the cached copy \
+         at {cache_path} and retry"
+    )]
+    RootForked {
+        /// The repository.
+        gun: crate::tuf::Gun,
+        /// The version both roots carry.
+        version: u64,
+        /// The cached root.
+        cache_path: std::path::PathBuf,
+    },
+
     /// `<v>.root.json` carries another version.
     #[error(
         "the notary server's {requested}.root.json of {gun} is version {found}; the root \
@@ -371,6 +406,8 @@ impl UpdateError {
             | Self::Rollback { .. }
             | Self::Expired { .. }
             | Self::RootVersionMismatch { .. }
+            | Self::RootForked { .. }
+            | Self::DelegationDropped { .. }
             | Self::NoValidRootCertificate { .. }
             | Self::RootRotation { .. }
             | Self::TrustPinning { .. } => true,
@@ -395,7 +432,8 @@ pub enum UpdateWarning {
         /// When the certificate expires.
         not_after: time::OffsetDateTime,
     },
-    /// A delegation was skipped because it is expired or lacks signatures (Notary skips it too).
+    /// A delegation was skipped: it expired or lacks signatures (Notary skips it too), or its
+    /// file or its entry in its parent cannot be used (Notary fails the whole update).
     DelegationSkipped {
         /// The delegated role.
         role: RoleName,
@@ -409,10 +447,43 @@ pub enum UpdateWarning {
         /// The ignored target.
         target: String,
     },
+    /// A signature whose `keyid` is not a key ID names no key; it was left out, as in Notary.
+    SignatureIgnored {
+        /// The role whose file carries it.
+        role: RoleName,
+        /// The `keyid` (at most 80 characters of it).
+        key_id: String,
+    },
+    /// A file held text that is not valid Unicode; it was read as U+FFFD, as Go reads it.
+    NotUnicode {
+        /// The role whose file it is.
+        role: RoleName,
+    },
+    /// A targets file published a key with its private part; it counts for no role.
+    PrivateKeyPublished {
+        /// The role whose file publishes it.
+        role: RoleName,
+        /// The key.
+        key_id: KeyId,
+    },
+    /// A target whose hash has the wrong length: it matches no file, so it cannot be used.
+    TargetUnusable {
+        /// The role that lists it.
+        role: RoleName,
+        /// The target.
+        target: String,
+        /// What is wrong, e.g. "a 16-byte sha256 (a sha256 is 32 bytes)".
+        problem: String,
+    },
     /// A cached file could not be read, so its version could not guard against rollback.
     CachedRoleUnreadable {
         /// The role.
         role: RoleName,
+        /// Why.
+        reason: String,
+    },
+    /// The verified files were not cached (another program kept writing the cache).
+    NotCached {
         /// Why.
         reason: String,
     },
@@ -433,17 +504,44 @@ impl std::fmt::Display for UpdateWarning {
             ),
             Self::DelegationSkipped { role, reason } => write!(
                 f,
-                "{role} is ignored: {reason}; its signer should re-sign it (`notary witness`)"
+                "{role} is ignored (with the roles it delegates to), the rest of the \
+                 repository is used: {reason}"
             ),
             Self::TargetOutsidePaths { role, target } => write!(
                 f,
                 "{role} lists {target:?}, outside the paths delegated to it; the target is ignored"
+            ),
+            Self::SignatureIgnored { role, key_id } => write!(
+                f,
+                "{role}.json carries a signature by {key_id:?}, which is not a key ID (64 \
+                 lowercase hex digits); it is ignored, as Notary ignores it"
+            ),
+            Self::NotUnicode { role } => write!(
+                f,
+                "{role}.json holds text that is not valid Unicode (a lone surrogate, or bytes \
+                 that are not UTF-8); it reads as U+FFFD, as Notary reads it"
+            ),
+            Self::PrivateKeyPublished { role, key_id } => write!(
+                f,
+                "{role}.json publishes the private part of key {key_id}: anyone can sign with \
+                 it, so it counts for none of the roles that list it; replace that key (`notary \
+                 delegation remove` and `add`) and treat it as compromised"
+            ),
+            Self::TargetUnusable {
+                role,
+                target,
+                problem,
+            } => write!(
+                f,
+                "{role} lists {target:?} with {problem}; it matches no image, so it cannot be \
+                 verified or pulled: its signer should sign it again"
             ),
             Self::CachedRoleUnreadable { role, reason } => write!(
                 f,
                 "the cached {role}.json is unreadable ({reason}); rollback protection for it \
                  starts again from this update"
             ),
+            Self::NotCached { reason } => f.write_str(reason),
         }
     }
 }

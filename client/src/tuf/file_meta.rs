@@ -89,24 +89,25 @@ impl Hashes {
         Value::Object(map)
     }
 
-    fn from_fields(fields: &Fields<'_>) -> Result<Self, TufError> {
+    /// Reads `hashes`; a `sha256` or `sha512` of the wrong length is refused, or with
+    /// `lenient` kept in `other` (it can match no file).
+    fn from_fields(fields: &Fields<'_>, lenient: bool) -> Result<Self, TufError> {
         let mut hashes = Hashes::default();
         let Some(members) = fields.nested("hashes")? else {
             return Ok(hashes);
         };
         for (alg, _) in members.entries() {
             let bytes = members.base64(alg)?;
+            let wrong = |size: usize| {
+                members.error(alg, format!("must be {size} bytes, found {}", bytes.len()))
+            };
             match alg.as_str() {
-                "sha256" => {
-                    let digest = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                        members.error(alg, format!("must be 32 bytes, found {}", bytes.len()))
-                    })?;
+                "sha256" if bytes.len() == 32 || !lenient => {
+                    let digest = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| wrong(32))?;
                     hashes.sha256 = Some(Sha256Digest::from_bytes(digest));
                 }
-                "sha512" => {
-                    let digest = <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| {
-                        members.error(alg, format!("must be 64 bytes, found {}", bytes.len()))
-                    })?;
+                "sha512" if bytes.len() == 64 || !lenient => {
+                    let digest = <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| wrong(64))?;
                     hashes.sha512 = Some(Sha512Digest(digest));
                 }
                 _ => {
@@ -115,6 +116,16 @@ impl Hashes {
             }
         }
         Ok(hashes)
+    }
+
+    /// What is wrong with a `sha256` or `sha512` kept in `other` for its length, if any.
+    pub fn unusable(&self) -> Option<String> {
+        [("sha256", 32), ("sha512", 64)]
+            .iter()
+            .find_map(|(alg, size)| {
+                let found = self.other.get(*alg)?.len();
+                Some(format!("a {found}-byte {alg} (a {alg} is {size} bytes)"))
+            })
     }
 }
 
@@ -207,16 +218,32 @@ impl FileMeta {
         Value::Object(map)
     }
 
-    /// Reads a file meta object found at `path` in `role`'s file.
+    /// Reads a file meta object found at `path` in `role`'s file (a `meta` entry of snapshot or
+    /// timestamp: every hash must have its algorithm's length).
     pub(crate) fn from_value(
         role: &RoleName,
         path: String,
         value: &Value,
     ) -> Result<Self, TufError> {
+        Self::read(role, path, value, false)
+    }
+
+    /// Reads a target entry found at `path` in `role`'s file. As in Go, a hash of the wrong
+    /// length does not make the file unreadable: it is kept in `other`, where it matches
+    /// nothing, so that target alone cannot be used ([`Hashes::unusable`]).
+    pub(crate) fn from_target_value(
+        role: &RoleName,
+        path: String,
+        value: &Value,
+    ) -> Result<Self, TufError> {
+        Self::read(role, path, value, true)
+    }
+
+    fn read(role: &RoleName, path: String, value: &Value, lenient: bool) -> Result<Self, TufError> {
         let fields = Fields::new(role, path, value)?;
         Ok(Self {
             length: fields.u64("length")?,
-            hashes: Hashes::from_fields(&fields)?,
+            hashes: Hashes::from_fields(&fields, lenient)?,
             custom: fields.get("custom").cloned(),
         })
     }
@@ -284,5 +311,21 @@ mod tests {
         );
         let value = json!({"hashes": {}, "length": -1});
         assert!(FileMeta::from_value(&RoleName::TARGETS, "t".into(), &value).is_err());
+    }
+
+    #[test]
+    fn a_target_hash_of_the_wrong_length_is_kept_and_matches_nothing() {
+        let value = json!({"hashes": {"sha256": "AAAA", "sha512": "AAAA"}, "length": 1});
+        let meta = FileMeta::from_target_value(&RoleName::TARGETS, "t".into(), &value).unwrap();
+        assert_eq!((meta.hashes.sha256, meta.hashes.sha512), (None, None));
+        assert_eq!(
+            meta.hashes.unusable().unwrap(),
+            "a 3-byte sha256 (a sha256 is 32 bytes)"
+        );
+        // Written back as it was read.
+        assert_eq!(meta.to_value(), value);
+        let good = json!({"hashes": {"sha256": "n0TUbIn1MVlozcVnE7c3GnRcZA6OlNwC8KFdKIcIKIg="}, "length": 1});
+        let meta = FileMeta::from_target_value(&RoleName::TARGETS, "t".into(), &good).unwrap();
+        assert!(meta.hashes.sha256.is_some() && meta.hashes.unusable().is_none());
     }
 }

@@ -5,7 +5,7 @@
 //! `public` holds PEM certificates and the "canonical key ID" that names the private key is the
 //! ID of the bare `ecdsa`/`rsa` key built from the leaf certificate's SubjectPublicKeyInfo.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{json, Value};
@@ -178,23 +178,38 @@ impl PublicKey {
         Self::from_value(role, String::new(), &value)
     }
 
-    /// Reads a key object found at `path` in `role`'s file.
+    /// Reads a key object found at `path` in `role`'s file; one with a `private` part is
+    /// refused: public metadata must never carry private key material.
     pub(crate) fn from_value(
         role: &RoleName,
         path: String,
         value: &Value,
     ) -> Result<Self, TufError> {
+        let (key, private) = Self::read(role, path, value)?;
+        match private {
+            Some(err) => Err(err),
+            None => Ok(key),
+        }
+    }
+
+    /// Reads a key object; the second value is the error for a `private` part, if it has one.
+    ///
+    /// Like Go, the key ID ignores `private` (Notary's `TUFKey.ID`).
+    fn read(
+        role: &RoleName,
+        path: String,
+        value: &Value,
+    ) -> Result<(Self, Option<TufError>), TufError> {
         let fields = Fields::new(role, path, value)?;
         let key_type = KeyType::parse(fields.str("keytype")?);
         let keyval = fields
             .nested("keyval")?
             .ok_or_else(|| fields.error("keyval", "is missing"))?;
-        // Public metadata must never carry private key material.
-        if keyval.get("private").is_some() {
-            return Err(keyval.error("private", "holds private key material; it must be null"));
-        }
+        let private = keyval
+            .get("private")
+            .map(|_| keyval.error("private", "holds private key material; it must be null"));
         let public = keyval.base64("public")?;
-        Ok(Self { key_type, public })
+        Ok((Self { key_type, public }, private))
     }
 
     fn leaf_spki_der(&self) -> Result<Vec<u8>, TufError> {
@@ -236,6 +251,30 @@ pub(crate) fn read_keys(
         keys.insert(key_id, key);
     }
     Ok(keys)
+}
+
+/// Reads the `keys` of a targets file's `delegations`, where a key published with its private
+/// part is kept (by its public part) and its ID returned in the set: Notary would use it, but
+/// anyone can sign with such a key, so it may count for no role. A base role's file refuses
+/// such a key ([`read_keys`]).
+pub(crate) fn read_delegation_keys(
+    fields: &Fields<'_>,
+    name: &str,
+) -> Result<(BTreeMap<KeyId, PublicKey>, BTreeSet<KeyId>), TufError> {
+    let mut keys = BTreeMap::new();
+    let mut leaked = BTreeSet::new();
+    let Some(members) = fields.nested(name)? else {
+        return Ok((keys, leaked));
+    };
+    for (id, value) in members.entries() {
+        let key_id = wire::key_id(id).map_err(|p| members.error(id, p))?;
+        let (key, private) = PublicKey::read(fields.role(), members.child(id), value)?;
+        if private.is_some() {
+            leaked.insert(key_id);
+        }
+        keys.insert(key_id, key);
+    }
+    Ok((keys, leaked))
 }
 
 /// Writes a `keys` object.

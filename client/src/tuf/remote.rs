@@ -1,8 +1,11 @@
 //! Where verified reads fetch metadata: the notary server, or a test double.
 //!
-//! A store is bound to one GUN. Every read is capped (`max_len`) so an endless or oversized
-//! answer is cut off before it is buffered, and reported as [`OverLimit`] so the update can say
-//! which recorded length the server broke; a role the server does not have is `Ok(None)`.
+//! A store is bound to one GUN. Every read is capped (`max_len`: the recorded length, never
+//! above the update's ceilings) so an endless or oversized answer is cut off before it is
+//! buffered, and reported as [`OverLimit`] so the update can say which limit the server broke;
+//! a role the server does not have is `Ok(None)`. A store over the network also gives each read
+//! a total deadline (the notary client's: `TUFA_HTTP_TIMEOUT`, 300 s by default), so a server
+//! that trickles cannot hold the update either.
 
 use std::future::Future;
 

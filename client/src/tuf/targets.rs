@@ -1,6 +1,6 @@
 //! `targets.json` and delegated `targets/<x>.json`: signed targets and the delegations below.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::{json, Map, Value};
 use tufa_proto::KeyId;
@@ -34,6 +34,9 @@ pub struct Delegations {
     pub keys: BTreeMap<KeyId, PublicKey>,
     /// The delegated roles, in file order (Notary keeps creation order).
     pub roles: Vec<Delegation>,
+    /// The IDs of `keys` the file published with their private part: they sign for no role
+    /// (the private part is not kept, and not written back).
+    pub leaked: BTreeSet<KeyId>,
 }
 
 /// One delegated role: `{"keyids":[…],"name":"targets/x","paths":[…],"threshold":N}`.
@@ -74,17 +77,46 @@ impl Targets {
                 parent: parent.clone(),
                 name: name.clone(),
             })?;
-        RoleKeys::new(
-            name.clone(),
-            &parent,
-            &delegation.keyids,
-            &self.delegations.keys,
-            delegation.threshold,
-        )
+        self.delegations.role_keys(&parent, delegation)
     }
 }
 
 impl Delegations {
+    /// The delegated roles, each name once, in file order. A name listed again stands for its
+    /// first entry, keys, threshold and paths alike, as Notary's `BuildDelegationRole` finds it
+    /// for every lookup. (Notary's client update then queues the role once per entry and fails
+    /// on the second, "has already been loaded"; using the first entry is as safe and keeps the
+    /// repository readable.)
+    pub fn unique(&self) -> Vec<&Delegation> {
+        let mut seen = HashSet::new();
+        self.roles.iter().filter(|d| seen.insert(&d.name)).collect()
+    }
+
+    /// The keys and threshold of `delegation`, one of the entries of `parent`'s file, checked
+    /// against the file's keys; a key published with its private part does not count.
+    ///
+    /// Like Notary's `BuildDelegationRole`, a key ID the file has no key for is an error: the
+    /// caller skips that role.
+    pub fn role_keys(
+        &self,
+        parent: &RoleName,
+        delegation: &Delegation,
+    ) -> Result<RoleKeys, TufError> {
+        let usable: Vec<KeyId> = delegation
+            .keyids
+            .iter()
+            .filter(|id| !self.leaked.contains(id))
+            .copied()
+            .collect();
+        RoleKeys::new(
+            delegation.name.clone(),
+            parent,
+            &usable,
+            &self.keys,
+            delegation.threshold,
+        )
+    }
+
     fn to_value(&self) -> Value {
         json!({
             "keys": key::keys_value(&self.keys),
@@ -92,8 +124,11 @@ impl Delegations {
         })
     }
 
+    /// Reads `delegations`. A role that lists a key the file does not carry is read (Notary's
+    /// parser refuses the whole file); [`Delegations::role_keys`] then fails for that role
+    /// alone, as Notary's `buildDelegationRoles` leaves out a role it cannot build.
     fn from_fields(fields: &Fields<'_>, parent: &RoleName) -> Result<Self, TufError> {
-        let keys = key::read_keys(fields, "keys")?;
+        let (keys, leaked) = key::read_delegation_keys(fields, "keys")?;
         let mut roles = Vec::new();
         for (i, value) in fields.array("roles")?.iter().enumerate() {
             let role_fields = Fields::new(
@@ -101,18 +136,13 @@ impl Delegations {
                 format!("{}[{i}]", fields.child("roles")),
                 value,
             )?;
-            let delegation = Delegation::from_fields(&role_fields, parent)?;
-            // Notary refuses a delegation that names keys the file does not carry.
-            if let Some(missing) = delegation.keyids.iter().find(|id| !keys.contains_key(id)) {
-                return Err(TufError::MissingKey {
-                    role: delegation.name.clone(),
-                    key_id: *missing,
-                    listed_in: parent.clone(),
-                });
-            }
-            roles.push(delegation);
+            roles.push(Delegation::from_fields(&role_fields, parent)?);
         }
-        Ok(Self { keys, roles })
+        Ok(Self {
+            keys,
+            roles,
+            leaked,
+        })
     }
 }
 
@@ -193,7 +223,7 @@ impl Metadata for Targets {
             for (name, meta) in members.entries() {
                 targets.insert(
                     name.clone(),
-                    FileMeta::from_value(role, members.child(name), meta)?,
+                    FileMeta::from_target_value(role, members.child(name), meta)?,
                 );
             }
         }
@@ -278,12 +308,16 @@ mod tests {
             "{err}"
         );
 
+        // A role listing a key the file lacks is read; its keys cannot be resolved.
         let unknown = "0".repeat(64);
         let missing = body(&format!(
             r#"[{{"keyids":["{unknown}"],"name":"targets/a","threshold":1}}]"#
         ));
-        let err =
-            Signed::<Targets>::from_slice(&RoleName::TARGETS, missing.as_bytes()).unwrap_err();
+        let file = Signed::<Targets>::from_slice(&RoleName::TARGETS, missing.as_bytes()).unwrap();
+        let err = file
+            .signed
+            .delegation_keys(&"targets/a".parse().unwrap())
+            .unwrap_err();
         assert!(matches!(err, TufError::MissingKey { .. }), "{err}");
 
         let bad_name = body(r#"[{"keyids":[],"name":"targets/Releases","threshold":1}]"#);

@@ -3,6 +3,11 @@
 //! A role's file is valid when signatures from at least `threshold` distinct keys of the role
 //! verify over the canonical signed bytes. Signatures by keys outside the role, or that fail,
 //! are skipped rather than fatal, so extra signatures never break a file.
+//!
+//! "Distinct keys" means distinct public keys, not distinct key IDs as in Notary: one key can be
+//! listed under several IDs (bare and in a certificate, in two certificates, as a compressed
+//! and an uncompressed point), and in Notary each ID counts, so one private key could meet a
+//! threshold of two. Here such IDs count once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,7 +99,8 @@ pub fn verify_signatures(
             role: keys.role.clone(),
         });
     }
-    let mut valid = BTreeSet::new();
+    // Each public key once (see the module doc), under the first ID that signed with it.
+    let mut valid: BTreeMap<Vec<u8>, KeyId> = BTreeMap::new();
     let mut rejected = Vec::new();
     for sig in signatures {
         let Some(key) = keys.keys.get(&sig.key_id) else {
@@ -105,9 +111,9 @@ pub fn verify_signatures(
             ));
             continue;
         };
-        match verify_signature(key, &sig.method, msg, &sig.sig) {
-            Ok(()) => {
-                valid.insert(sig.key_id);
+        match verify_signature(key, &sig.method, msg, &sig.sig).and_then(|()| key_identity(key)) {
+            Ok(identity) => {
+                valid.entry(identity).or_insert(sig.key_id);
             }
             Err(e) => rejected.push(format!("{}: {e}", sig.key_id.short())),
         }
@@ -125,7 +131,35 @@ pub fn verify_signatures(
             details,
         });
     }
-    Ok(valid.into_iter().collect())
+    let signers: BTreeSet<KeyId> = valid.into_values().collect();
+    Ok(signers.into_iter().collect())
+}
+
+/// What makes two keys one key: the public point or modulus and exponent, however the key is
+/// wrapped (bare SPKI or certificate, compressed or uncompressed point).
+fn key_identity(key: &PublicKey) -> Result<Vec<u8>, TufError> {
+    use rsa::pkcs1::EncodeRsaPublicKey as _;
+
+    Ok(match key.key_type() {
+        KeyType::Ecdsa | KeyType::EcdsaX509 => {
+            let spki = key.spki_der()?;
+            match p256_key(&spki) {
+                Ok(k) => [b"p256:", k.to_sec1_point(false).as_ref()].concat(),
+                Err(_) => spki,
+            }
+        }
+        KeyType::Rsa | KeyType::RsaX509 => {
+            let spki = key.spki_der()?;
+            match rsa::RsaPublicKey::from_public_key_der(&spki)
+                .ok()
+                .and_then(|k| k.to_pkcs1_der().ok())
+            {
+                Some(der) => [b"rsa:", der.as_bytes()].concat(),
+                None => spki,
+            }
+        }
+        other => [other.as_str().as_bytes(), b":", key.public()].concat(),
+    })
 }
 
 /// Checks one signature made with `method` by `key` over `msg`.
@@ -344,6 +378,45 @@ mod tests {
         ));
         let b = ecdsa_sig(&s2, &k2, b"m");
         assert_eq!(verify_signatures(&keys, b"m", &[a, b]).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_key_under_two_ids_is_one_key() {
+        // The same P-256 key as an uncompressed and a compressed SubjectPublicKeyInfo.
+        let (signing, plain) = p256_key(10);
+        let point = signing.verifying_key().to_sec1_point(true);
+        let prefix = &plain.public()[..plain.public().len() - 65];
+        let mut spki = prefix.to_vec();
+        spki[1] -= 32;
+        spki[prefix.len() - 2] -= 32;
+        spki.extend_from_slice(point.as_ref());
+        let compressed = PublicKey::ecdsa(spki);
+        assert_ne!(compressed.id(), plain.id());
+        let keys = role_keys(&[&plain, &compressed], 2);
+        let sig = ecdsa_sig(&signing, &plain, b"m");
+        let again = Signature {
+            key_id: compressed.id(),
+            ..sig.clone()
+        };
+        // Alone, each ID verifies.
+        verify_signatures(
+            &role_keys(&[&compressed], 1),
+            b"m",
+            std::slice::from_ref(&again),
+        )
+        .unwrap();
+        let err = verify_signatures(&keys, b"m", &[sig, again]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TufError::ThresholdNotMet {
+                    valid: 1,
+                    threshold: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

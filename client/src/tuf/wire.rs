@@ -207,6 +207,91 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The JSON text as Go's decoder reads its strings: a `\uXXXX` escape of a UTF-16 surrogate
+/// that is not half of a valid pair, and each byte that is not part of valid UTF-8, become
+/// U+FFFD (Go's `unquote`), where serde_json would refuse the file. Borrowed when nothing
+/// needed replacing, which is every file Go itself wrote.
+pub(crate) fn as_go_reads(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+
+    const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+    const ESCAPED_REPLACEMENT: &[u8] = b"\\ufffd";
+    let hex4 = |at: usize| -> Option<u16> {
+        let digits = text.get(at..at + 4)?;
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut out: Option<Vec<u8>> = None;
+    let (mut i, mut in_string) = (0, false);
+    while i < text.len() {
+        let b = text[i];
+        // What replaces text[i..i + len], if anything.
+        let (len, replacement): (usize, Option<&[u8]>) = match b {
+            b'"' => {
+                in_string = !in_string;
+                (1, None)
+            }
+            b'\\' if in_string => match text.get(i + 1) {
+                Some(b'u') => match hex4(i + 2) {
+                    Some(0xD800..=0xDBFF) => {
+                        let low = (text.get(i + 6..i + 8) == Some(b"\\u"))
+                            .then(|| hex4(i + 8))
+                            .flatten();
+                        match low {
+                            // A valid pair: both escapes stay.
+                            Some(0xDC00..=0xDFFF) => (12, None),
+                            // Go replaces the first escape and reads the next one on its own.
+                            _ => (6, Some(ESCAPED_REPLACEMENT)),
+                        }
+                    }
+                    Some(0xDC00..=0xDFFF) => (6, Some(ESCAPED_REPLACEMENT)),
+                    _ => (2, None),
+                },
+                // Any other escape (or a bad one, which serde refuses as Go does).
+                _ => (2, None),
+            },
+            0x80.. if in_string => {
+                let width = match b {
+                    0xC2..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    0xF0..=0xF4 => 4,
+                    _ => 0,
+                };
+                let valid = width > 0
+                    && text
+                        .get(i..i + width)
+                        .is_some_and(|c| std::str::from_utf8(c).is_ok());
+                if valid {
+                    (width, None)
+                } else {
+                    // Go's DecodeRune gives up one byte at a time.
+                    (1, Some(REPLACEMENT))
+                }
+            }
+            _ => (1, None),
+        };
+        let len = len.min(text.len() - i);
+        match (replacement, &mut out) {
+            (Some(r), Some(out)) => out.extend_from_slice(r),
+            (Some(r), None) => {
+                let mut copy = Vec::with_capacity(text.len() + 16);
+                copy.extend_from_slice(&text[..i]);
+                copy.extend_from_slice(r);
+                out = Some(copy);
+            }
+            (None, Some(out)) => out.extend_from_slice(&text[i..i + len]),
+            (None, None) => {}
+        }
+        i += len;
+    }
+    match out {
+        Some(out) => Cow::Owned(out),
+        None => Cow::Borrowed(text),
+    }
+}
+
 /// Decodes Go-style standard base64, with a message fit for a `Malformed` error.
 pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
     GO_STD_BASE64
@@ -283,6 +368,34 @@ mod tests {
         assert_eq!(decode_base64("QR==").unwrap(), b"A");
         assert!(decode_base64("QQ").is_err());
         assert_eq!(base64_encode(b"A"), "QQ==");
+    }
+
+    #[test]
+    fn text_reads_as_go_reads_it() {
+        let go = |text: &[u8]| as_go_reads(text).into_owned();
+        // Nothing to replace: borrowed, byte for byte.
+        let fine = "{\"a\\\"\\ud83d\\ude00\":\"é\u{1F600}\\u0041\"}".as_bytes();
+        assert!(matches!(as_go_reads(fine), std::borrow::Cow::Borrowed(_)));
+        // Lone surrogates, either half; a high one before a non-surrogate escape.
+        assert_eq!(go(br#"["\ud800"]"#), br#"["\ufffd"]"#);
+        assert_eq!(go(br#"["x\udc00y"]"#), br#"["x\ufffdy"]"#);
+        assert_eq!(go(br#"["\ud800\u0041"]"#), br#"["\ufffd\u0041"]"#);
+        assert_eq!(
+            go(br#"["\ud800\ud800\udc00"]"#),
+            br#"["\ufffd\ud800\udc00"]"#
+        );
+        // An escaped backslash before `u` is not an escape.
+        assert_eq!(go(br#"["\\ud800"]"#), br#"["\\ud800"]"#);
+        // Bytes that are not UTF-8, one U+FFFD each; a surrogate in UTF-8 is three bytes.
+        assert_eq!(go(b"[\"a\xffb\"]"), "[\"a\u{FFFD}b\"]".as_bytes());
+        assert_eq!(go(b"[\"\xe2\x82\"]"), "[\"\u{FFFD}\u{FFFD}\"]".as_bytes());
+        assert_eq!(
+            go(b"[\"\xed\xa0\x80\"]"),
+            "[\"\u{FFFD}\u{FFFD}\u{FFFD}\"]".as_bytes()
+        );
+        // What serde_json then reads.
+        let v: Value = serde_json::from_slice(&go(br#"{"t":"v\ud800"}"#)).unwrap();
+        assert_eq!(v["t"], "v\u{FFFD}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod tlv;
 mod vpcd;
 
 pub use attest::ATTESTATION_SUBJECT;
-pub use pcscd::{ensure_pcscd, exclusive, Exclusive, READER_PORTS};
+pub use pcscd::{ensure_pcscd, exclusive, Exclusive, READER_PORTS, YUBICO_READER_PORT};
 
 use card::PivCard;
 use vpcd::Link;
@@ -167,6 +167,8 @@ pub struct VirtualCard {
     state: Arc<Mutex<PivCard>>,
     serial: u32,
     plugged: Option<Plugged>,
+    // The reader the card always goes into, if not any free one.
+    port: Option<u16>,
 }
 
 /// A card in a reader.
@@ -180,6 +182,16 @@ impl VirtualCard {
     /// Makes a factory-fresh card and inserts it into a free simulated reader; returns once
     /// pcscd reports it. Starts pcscd if needed ([`ensure_pcscd`]); needs [`exclusive`] held.
     pub fn insert(spec: CardSpec) -> Result<VirtualCard, Error> {
+        Self::insert_at(spec, None)
+    }
+
+    /// As [`VirtualCard::insert`], into the reader named "Yubico YubiKey tufa 00 00", so that
+    /// Yubico's ykcs11 PKCS#11 module (which lists only readers named "Yubico...") sees it.
+    pub fn insert_for_ykcs11(spec: CardSpec) -> Result<VirtualCard, Error> {
+        Self::insert_at(spec, Some(YUBICO_READER_PORT))
+    }
+
+    fn insert_at(spec: CardSpec, port: Option<u16>) -> Result<VirtualCard, Error> {
         if !pcscd::exclusive_held() {
             return Err(Error::NotExclusive);
         }
@@ -192,6 +204,7 @@ impl VirtualCard {
             state: Arc::new(Mutex::new(state)),
             serial: spec.serial,
             plugged: None,
+            port,
         };
         card.plug()?;
         Ok(card)
@@ -256,7 +269,13 @@ impl VirtualCard {
             return Ok(());
         }
         self.lock().reset_volatile();
-        let port = {
+        let port = if let Some(port) = self.port {
+            let mut used = in_use();
+            if !used.0.insert(port) {
+                return Err(Error::NoFreeReader);
+            }
+            port
+        } else {
             let mut used = in_use();
             // Round robin, so a reader whose removal pcscd has not noticed yet (a card just
             // dropped) is the last one taken again.

@@ -15,12 +15,18 @@ use super::Error;
 /// scripts/start-pcscd.sh's /etc/reader.conf.d/tufa-vpcd.
 pub const READER_PORTS: [u16; 4] = [35963, 35964, 35965, 35966];
 
+/// The port of the reader named "Yubico YubiKey tufa 00 00" (scripts/start-pcscd.sh's
+/// /etc/reader.conf.d/tufa-vpcd-yubico), the only kind Yubico's ykcs11 2.2 lists; cards go there
+/// only when asked ([`crate::piv::VirtualCard::insert_for_ykcs11`]).
+pub const YUBICO_READER_PORT: u16 = 35967;
+
 /// The readers pcscd shows for those ports.
-const READER_NAMES: [&str; 4] = [
+const READER_NAMES: [&str; 5] = [
     "Virtual PCD 00 00",
     "Virtual PCD 00 01",
     "Virtual PCD tufa 00 00",
     "Virtual PCD tufa 00 01",
+    "Yubico YubiKey tufa 00 00",
 ];
 
 const PCSCD: &str = "/usr/sbin/pcscd";
@@ -46,9 +52,13 @@ pub fn ensure_pcscd() -> Result<(), Error> {
         });
     }
     let script = start_script();
-    let output = Command::new(&script).output().map_err(|e| Error::Pcscd {
-        reason: format!("cannot run {}: {e}", script.display()),
-    })?;
+    let output = Command::new(&script)
+        // The caller holds the card lock (insert needs it): the script must not wait for it.
+        .env("TUFA_PIV_CARDS_LOCKED", "1")
+        .output()
+        .map_err(|e| Error::Pcscd {
+            reason: format!("cannot run {}: {e}", script.display()),
+        })?;
     if !output.status.success() {
         return Err(Error::Pcscd {
             reason: format!(

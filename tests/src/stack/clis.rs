@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use super::Stack;
+use super::{Stack, StackTls};
 use crate::{require, Run};
 
 /// The passphrase of every key the notary and docker CLIs create in a [`Stack`].
@@ -53,8 +53,8 @@ impl Stack {
         self.dir().join("notary/trust")
     }
 
-    /// A `DOCKER_CONFIG` dir with `tls/<host:port>/ca.crt` for the notary server under both
-    /// `127.0.0.1:PORT` and `localhost:PORT`.
+    /// A `DOCKER_CONFIG` dir with `tls/<host:port>/ca.crt` for the notary server (and a
+    /// self-signed registry) under both `127.0.0.1:PORT` and `localhost:PORT`.
     pub fn docker_config(&self) -> PathBuf {
         self.dir().join("docker-config")
     }
@@ -101,13 +101,19 @@ impl Stack {
         });
         std::fs::write(self.dir().join("notary/client.json"), client.to_string())
             .expect("notary client.json");
-        for host in ["127.0.0.1", "localhost"] {
-            let tls = self
-                .docker_config()
-                .join("tls")
-                .join(format!("{host}:{}", self.notary_port));
-            std::fs::create_dir_all(&tls).expect("docker tls dir");
-            std::fs::copy(self.ca_file(), tls.join("ca.crt")).expect("docker ca.crt");
+        let mut trusted = vec![(self.notary_port, self.ca_file())];
+        if self.tls() == StackTls::SelfSigned {
+            trusted.push((self.registry_port, self.registry_cert_file()));
+        }
+        for (port, cert) in trusted {
+            for host in ["127.0.0.1", "localhost"] {
+                let tls = self
+                    .docker_config()
+                    .join("tls")
+                    .join(format!("{host}:{port}"));
+                std::fs::create_dir_all(&tls).expect("docker tls dir");
+                std::fs::copy(&cert, tls.join("ca.crt")).expect("docker ca.crt");
+            }
         }
     }
 }

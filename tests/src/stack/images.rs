@@ -1,4 +1,5 @@
-//! Images pushed to the stack's registry with plain HTTP: a config blob and one small layer,
+//! Images pushed to the stack's registry (plain HTTP, or HTTPS on a self-signed stack): a config
+//! blob and one small layer,
 //! under any of the manifest kinds docker and OCI tools write, with what the registry then serves.
 
 use std::io::Write as _;
@@ -9,7 +10,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::services::get;
-use super::Stack;
+use super::{Stack, StackTls};
 
 /// The kind of manifest [`Stack::push_image`] writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,7 +138,11 @@ impl Stack {
     }
 
     pub(super) fn registry_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.registry_addr())
+        let scheme = match self.tls {
+            StackTls::Ca => "http",
+            StackTls::SelfSigned => "https",
+        };
+        format!("{scheme}://{}{path}", self.registry_addr())
     }
 
     /// Uploads a blob in two steps: `POST` for an upload URL, then a monolithic `PUT` on it.

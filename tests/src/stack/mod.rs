@@ -10,7 +10,9 @@
 //! The CA and TLS leaves come from [`tufa_testkit::pki`].
 //!
 //! Layout of a [`Stack`]'s temporary directory:
-//! - `certs/`: a throwaway EC P-256 CA (`ca.crt`, `ca.key`) and one leaf per TLS service;
+//! - `certs/`: a throwaway EC P-256 CA (`ca.crt`, `ca.key`) and one leaf per TLS service, or
+//!   with [`StackTls::SelfSigned`] one self-signed certificate each for notary-server and the
+//!   registry (`notary-self.crt`, `registry-self.crt`);
 //! - `config/`: the generated configs of notary-signer, notary-server and the registry;
 //! - `logs/`: each service's stdout and stderr;
 //! - `registry-data/`: the registry's filesystem storage;
@@ -40,6 +42,17 @@ pub use images::{ManifestKind, PushedImage};
 use services::TrustService;
 pub use tufad::{ServerSigner, SERVER_TOKEN};
 
+/// The servers' TLS set-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackTls {
+    /// notary-server on a leaf of the stack's throwaway CA; the registry on plain HTTP.
+    Ca,
+    /// notary-server and the registry (HTTPS) each on one self-signed certificate (CA:TRUE, as
+    /// `openssl req -x509` makes it), which clients are given as the CA: the usual self-hosted
+    /// set-up.
+    SelfSigned,
+}
+
 /// notary-server (with or without notary-signer) and a docker registry, each on a free loopback
 /// port in a private temporary directory.
 ///
@@ -54,7 +67,9 @@ pub struct Stack {
     notary_port: u16,
     registry_port: u16,
     signer_port: u16,
-    /// Plain HTTP to the registry.
+    /// How the servers' certificates are made.
+    tls: StackTls,
+    /// The harness's own client for the registry (plain HTTP, or TLS unchecked).
     http: ureq::Agent,
     /// Numbers each pushed image, so two pushes never make the same digest.
     pushes: AtomicU64,
@@ -66,20 +81,20 @@ impl Stack {
     /// service) + docker-registry (plain HTTP), each on a free 127.0.0.1 port, all ready when it
     /// returns.
     pub fn start() -> Stack {
-        Self::start_with(TrustService::Remote)
+        Self::start_with(TrustService::Remote, StackTls::Ca)
     }
 
     /// notary-server with `trust_service: local` (ed25519 server keys), no signer; plus the
     /// registry.
     pub fn start_local_signing() -> Stack {
-        Self::start_with(TrustService::Local)
+        Self::start_with(TrustService::Local, StackTls::Ca)
     }
 
     /// notary-server whose `trust_service` is tufad's `[notary_signer]` listener (mTLS, ECDSA
     /// keys on a SoftHSM token of its own, [`Stack::signer`]); no notary-signer runs. Plus the
     /// registry.
     pub fn start_with_tufad_signer() -> Stack {
-        Self::start_with(TrustService::Tufad)
+        Self::start_with(TrustService::Tufad, StackTls::Ca)
     }
 
     /// The tufad that signs for notary-server ([`Stack::start_with_tufad_signer`]).
@@ -100,7 +115,15 @@ impl Stack {
             .unwrap_or_else(|e| panic!("{}", e.message));
     }
 
-    fn start_with(trust: TrustService) -> Stack {
+    /// notary-server (local signing) and the registry over HTTPS, each on its own self-signed
+    /// certificate for `IP:127.0.0.1` only ([`StackTls::SelfSigned`]); [`Stack::ca_file`] is
+    /// notary-server's certificate itself, and each certificate is its server's `ca.crt` in
+    /// `$DOCKER_CONFIG/tls/`.
+    pub fn start_self_signed() -> Stack {
+        Self::start_with(TrustService::Local, StackTls::SelfSigned)
+    }
+
+    fn start_with(trust: TrustService, tls: StackTls) -> Stack {
         require("openssl", "apt-get install openssl");
         require("docker-registry", "apt-get install docker-registry");
         require("notary-server", "apt-get install notary");
@@ -109,7 +132,7 @@ impl Stack {
         }
         // A port found free can be taken by another test's process before our service binds it;
         // then the whole stack starts again on new ports.
-        tufa_testkit::services::start(|| Self::try_start(trust))
+        tufa_testkit::services::start(|| Self::try_start(trust, tls))
     }
 
     /// The notary server's URL, `https://127.0.0.1:PORT`.
@@ -117,9 +140,28 @@ impl Stack {
         format!("https://127.0.0.1:{}", self.notary_port)
     }
 
-    /// The throwaway CA certificate (PEM) that issued the servers' certificates.
+    /// The certificate (PEM) clients trust for notary-server: the throwaway CA that issued the
+    /// servers' certificates, or with [`StackTls::SelfSigned`] notary-server's own certificate.
     pub fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("certs/ca.crt")
+        match self.tls {
+            StackTls::Ca => self.dir.path().join("certs/ca.crt"),
+            StackTls::SelfSigned => self.dir.path().join("certs/notary-self.crt"),
+        }
+    }
+
+    /// The registry's self-signed certificate, with [`StackTls::SelfSigned`].
+    pub fn registry_cert_file(&self) -> PathBuf {
+        assert_eq!(
+            self.tls,
+            StackTls::SelfSigned,
+            "only a self-signed stack has one"
+        );
+        self.dir.path().join("certs/registry-self.crt")
+    }
+
+    /// How the servers' certificates are made.
+    pub fn tls(&self) -> StackTls {
+        self.tls
     }
 
     /// The CA's private key (PKCS#8 PEM), to mint more certificates in tests.
@@ -133,7 +175,8 @@ impl Stack {
         tufad::mtls_channel(&self.dir().join("certs"), self.signer_port, client).await
     }
 
-    /// The registry's address, `127.0.0.1:PORT` (plain HTTP).
+    /// The registry's address, `127.0.0.1:PORT` (plain HTTP, or HTTPS with
+    /// [`StackTls::SelfSigned`]).
     pub fn registry_addr(&self) -> String {
         format!("127.0.0.1:{}", self.registry_port)
     }

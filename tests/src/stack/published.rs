@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::services::{get, http_agent};
+use super::services::get;
 use super::Stack;
 
 impl Stack {
@@ -13,7 +13,7 @@ impl Stack {
     /// show it published nothing.
     pub fn trust_file(&self, gun: &str, role: &str) -> Option<Vec<u8>> {
         let url = format!("{}/v2/{gun}/_trust/tuf/{role}.json", self.notary_url());
-        let (status, body) = get(http_agent(Some(&self.ca_file())).get(&url), &url);
+        let (status, body) = get(self.notary_agent().get(&url), &url);
         match status {
             200 => Some(body),
             404 => None,

@@ -8,10 +8,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use serde_json::json;
-use tufa_testkit::pki::{make_ca, make_leaf};
+use tufa_testkit::pki::{make_ca, make_leaf, make_self_signed};
 use tufa_testkit::services::{free_ports, notary_server_config, Services, StartFailure};
 
-use super::{ServerSigner, Stack};
+use super::{ServerSigner, Stack, StackTls};
 
 /// A GUN whose `timestamp.key` is fetched once at start, to prove the server reaches the signer.
 const PROBE_GUN: &str = "tufa-stack-readiness-probe";
@@ -29,7 +29,7 @@ pub(super) enum TrustService {
 
 impl Stack {
     /// One attempt at starting every service in a fresh directory on fresh ports.
-    pub(super) fn try_start(trust: TrustService) -> Result<Stack, StartFailure> {
+    pub(super) fn try_start(trust: TrustService, tls: StackTls) -> Result<Stack, StartFailure> {
         let dir = tempfile::Builder::new()
             .prefix("tufa-stack-")
             .tempdir()
@@ -51,12 +51,19 @@ impl Stack {
             notary_port,
             registry_port,
             signer_port,
-            http: http_agent(None),
+            tls,
+            http: http_agent(Trust::Nothing),
             pushes: AtomicU64::new(0),
             dir,
         };
 
-        // The registry needs no certificate: start it first so it boots while openssl runs.
+        let certs = stack.dir().join("certs");
+        if tls == StackTls::SelfSigned {
+            // As most self-hosted set-ups: one certificate per server, for its address only.
+            make_self_signed(&certs, "notary-self", "127.0.0.1", "IP:127.0.0.1");
+            make_self_signed(&certs, "registry-self", "127.0.0.1", "IP:127.0.0.1");
+        }
+        // The registry needs no CA: start it first so it boots while openssl runs.
         let registry_conf = stack.write_registry_config();
         stack.spawn(
             "registry",
@@ -65,7 +72,6 @@ impl Stack {
                 .arg(registry_conf),
         );
 
-        let certs = stack.dir().join("certs");
         make_ca(&certs, "ca", "tufa stack test CA");
         make_leaf(&certs, "ca", "notary-server");
         if trust == TrustService::Remote {
@@ -108,7 +114,7 @@ impl Stack {
         stack.services.wait_until("registry", || {
             status_of(http.get(&ping).call()) == Some(200)
         })?;
-        let notary_http = http_agent(Some(&stack.ca_file()));
+        let notary_http = stack.notary_agent();
         let health = format!("{}/_notary_server/health", stack.notary_url());
         stack.services.wait_until("notary-server", || {
             status_of(notary_http.get(&health).call()) == Some(200)
@@ -126,7 +132,7 @@ impl Stack {
     /// the server create a key in the signer (a GUN with no root yet gets one that never
     /// signed, the same each time): this proves the mTLS between them.
     pub(super) fn wait_for_signer_link(&mut self) -> Result<(), StartFailure> {
-        let notary_http = http_agent(Some(&self.ca_file()));
+        let notary_http = self.notary_agent();
         let url = format!(
             "{}/v2/{PROBE_GUN}/_trust/tuf/timestamp.key",
             self.notary_url()
@@ -166,6 +172,14 @@ impl Stack {
             data = self.dir().join("registry-data").display(),
             addr = self.registry_addr(),
         );
+        let yaml = match self.tls {
+            StackTls::Ca => yaml,
+            StackTls::SelfSigned => format!(
+                "{yaml}  tls: {{certificate: {}, key: {}}}\n",
+                self.cert("registry-self.crt").display(),
+                self.cert("registry-self.key").display()
+            ),
+        };
         self.write_config("registry.yml", &yaml)
     }
 
@@ -183,6 +197,15 @@ impl Stack {
         self.write_config("notary-signer.json", &conf.to_string())
     }
 
+    /// The harness's own client for notary-server: trusting the stack's CA, or (self-signed)
+    /// checking nothing, since rustls refuses a CA certificate as a server's own.
+    pub(super) fn notary_agent(&self) -> ureq::Agent {
+        match self.tls {
+            StackTls::Ca => http_agent(Trust::Ca(&self.ca_file())),
+            StackTls::SelfSigned => http_agent(Trust::Nothing),
+        }
+    }
+
     fn write_server_config(&self, trust: TrustService, signer_port: u16) -> PathBuf {
         let trust_service = match trust {
             TrustService::Remote | TrustService::Tufad => json!({
@@ -196,34 +219,46 @@ impl Stack {
             }),
             TrustService::Local => json!({ "type": "local" }),
         };
+        let name = match self.tls {
+            StackTls::Ca => "notary-server",
+            StackTls::SelfSigned => "notary-self",
+        };
         let conf = notary_server_config(
             self.notary_port,
-            &self.cert("notary-server.crt"),
-            &self.cert("notary-server.key"),
+            &self.cert(&format!("{name}.crt")),
+            &self.cert(&format!("{name}.key")),
             trust_service,
         );
         self.write_config("notary-server.json", &conf.to_string())
     }
 }
 
+/// What the harness's HTTPS client checks.
+pub(super) enum Trust<'a> {
+    /// Certificates issued by this CA only.
+    Ca(&'a Path),
+    /// Nothing (plain HTTP, or a self-signed server: what is under test is tufa, not ureq).
+    Nothing,
+}
+
 /// A blocking HTTP client that reports every status as a response, ignores proxy variables
-/// (everything here is on loopback) and, with `ca`, trusts only that CA.
-pub(super) fn http_agent(ca: Option<&Path>) -> ureq::Agent {
-    let mut config = ureq::Agent::config_builder()
+/// (everything here is on loopback) and checks certificates as `trust` says.
+pub(super) fn http_agent(trust: Trust<'_>) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(30)));
-    if let Some(ca) = ca {
-        let pem = std::fs::read(ca).expect("read CA");
-        let cert = ureq::tls::Certificate::from_pem(&pem).expect("CA is PEM");
-        config = config.tls_config(
+    let tls = match trust {
+        Trust::Ca(ca) => {
+            let pem = std::fs::read(ca).expect("read CA");
+            let cert = ureq::tls::Certificate::from_pem(&pem).expect("CA is PEM");
             ureq::tls::TlsConfig::builder()
                 .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
-                .build(),
-        );
-    }
-    config.build().new_agent()
+        }
+        Trust::Nothing => ureq::tls::TlsConfig::builder().disable_verification(true),
+    };
+    config.tls_config(tls.build()).build().new_agent()
 }
 
 /// Sends `request` (a GET of `url`) and reads the whole answer: its status and body.

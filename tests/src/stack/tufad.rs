@@ -9,7 +9,7 @@ use tufa_proto::notary::signer_client::SignerClient;
 use tufa_proto::v1;
 use tufa_proto::v1::agent_client::AgentClient as AgentApiClient;
 
-use super::services::{get, http_agent};
+use super::services::get;
 use super::Stack;
 
 use crate::{Agent, AgentOptions, SoftHsm, PIN};
@@ -189,7 +189,7 @@ impl Stack {
     /// when the GUN has no root yet), as notary-server returns it.
     pub fn server_key(&self, gun: &str, role: &str) -> serde_json::Value {
         let url = format!("{}/v2/{gun}/_trust/tuf/{role}.key", self.notary_url());
-        let (status, body) = get(http_agent(Some(&self.ca_file())).get(&url), &url);
+        let (status, body) = get(self.notary_agent().get(&url), &url);
         assert_eq!(
             status,
             200,

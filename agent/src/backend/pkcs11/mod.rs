@@ -17,7 +17,7 @@ use cryptoki::object::Attribute;
 use cryptoki::session::Session;
 use zeroize::Zeroize as _;
 
-use self::session::Sessions;
+use self::session::{Failure, Lease, Sessions};
 use self::token::Token;
 use super::{Backend, BackendKind, DeviceLocation, GenerateSpec, KeyInfo, Placement};
 use crate::error::AgentError;
@@ -31,7 +31,7 @@ pub mod session;
 pub mod tags;
 pub mod token;
 
-pub use token::Pkcs11Config;
+pub use token::{Pkcs11Config, TokenSelect};
 
 /// One PKCS#11 token.
 pub struct Pkcs11Backend {
@@ -57,6 +57,21 @@ impl Pkcs11Backend {
         }
     }
 
+    /// Refuses what the token's mechanisms say it cannot do, naming what is missing.
+    fn require(
+        &self,
+        what: &str,
+        can: Result<(), String>,
+        instead: &str,
+    ) -> Result<(), AgentError> {
+        can.map_err(|why| {
+            AgentError::Unsupported(format!(
+                "{} cannot {what}: {why}; {instead}",
+                self.token().describe()
+            ))
+        })
+    }
+
     /// Reads a key just stored back from the token.
     fn info_of(&self, session: &Session, id: &KeyId) -> Result<KeyInfo, AgentError> {
         objects::list(session, &self.sessions.location())
@@ -68,15 +83,26 @@ impl Pkcs11Backend {
     }
 
     /// Generates on a leased session; nothing is left behind on failure.
-    fn generate_on(&self, session: &Session, spec: &GenerateSpec) -> Result<KeyInfo, AgentError> {
-        let (public_template, private_template) = objects::key_pair_templates(&spec.name);
-        let (public, private) = session
-            .generate_key_pair(
+    fn generate_on(&self, lease: Lease, spec: &GenerateSpec) -> Result<KeyInfo, Failure> {
+        let mut templates = objects::key_pair_templates(&spec.name);
+        let generated = loop {
+            match lease.session.generate_key_pair(
                 &Mechanism::EccKeyPairGen,
-                &public_template,
-                &private_template,
-            )
-            .map_err(|e| self.token().classify("generating a key", e))?;
+                &templates.0,
+                &templates.1,
+            ) {
+                Ok(pair) => break pair,
+                // A token that rejects an optional attribute says so; try without it.
+                Err(CkError::Pkcs11(RvError::AttributeTypeInvalid, _))
+                    if objects::drop_optional(&mut templates) =>
+                {
+                    tracing::info!(token = %self.token().config.token, "token refused an optional key attribute; generating without it");
+                }
+                Err(e) => return Err(self.sessions.settle_loading(lease, "generating a key", e)),
+            }
+        };
+        let (public, private) = generated;
+        let session = &lease.session;
         let result = (|| {
             let spki = objects::public_spki(session, public)
                 .map_err(|e| self.token().classify("reading the new public key", e))?
@@ -86,38 +112,60 @@ impl Pkcs11Backend {
                     )
                 })?;
             let id = KeyId::for_ecdsa_spki(&spki);
-            for h in [public, private] {
-                session
-                    .update_attributes(h, &[Attribute::Id(id.as_bytes().to_vec())])
-                    .map_err(|e| self.token().classify("storing the key ID", e))?;
-            }
+            objects::set_key_id(session, &[public, private], &id)
+                .map_err(|e| self.token().classify("storing the key ID", e))?;
             self.info_of(session, &id)
         })();
         if result.is_err() {
             objects::destroy_all(session, &[public, private]);
         }
-        result
+        self.sessions.release(lease);
+        Ok(result?)
     }
 
     /// Imports on a leased session; nothing is left behind on failure.
     fn import_on(
         &self,
-        session: &Session,
+        lease: Lease,
         spec: &GenerateSpec,
         key: &ImportedKey,
-    ) -> Result<KeyInfo, AgentError> {
+    ) -> Result<KeyInfo, Failure> {
         let id = KeyId::for_ecdsa_spki(&key.public_spki());
         let public_object = objects::public_key_object(key, &spec.name, &id)
             .map_err(|e| AgentError::Internal(format!("encoding the EC point: {e}")))?;
         let mut private_object = objects::private_key_object(key, &spec.name, &id);
-        let private = session.create_object(&private_object);
+        let private = lease.session.create_object(&private_object);
         // The scalar's copy in the template is zeroized whatever happened.
         for a in private_object.iter_mut() {
             if let Attribute::Value(v) = a {
                 v.zeroize();
             }
         }
-        let private = private.map_err(|e| self.token().classify("storing the private key", e))?;
+        let private = match private {
+            Ok(h) => h,
+            // The token's answer to the private key's template: it does not take EC keys.
+            Err(CkError::Pkcs11(
+                rv @ (RvError::AttributeValueInvalid
+                | RvError::AttributeTypeInvalid
+                | RvError::TemplateInconsistent
+                | RvError::TemplateIncomplete
+                | RvError::FunctionNotSupported
+                | RvError::KeyTypeInconsistent),
+                _,
+            )) => {
+                self.sessions.release(lease);
+                return Err(Failure::Other(AgentError::Unsupported(format!(
+                    "{} does not accept an EC private key through C_CreateObject ({rv}), so a key cannot be imported onto it; generate the key on it instead (`tufa key generate NAME`), or import it onto a token that takes keys (SoftHSM, a YubiKey)",
+                    self.token().describe()
+                ))));
+            }
+            Err(e) => {
+                return Err(self
+                    .sessions
+                    .settle_loading(lease, "storing the private key", e))
+            }
+        };
+        let session = &lease.session;
         let result = session
             .create_object(&public_object)
             .map_err(|e| self.token().classify("storing the public key", e))
@@ -129,7 +177,56 @@ impl Pkcs11Backend {
         if result.is_err() {
             objects::destroy_all(session, &[private]);
         }
-        result
+        self.sessions.release(lease);
+        Ok(result?)
+    }
+
+    /// One signature: the key's handle (cached for this connection, else found) and the
+    /// signature on a session of the same connection.
+    fn sign_once(&self, id: &KeyId, digest: &Sha256Digest) -> Result<EcdsaSignature, Failure> {
+        // One retry covers a stale cached handle (key deleted and re-made by another tool).
+        for attempt in 0..2 {
+            let lease = self.sessions.lease(true)?;
+            let handle = match self.sessions.cached_handle(id) {
+                Some((h, generation)) if generation == lease.generation() => h,
+                _ => {
+                    let location = self.sessions.location();
+                    let found = match objects::private_handle(&lease.session, id, &location) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            return Err(self.sessions.settle(lease, "finding the key", e).into())
+                        }
+                    };
+                    let Some(h) = found else {
+                        self.sessions.release(lease);
+                        self.sessions.check_serial()?;
+                        // A key the keyring knew that vanished may mean another token took
+                        // this one's place without the module saying so.
+                        return Err(Failure::Stale(Self::not_found(id)));
+                    };
+                    self.sessions.remember_handle(id, h, lease.generation());
+                    h
+                }
+            };
+            match lease
+                .session
+                .sign(&Mechanism::Ecdsa, handle, digest.as_bytes())
+            {
+                Ok(raw) => {
+                    self.sessions.release(lease);
+                    return Ok(EcdsaSignature::from_raw(&raw).map_err(AgentError::from)?);
+                }
+                Err(CkError::Pkcs11(
+                    RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+                    _,
+                )) if attempt == 0 => {
+                    self.sessions.release(lease);
+                    self.sessions.forget_handle(id);
+                }
+                Err(e) => return Err(self.sessions.settle_loading(lease, "signing", e)),
+            }
+        }
+        Err(Self::not_found(id).into())
     }
 
     /// PKCS#11 has no per-key placement: only the token's defaults.
@@ -164,43 +261,57 @@ impl Backend for Pkcs11Backend {
     }
 
     fn keys(&self) -> Result<Vec<KeyInfo>, AgentError> {
-        let location = self.sessions.location();
-        // Public objects need no login, so a locked token still shows its keys.
-        self.sessions.with_session(false, "listing keys", |s| {
-            Ok(objects::list(s, &location)?
-                .into_iter()
-                .map(|(_, k)| k)
-                .collect())
+        self.sessions.run(|| {
+            self.sessions.check_serial()?;
+            let location = self.sessions.location();
+            // Public objects need no login, so a locked token still shows its keys.
+            Ok(self.sessions.with_session(false, "listing keys", |s| {
+                Ok(objects::list(s, &location)?
+                    .into_iter()
+                    .map(|(_, k)| k)
+                    .collect())
+            })?)
         })
     }
 
     fn generate(&self, spec: &GenerateSpec) -> Result<KeyInfo, AgentError> {
         self.refuse_placement(spec)?;
-        let lease = self.sessions.lease(true)?;
-        let result = self.generate_on(&lease.session, spec);
-        self.sessions.release(lease);
-        result
+        let caps = self.sessions.capabilities()?;
+        self.require(
+            "generate ECDSA P-256 keys",
+            caps.generate,
+            "import a key onto it instead (`tufa key load`), or use another token",
+        )?;
+        self.sessions.run(|| {
+            // New keys go only to the token the agent knows.
+            self.sessions.check_serial()?;
+            let lease = self.sessions.lease(true)?;
+            self.generate_on(lease, spec)
+        })
     }
 
     fn import(&self, spec: &GenerateSpec, key: &ImportedKey) -> Result<KeyInfo, AgentError> {
         self.refuse_placement(spec)?;
-        let lease = self.sessions.lease(true)?;
-        let result = self.import_on(&lease.session, spec, key);
-        self.sessions.release(lease);
-        result
+        self.sessions.run(|| {
+            self.sessions.check_serial()?;
+            let lease = self.sessions.lease(true)?;
+            self.import_on(lease, spec, key)
+        })
     }
 
     fn delete(&self, id: &KeyId) -> Result<(), AgentError> {
-        let location = self.sessions.location();
-        let found = self.sessions.with_session(true, "deleting a key", |s| {
-            let Some(cka_id) = objects::cka_id(s, id, &location)? else {
-                return Ok(false);
-            };
-            for h in s.find_objects(&[Attribute::Id(cka_id)])? {
-                s.destroy_object(h)?;
-            }
-            tags::remove(s, id)?;
-            Ok(true)
+        let found = self.sessions.run(|| {
+            let location = self.sessions.location();
+            Ok(self.sessions.with_session(true, "deleting a key", |s| {
+                let Some(cka_id) = objects::cka_id(s, id, &location)? else {
+                    return Ok(false);
+                };
+                for h in s.find_objects(&[Attribute::Id(cka_id)])? {
+                    s.destroy_object(h)?;
+                }
+                tags::remove(s, id)?;
+                Ok(true)
+            })?)
         })?;
         self.sessions.forget_handle(id);
         if found {
@@ -215,22 +326,26 @@ impl Backend for Pkcs11Backend {
             key_id: *id,
             reason,
         })?;
-        let location = self.sessions.location();
-        let found = self
-            .sessions
-            .with_session(true, "storing a certificate", |s| {
-                let Some(cka_id) = objects::cka_id(s, id, &location)? else {
-                    return Ok(false);
-                };
-                let label = objects::label(s, &cka_id)?;
-                let old = objects::certificates(s, &cka_id)?;
-                // The new certificate is stored before the old one goes: a failure loses nothing.
-                s.create_object(&objects::certificate_object(der, names, cka_id, label))?;
-                for h in old {
-                    s.destroy_object(h)?;
-                }
-                Ok(true)
-            })?;
+        let found = self.sessions.run(|| {
+            let location = self.sessions.location();
+            let names = names.clone();
+            Ok(self
+                .sessions
+                .with_session(true, "storing a certificate", |s| {
+                    let Some(cka_id) = objects::cka_id(s, id, &location)? else {
+                        return Ok(false);
+                    };
+                    let label = objects::label(s, &cka_id)?;
+                    let old = objects::certificates(s, &cka_id)?;
+                    // The new certificate is stored before the old one goes: a failure loses
+                    // nothing.
+                    s.create_object(&objects::certificate_object(der, names, cka_id, label))?;
+                    for h in old {
+                        s.destroy_object(h)?;
+                    }
+                    Ok(true)
+                })?)
+        })?;
         if found {
             Ok(())
         } else {
@@ -239,42 +354,13 @@ impl Backend for Pkcs11Backend {
     }
 
     fn sign(&self, id: &KeyId, digest: &Sha256Digest) -> Result<EcdsaSignature, AgentError> {
-        // One retry covers a stale cached handle (key deleted and re-made by another tool).
-        for attempt in 0..2 {
-            let handle = match self.sessions.cached_handle(id) {
-                Some(h) => h,
-                None => {
-                    let location = self.sessions.location();
-                    let h = self
-                        .sessions
-                        .with_session(true, "finding the key", |s| {
-                            objects::private_handle(s, id, &location)
-                        })?
-                        .ok_or_else(|| Self::not_found(id))?;
-                    self.sessions.remember_handle(id, h);
-                    h
-                }
-            };
-            let lease = self.sessions.lease(true)?;
-            match lease
-                .session
-                .sign(&Mechanism::Ecdsa, handle, digest.as_bytes())
-            {
-                Ok(raw) => {
-                    self.sessions.release(lease);
-                    return Ok(EcdsaSignature::from_raw(&raw)?);
-                }
-                Err(CkError::Pkcs11(
-                    RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
-                    _,
-                )) if attempt == 0 => {
-                    self.sessions.release(lease);
-                    self.sessions.forget_handle(id);
-                }
-                Err(e) => return Err(self.sessions.settle(lease, "signing", e)),
-            }
-        }
-        Err(Self::not_found(id))
+        let caps = self.sessions.capabilities()?;
+        self.require(
+            "sign with raw ECDSA",
+            caps.sign,
+            "tufa signs host-computed SHA-256 digests with CKM_ECDSA",
+        )?;
+        self.sessions.run(|| self.sign_once(id, digest))
     }
 
     fn server_tags(&self) -> Result<Vec<ServerTag>, AgentError> {

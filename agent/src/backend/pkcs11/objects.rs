@@ -5,7 +5,7 @@
 //! private and the public key object, so the agent finds them again after a restart from the
 //! token alone; keys made by other tools are found too, by the key ID of their public key.
 
-use cryptoki::error::Error as CkError;
+use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{
     Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
 };
@@ -80,7 +80,7 @@ fn key_info(
         session,
         &[
             Attribute::Class(ObjectClass::CERTIFICATE),
-            Attribute::Id(cka_id),
+            Attribute::Id(cka_id.clone()),
         ],
         AttributeType::Value,
         |a| match a {
@@ -88,8 +88,10 @@ fn key_info(
             _ => None,
         },
     )?;
+    let id = KeyId::for_ecdsa_spki(&spki);
+    let other_tool = cka_id != id.as_bytes();
     Ok(Some(KeyInfo {
-        id: KeyId::for_ecdsa_spki(&spki),
+        id,
         name: KeyLabel::from_device(String::from_utf8_lossy(&label).into_owned()),
         backend: BackendKind::Pkcs11,
         location: Location::Pkcs11(location.clone()),
@@ -102,6 +104,8 @@ fn key_info(
         } else {
             Origin::Imported
         },
+        object_id: cka_id,
+        other_tool,
     }))
 }
 
@@ -212,6 +216,35 @@ pub fn key_pair_templates(name: &KeyName) -> (Vec<Attribute>, Vec<Attribute>) {
         Attribute::Id(placeholder),
     ];
     (public, private)
+}
+
+/// Drops the first optional attribute left in a pair of key templates (one a token may not
+/// know, as ykcs11 does not know `CKA_EXTRACTABLE`); `false` when none is left.
+pub fn drop_optional(templates: &mut (Vec<Attribute>, Vec<Attribute>)) -> bool {
+    let optional = |a: &Attribute| matches!(a, Attribute::Extractable(_));
+    match templates.1.iter().position(optional) {
+        Some(i) => {
+            templates.1.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Stores the key ID as `CKA_ID` on a new key's objects. A token that does not let `CKA_ID`
+/// change keeps its own; the key is then found by its public key, as keys of other tools are.
+pub fn set_key_id(session: &Session, objects: &[ObjectHandle], id: &KeyId) -> Result<(), CkError> {
+    for &h in objects {
+        match session.update_attributes(h, &[Attribute::Id(id.as_bytes().to_vec())]) {
+            Ok(()) => {}
+            Err(CkError::Pkcs11(RvError::FunctionNotSupported | RvError::AttributeReadOnly, _)) => {
+                tracing::info!(key_id = %id, "token keeps its own CKA_ID; the key is found by its public key");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The private key object of an imported key; the caller zeroizes the scalar in it.

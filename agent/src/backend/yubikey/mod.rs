@@ -37,8 +37,8 @@ use super::{
 };
 use crate::error::AgentError;
 use crate::import::ImportedKey;
-use crate::keys::{EcdsaSignature, KeyId, Sha256Digest};
-use crate::pin::{Gated, Login, PinGate};
+use crate::keys::{EcdsaSignature, KeyId, KeyName, Sha256Digest};
+use crate::pin::{Gated, Login, PinGate, RefusalRecord};
 
 pub mod classify;
 pub mod marker;
@@ -62,7 +62,11 @@ impl YubiKeyBackend {
     /// YubiKey is plugged and unplugged while the agent runs.
     pub fn open(config: YubiKeyConfig) -> Result<Self, AgentError> {
         let name = config.serial.to_string();
-        let gate = PinGate::new(config.pin.clone(), config.describe(), name.clone());
+        let record = config.state_dir.as_deref().map(|d| {
+            RefusalRecord::new(d, &format!("yubikey|{}", config.serial), config.describe())
+        });
+        let gate =
+            PinGate::remembering(config.pin.clone(), record, config.describe(), name.clone());
         let backend = Self {
             name,
             state: Mutex::new(State { conn: None, gate }),
@@ -170,10 +174,11 @@ impl Backend for YubiKeyBackend {
         let slots = with_card(&self.config, &mut st, "listing keys", |card, _| {
             card.slots()
         })?;
+        // Keys of other tools are listed too (to be adopted); they sign once adopted.
         Ok(slots
             .into_iter()
             .filter_map(|(_, u)| match u {
-                SlotUse::Ours(k) => Some(*k),
+                SlotUse::Ours(k) | SlotUse::Foreign(Some(k)) => Some(*k),
                 _ => None,
             })
             .collect())
@@ -232,6 +237,51 @@ impl Backend for YubiKeyBackend {
                 Ok(()) => Ok(()),
                 Err(e) => Err(card.fail("storing a certificate", e)),
             }
+        })
+    }
+
+    fn adopt(&self, slot: u8, name: &KeyName) -> Result<KeyInfo, AgentError> {
+        let slot = PivSlot::all()
+            .into_iter()
+            .find(|s| s.byte() == slot)
+            .ok_or_else(|| {
+                AgentError::InvalidArgument(format!(
+                    "slot {slot:02x} is not a PIV key slot tufa uses: 9a, 9c, 9d, 9e or 82-95"
+                ))
+            })?;
+        self.manage("adopting a key", |card| {
+            let used = card
+                .slots()?
+                .into_iter()
+                .find(|(s, _)| *s == slot)
+                .map(|(_, u)| u);
+            let info = match used {
+                Some(SlotUse::Foreign(Some(info))) => info,
+                Some(SlotUse::Ours(k)) => {
+                    return Err(AgentError::InvalidArgument(format!(
+                        "slot {slot} of {} already holds tufa's key '{}' ({})",
+                        card.describe(),
+                        k.name,
+                        k.id
+                    )))
+                }
+                Some(SlotUse::Foreign(None)) => {
+                    return Err(AgentError::Unsupported(format!(
+                        "slot {slot} of {} holds a key that is not ECDSA P-256: tufa signs with P-256 keys only",
+                        card.describe()
+                    )))
+                }
+                _ => {
+                    return Err(AgentError::KeyNotFound {
+                        key: format!("yubikey:{}/{slot}", card.config.serial),
+                    })
+                }
+            };
+            // Only tufa's marker is written: the key and its certificate stay as they are.
+            write_marker(card, slot, &Marker::key(name, &info.id))?;
+            card.forget_slots();
+            let (_, info) = card.find(&info.id)?;
+            Ok(info)
         })
     }
 
@@ -333,7 +383,7 @@ fn pick_slot(card: &mut Card<'_>, wanted: Option<PivSlot>) -> Result<PivSlot, Ag
                     k.name
                 )))
             }
-            SlotUse::Foreign if wanted.is_some() => {
+            SlotUse::Foreign(_) if wanted.is_some() => {
                 return Err(AgentError::InvalidArgument(format!(
                     "slot {slot} of {} holds a key tufa did not make: choose another slot, or clear it with ykman if it is really unused",
                     card.describe()

@@ -46,6 +46,8 @@ pub struct YubiKeyConfig {
     pub management_key: ManagementKey,
     /// Touch policy of new keys when the request names none.
     pub touch_policy: TouchPolicy,
+    /// Where a refused PIN is remembered across restarts; `None`: until restart only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl YubiKeyConfig {
@@ -193,7 +195,10 @@ impl<'a> Card<'a> {
         if tries == 1 {
             return Err(LoginError::Failed(AgentError::LastPinTry {
                 device: self.describe(),
-                serial: self.config.serial,
+                fix: format!(
+                    "unblock the PIN with the PUK (`ykman --device {} piv access unblock-pin`), then unlock again",
+                    self.config.serial
+                ),
             }));
         }
         let conn = self.connect()?;
@@ -320,16 +325,24 @@ impl<'a> Card<'a> {
         }
     }
 
-    /// The slot and info of a tufa key.
+    /// The slot and info of a tufa key; a key of another tool is refused until adopted.
     pub fn find(&mut self, id: &KeyId) -> Result<(PivSlot, KeyInfo), AgentError> {
+        let serial = self.config.serial;
+        let describe = self.describe();
         self.slots()?
             .into_iter()
             .find_map(|(s, u)| match u {
-                SlotUse::Ours(k) if k.id == *id => Some((s, *k)),
+                SlotUse::Ours(k) if k.id == *id => Some(Ok((s, *k))),
+                SlotUse::Foreign(Some(k)) if k.id == *id => Some(Err(AgentError::NotAdopted {
+                    device: describe.clone(),
+                    reference: format!("yubikey:{serial}/{s}"),
+                })),
                 _ => None,
             })
-            .ok_or_else(|| AgentError::KeyNotFound {
-                key: id.to_string(),
+            .unwrap_or_else(|| {
+                Err(AgentError::KeyNotFound {
+                    key: id.to_string(),
+                })
             })
     }
 }

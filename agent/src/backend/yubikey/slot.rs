@@ -21,8 +21,9 @@ pub enum SlotUse {
     Deleted,
     /// A tufa key.
     Ours(Box<KeyInfo>),
-    /// A key of another tool.
-    Foreign,
+    /// A key of another tool (ykman, yubico-piv-tool): its info when it is a P-256 key tufa
+    /// could sign with once adopted, `None` for other algorithms.
+    Foreign(Option<Box<KeyInfo>>),
 }
 
 /// Reads what `slot` of the card with this serial holds.
@@ -39,23 +40,21 @@ pub fn read(yk: &mut YubiKey, serial: u32, slot: PivSlot) -> Result<SlotUse, yub
         .and_then(|p| p.to_der().ok())
         .unwrap_or_default();
     let id = KeyId::for_ecdsa_spki(&spki);
-    let Some(marker) = marker else {
-        return Ok(SlotUse::Foreign);
-    };
-    let name = match marker.says() {
-        Says::Deleted(d) if d == id.to_string() => return Ok(SlotUse::Deleted),
-        Says::Key { name, key_id }
-            if key_id == id.to_string()
-                && meta.algorithm == SlotAlgorithmId::Asymmetric(AlgorithmId::EccP256) =>
-        {
-            KeyLabel::from_device(name.to_owned())
+    let p256 = meta.algorithm == SlotAlgorithmId::Asymmetric(AlgorithmId::EccP256);
+    let name = match marker.as_ref().map(Marker::says) {
+        Some(Says::Deleted(d)) if d == id.to_string() => return Ok(SlotUse::Deleted),
+        Some(Says::Key { name, key_id }) if key_id == id.to_string() && p256 => {
+            Some(KeyLabel::from_device(name.to_owned()))
         }
-        Says::Key { .. } => {
-            tracing::warn!(serial, slot = %slot, "the key in this slot is not the one tufa stored; ignoring it");
-            return Ok(SlotUse::Foreign);
+        Some(Says::Key { .. }) => {
+            tracing::warn!(serial, slot = %slot, "the key in this slot is not the one tufa stored; listing it as another tool's");
+            None
         }
-        Says::Deleted(_) | Says::Nothing => return Ok(SlotUse::Foreign),
+        _ => None,
     };
+    if name.is_none() && !p256 {
+        return Ok(SlotUse::Foreign(None));
+    }
     let certificate = match Certificate::read(yk, slot.id()) {
         Ok(c) => c.cert.to_der().ok(),
         Err(e @ yubikey::Error::PcscError { .. }) => return Err(e),
@@ -65,9 +64,9 @@ pub fn read(yk: &mut YubiKey, serial: u32, slot: PivSlot) -> Result<SlotUse, yub
         .policy
         .map(|(p, t)| (pin_from_card(p, slot), touch_from_card(t)))
         .unwrap_or((default_pin_policy(slot), TouchPolicy::Unknown));
-    Ok(SlotUse::Ours(Box::new(KeyInfo {
+    let info = Box::new(KeyInfo {
         id,
-        name,
+        name: name.clone().unwrap_or(KeyLabel::Foreign(String::new())),
         backend: BackendKind::YubiKey,
         location: Location::YubiKey { serial, slot },
         public_spki: spki,
@@ -79,7 +78,13 @@ pub fn read(yk: &mut YubiKey, serial: u32, slot: PivSlot) -> Result<SlotUse, yub
             Some(piv::Origin::Imported) => Origin::Imported,
             None => Origin::Unknown,
         },
-    })))
+        object_id: Vec::new(),
+        other_tool: name.is_none(),
+    });
+    Ok(match name {
+        Some(_) => SlotUse::Ours(info),
+        None => SlotUse::Foreign(Some(info)),
+    })
 }
 
 /// The PIN policy the card applies to a key made with the default policy.
