@@ -364,22 +364,34 @@ impl Backend for Pkcs11Backend {
     }
 
     fn server_tags(&self) -> Result<Vec<ServerTag>, AgentError> {
+        // Through `run`, as every device call: a token that restarted is re-initialized.
         self.sessions
-            .with_session(false, "reading server-key tags", |s| tags::find(s, None))
+            .run(|| {
+                Ok(self
+                    .sessions
+                    .with_session(false, "reading server-key tags", |s| tags::find(s, None))?)
+            })
             .map(|found| found.into_iter().map(|(_, t)| t).collect())
     }
 
     fn server_tag(&self, id: &KeyId) -> Result<Option<ServerTag>, AgentError> {
         self.sessions
-            .with_session(false, "reading a server-key tag", |s| {
-                tags::find(s, Some(id))
+            .run(|| {
+                Ok(self
+                    .sessions
+                    .with_session(false, "reading a server-key tag", |s| {
+                        tags::find(s, Some(id))
+                    })?)
             })
             .map(|found| found.into_iter().map(|(_, t)| t).reduce(newest))
     }
 
     fn set_server_tag(&self, tag: &ServerTag) -> Result<(), AgentError> {
-        self.sessions
-            .with_session(true, "storing a server-key tag", |s| tags::store(s, tag))
+        self.sessions.run(|| {
+            Ok(self
+                .sessions
+                .with_session(true, "storing a server-key tag", |s| tags::store(s, tag))?)
+        })
     }
 }
 
