@@ -8,9 +8,15 @@ const SECRET_MESSAGES: [&str; 2] = [
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/tufa/agent/v1/agent.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let fds = protox::compile([proto], ["proto"])?;
+    // The agent's own contract, and notary-signer's API that tufad also serves.
+    let protos = [
+        "proto/tufa/agent/v1/agent.proto",
+        "proto/notary/signer.proto",
+    ];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let fds = protox::compile(protos, ["proto"])?;
     tonic_prost_build::configure()
         .skip_debug(SECRET_MESSAGES)
         .compile_fds(fds)?;

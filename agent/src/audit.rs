@@ -77,6 +77,12 @@ pub struct Record<'a> {
     pub peer_uid: Option<u32>,
     /// Caller's pid.
     pub peer_pid: Option<i32>,
+    /// Subject of the caller's TLS client certificate (the notary-signer listener's callers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_cert: Option<String>,
+    /// The caller's TCP address (the notary-signer listener's callers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_addr: Option<String>,
     /// Key ID (hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -112,6 +118,8 @@ impl<'a> Record<'a> {
             op,
             peer_uid: peer.uid,
             peer_pid: peer.pid,
+            peer_cert: None,
+            peer_addr: None,
             key_id: None,
             key_name: None,
             device: None,
@@ -147,6 +155,20 @@ impl<'a> Record<'a> {
             .filter(|r| !r.is_empty())
             .map(|r| cap(r, CAP_GUN));
         self.sha256 = Some(digest.to_string());
+        self
+    }
+
+    /// The GUN and role a key is for (a notary-server key made or deleted).
+    pub fn context(mut self, gun: &'a str, role: &'a str) -> Self {
+        self.gun = Some(cap(gun, CAP_GUN));
+        self.role = Some(cap(role, CAP_GUN));
+        self
+    }
+
+    /// A caller over TLS: its certificate's subject and its address.
+    pub fn tls_peer(mut self, subject: &str, addr: Option<std::net::SocketAddr>) -> Self {
+        self.peer_cert = Some(cap(subject, CAP_RESULT).into_owned());
+        self.peer_addr = addr.map(|a| a.to_string());
         self
     }
 

@@ -26,6 +26,12 @@
 //! uid = 1001                                  # or gid = N; the uid needs no allowed_uids entry
 //! allow = ["status", "list", "sign"]
 //! keys = ["ci-*"]
+//! [notary_signer]                             # serve notary-server as its signer (off without it)
+//! listen = "127.0.0.1:7899"                   # TCP address of notary-server's trust_service
+//! tls_cert = "/etc/tufa/signer.crt"           # this listener's certificate chain (PEM)
+//! tls_key = "/etc/tufa/signer.key"            # and its private key (PEM)
+//! client_ca = "/etc/tufa/notary-server-ca.crt" # notary-server's client certificate chains here
+//! device = "hsm"                              # token label (or YubiKey serial) of the server keys
 //!
 //! [limits]                                    # what one caller may hold; the defaults:
 //! connections_per_uid = 32
@@ -72,6 +78,39 @@ pub struct ConfigFile {
     /// Per-client rules.
     #[serde(default)]
     pub client: Vec<ClientSection>,
+    /// The notary-signer listener.
+    pub notary_signer: Option<NotarySignerSection>,
+}
+
+/// The `[notary_signer]` table: every key is required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotarySignerSection {
+    /// TCP address to listen on.
+    pub listen: String,
+    /// PEM certificate chain of the listener.
+    pub tls_cert: PathBuf,
+    /// PEM private key of the listener.
+    pub tls_key: PathBuf,
+    /// PEM CA certificate(s) the client certificate must chain to.
+    pub client_ca: PathBuf,
+    /// Token label or YubiKey serial holding the server keys.
+    pub device: String,
+}
+
+/// The notary-signer listener's settings (`[notary_signer]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotarySigner {
+    /// TCP address to listen on.
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain of the listener.
+    pub tls_cert: PathBuf,
+    /// PEM private key of the listener.
+    pub tls_key: PathBuf,
+    /// PEM CA certificate(s) the client certificate must chain to.
+    pub client_ca: PathBuf,
+    /// Token label or YubiKey serial holding the server keys.
+    pub device: String,
 }
 
 /// The `[limits]` table.
@@ -182,6 +221,8 @@ pub struct Config {
     pub yubikeys: Vec<YubiKeyConfig>,
     /// Per-caller limits.
     pub limits: Limits,
+    /// The notary-signer listener, if configured.
+    pub notary_signer: Option<NotarySigner>,
 }
 
 /// Settings given as flags; each overrides the file.
@@ -492,6 +533,10 @@ impl Config {
         }
         allowed_uids.sort_unstable();
         allowed_uids.dedup();
+        let notary_signer = file
+            .notary_signer
+            .map(|s| notary_signer(s, &invalid))
+            .transpose()?;
         Ok(Self {
             socket,
             audit_log: flags.audit_log.or(file.audit_log),
@@ -502,8 +547,38 @@ impl Config {
             pkcs11,
             yubikeys,
             limits,
+            notary_signer,
         })
     }
+}
+
+/// The `[notary_signer]` table, checked: an address to bind, and a device.
+fn notary_signer(
+    s: NotarySignerSection,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<NotarySigner, ConfigError> {
+    let listen = s.listen.parse().map_err(|_| {
+        invalid(
+            "notary_signer.listen",
+            format!(
+                "'{}' is not an IP address and port: write e.g. \"127.0.0.1:7899\" (notary-server's trust_service hostname and port)",
+                s.listen
+            ),
+        )
+    })?;
+    if s.device.is_empty() {
+        return Err(invalid(
+            "notary_signer.device",
+            "name the token label (or YubiKey serial) that holds the server keys".into(),
+        ));
+    }
+    Ok(NotarySigner {
+        listen,
+        tls_cert: s.tls_cert,
+        tls_key: s.tls_key,
+        client_ca: s.client_ca,
+        device: s.device,
+    })
 }
 
 /// The `[limits]` table over the defaults, each value within its range.
@@ -746,6 +821,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("client[0].uid") && e.contains("gid = N"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_notary_signer_table() {
+        let base = "socket = \"/tmp/x.sock\"\n[[pkcs11]]\nmodule = \"/m.so\"\ntoken = \"hsm\"\n";
+        let table = "[notary_signer]\nlisten = \"127.0.0.1:7899\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\nclient_ca = \"/ca\"\ndevice = \"hsm\"\n";
+        let c = load(&format!("{base}{table}")).unwrap();
+        let n = c.notary_signer.unwrap();
+        assert_eq!(n.listen, "127.0.0.1:7899".parse().unwrap());
+        assert_eq!(n.device, "hsm");
+        assert!(load(base).unwrap().notary_signer.is_none());
+        let e = load(&format!(
+            "{base}{}",
+            table.replace("127.0.0.1:7899", "signer:7899")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("notary_signer.listen") && e.contains("signer:7899"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "{base}{}",
+            table.replace("client_ca = \"/ca\"\n", "")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("client_ca"), "{e}");
     }
 
     #[test]

@@ -182,6 +182,16 @@ pub enum AgentError {
     /// The device cannot do what was asked.
     #[error("{0}")]
     Unsupported(String),
+    /// A notary-server key was asked to sign over the socket.
+    #[error("key {key_id} is notary-server's {role} key for {gun}: it signs only for notary-server, through the [notary_signer] listener")]
+    ServerKey {
+        /// The key.
+        key_id: KeyId,
+        /// Its role.
+        role: String,
+        /// Its GUN.
+        gun: String,
+    },
     /// A device error that has no better name.
     #[error("{device}: {operation} failed: {detail}")]
     Device {
@@ -361,6 +371,7 @@ impl AgentError {
             | Self::TokenNotFound { .. }
             | Self::AmbiguousToken { .. } => Code::Unavailable,
             Self::Unsupported(_) => Code::Unimplemented,
+            Self::ServerKey { .. } => Code::PermissionDenied,
             Self::TouchTimeout { .. } => Code::DeadlineExceeded,
             Self::Device { .. } | Self::Internal(_) => Code::Internal,
         }

@@ -5,6 +5,8 @@
 //!   [`server::connection`] (admission at accept: peer, per-uid cap, idle deadline, back-off),
 //!   [`server::service`] (the gRPC handlers, each caller's share of device work),
 //!   [`server::convert`] (proto <-> domain) and the named [`server::Shutdown`].
+//! - [`signer`]: the second listener, off by default: notary-signer's API over mutual TLS for
+//!   notary-server, on the server keys of one device.
 //! - [`keyring`]: every configured device, which holds which key, and the key operations.
 //! - [`config`]: the TOML file and the flags.
 //! - [`policy`]: who may do what with which key: the `[[client]]` rules and their default.
@@ -15,6 +17,7 @@
 //!   [`pin::PinGate`] every login goes through.
 //! - [`error`]: the agent's errors and their gRPC codes.
 //! - [`import`]: reading the PEM private keys `docker trust key load` accepts.
+//! - [`tag`]: what marks a key as notary-server's (GUN, role, used).
 //! - [`keys`]: key names, labels and references ([`keys::uri`]: RFC 7512 URIs); digests and
 //!   signatures (from `tufa-proto`).
 #![forbid(unsafe_code)]
@@ -29,5 +32,7 @@ pub mod keys;
 pub mod pin;
 pub mod policy;
 pub mod server;
+pub mod signer;
+pub mod tag;
 
 pub use error::AgentError;

@@ -9,6 +9,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tufa_agent::audit::AuditLog;
 use tufa_agent::config::{Config, Overrides};
 use tufa_agent::server;
+use tufa_agent::signer::NotarySignerListener;
 
 /// Keeps TUF signing keys in PKCS#11 tokens and YubiKeys and signs over a private socket.
 #[derive(Debug, Parser)]
@@ -90,9 +91,47 @@ fn main() -> anyhow::Result<()> {
                 return Err(e.into());
             }
         };
+        // The notary-signer listener, if configured: checked (an unattended device, TLS files,
+        // the address) before anything is served, so a bad setting stops the agent at start.
+        let signer = match &config.notary_signer {
+            Some(settings) => {
+                match NotarySignerListener::prepare(&config, settings, &agent).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        socket.remove();
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => None,
+        };
         let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         tokio::spawn(reopen_on_sighup(hup, agent.audit_log()));
-        server::serve(&config, socket, agent, shutdown_signal()).await?;
+        // One signal stops both listeners; a listener that fails stops the other too.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop = std::sync::Arc::new(stop);
+        let on_signal = std::sync::Arc::clone(&stop);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = on_signal.send(true);
+        });
+        let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let unix = async {
+            let r = server::serve(&config, socket, agent, until(stopped.clone())).await;
+            let _ = stop.send(true);
+            r
+        };
+        let tcp = async {
+            let Some(signer) = signer else { return Ok(()) };
+            let r = signer.serve(until(stopped.clone())).await;
+            let _ = stop.send(true);
+            r
+        };
+        let (unix, tcp) = tokio::join!(unix, tcp);
+        unix?;
+        tcp?;
         Ok(())
     })
 }

@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`v1`]: the generated gRPC messages, client and server for `tufa.agent.v1`.
+//! - [`notary`]: notary-signer's API (package `proto`), which tufad serves to notary-server.
 //! - [`key_id`]: the TUF key ID both sides use to name a key.
 //! - [`digest`]: the SHA-256 digest both sides pass around.
 //! - [`signature`]: the raw r||s ECDSA signature a device makes.
@@ -21,6 +22,13 @@ pub use signature::{EcdsaSignature, SignatureLengthError};
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("tufa.agent.v1");
+}
+
+/// Generated code for notary-signer's API (`proto.KeyManagement`, `proto.Signer`), as
+/// notary-server 0.7 calls it.
+#[allow(clippy::all, missing_docs)]
+pub mod notary {
+    tonic::include_proto!("proto");
 }
 
 /// The TUF signature method of every signature the agent returns (raw r||s ECDSA).

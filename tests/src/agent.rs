@@ -46,6 +46,12 @@ impl Agent {
 
     /// Starts an agent on `hsm` with these options, and waits for its socket.
     pub fn start_with(hsm: &dyn Device, opts: AgentOptions) -> Self {
+        Self::try_start_with(hsm, opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Agent::start_with`], returning what went wrong (with the agent's log) instead of
+    /// failing the test: for callers that start again on another port.
+    pub fn try_start_with(hsm: &dyn Device, opts: AgentOptions) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("tufa-agent-")
             .tempdir()
@@ -59,17 +65,35 @@ impl Agent {
             audit_log,
             env: hsm.env(),
         };
-        let child = agent
-            .command(hsm, &opts)
+        agent.spawn(hsm, &opts);
+        agent.wait_ready()?;
+        Ok(agent)
+    }
+
+    /// Stops the agent and starts it again with the same device, options, socket and audit
+    /// log (the files in its directory stay).
+    pub fn restart(&mut self, hsm: &dyn Device, opts: &AgentOptions) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn(hsm, opts);
+        self.wait_ready().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn spawn(&mut self, hsm: &dyn Device, opts: &AgentOptions) {
+        let child = self
+            .command(hsm, opts)
             .stdout(Stdio::null())
             .stderr(Stdio::from(
-                std::fs::File::create(agent.dir.path().join("agent.log")).expect("log"),
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("agent.log"))
+                    .expect("log"),
             ))
             .spawn()
             .expect("spawn tufad");
-        agent.child = Some(child);
-        agent.wait_ready();
-        agent
+        self.child = Some(child);
     }
 
     /// The `tufad` command for `hsm` (for tests that expect it to fail at start).
@@ -107,26 +131,30 @@ impl Agent {
         cmd
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("tufad exited with {status} at start:\n{}", self.log());
+                self.child = None;
+                return Err(format!(
+                    "tufad exited with {status} at start:\n{}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
+        Err(format!(
             "tufad did not open {} in 20 s:\n{}",
             self.socket.display(),
             self.log()
-        );
+        ))
     }
 
     /// The agent's own log (stderr).
@@ -179,6 +207,13 @@ impl Agent {
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
             .collect()
+    }
+
+    /// Whether the agent has exited (with its status).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The agent's pid.

@@ -11,6 +11,7 @@ use crate::error::AgentError;
 use crate::import::ImportedKey;
 use crate::keys::{EcdsaSignature, KeyId, KeyLabel, KeyName, Sha256Digest};
 use crate::pin::PinControl;
+use crate::tag::ServerTag;
 
 pub mod piv;
 pub mod pkcs11;
@@ -237,5 +238,22 @@ pub trait Backend: PinControl + Send + Sync {
     fn attest(&self, id: &KeyId) -> Result<Option<Attestation>, AgentError> {
         let _ = id;
         Ok(None)
+    }
+    /// The tags of the notary-server keys on the device ([`crate::tag`]); a device that cannot
+    /// hold server keys has none.
+    fn server_tags(&self) -> Result<Vec<ServerTag>, AgentError> {
+        Ok(Vec::new())
+    }
+    /// One key's tag, read from the device: `None` if it is not a server key.
+    fn server_tag(&self, id: &KeyId) -> Result<Option<ServerTag>, AgentError> {
+        Ok(self.server_tags()?.into_iter().find(|t| t.key_id == *id))
+    }
+    /// Tags a key as a server key, replacing the tag it has (deleting the key removes it).
+    fn set_server_tag(&self, tag: &ServerTag) -> Result<(), AgentError> {
+        let _ = tag;
+        Err(AgentError::Unsupported(format!(
+            "{} devices cannot hold notary-server keys: use a PKCS#11 token",
+            self.kind()
+        )))
     }
 }

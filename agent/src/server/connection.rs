@@ -134,7 +134,7 @@ async fn accept_loop(
 }
 
 /// Out of descriptors or memory: waiting helps, retrying at once does not.
-fn is_scarce(e: &io::Error) -> bool {
+pub(crate) fn is_scarce(e: &io::Error) -> bool {
     use rustix::io::Errno;
     e.raw_os_error().is_some_and(|n| {
         [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
@@ -145,14 +145,14 @@ fn is_scarce(e: &io::Error) -> bool {
 
 /// Lets a warning through at most once per [`WARN_EVERY`], counting the ones held back.
 #[derive(Default)]
-struct Throttle {
+pub(crate) struct Throttle {
     last: Option<Instant>,
     held_back: u64,
 }
 
 impl Throttle {
     /// `Some(held back since the last one)` when a warning is due.
-    fn due(&mut self) -> Option<u64> {
+    pub(crate) fn due(&mut self) -> Option<u64> {
         if self.last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
             self.held_back += 1;
             return None;

@@ -11,6 +11,7 @@ use crate::backend::{
 use crate::error::AgentError;
 use crate::keyring::{DeviceStatus, NewKey};
 use crate::keys::{KeyRef, Sha256Digest};
+use crate::tag::ServerTag;
 
 /// The longest key reference or name a request may carry: far above any name (64) or key ID
 /// (64), and small enough that quoting it in an error or an audit line costs nothing.
@@ -149,7 +150,20 @@ impl From<KeyInfo> for v1::Key {
                 Origin::Generated => v1::KeyOrigin::Generated,
                 Origin::Imported => v1::KeyOrigin::Imported,
             } as i32,
+            server: None,
         }
+    }
+}
+
+/// A key for `list` and `get`, with its notary-server tag if it has one.
+pub fn key_to_proto(k: KeyInfo, tag: Option<&ServerTag>) -> v1::Key {
+    v1::Key {
+        server: tag.map(|t| v1::ServerKey {
+            gun: t.gun.clone(),
+            role: t.role.to_string(),
+            used: t.used,
+        }),
+        ..k.into()
     }
 }
 

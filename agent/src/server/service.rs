@@ -20,7 +20,9 @@ use tonic::{Request, Response, Status};
 use tufa_proto::v1;
 use tufa_proto::v1::agent_server::Agent as AgentApi;
 
-use super::convert::{device_to_proto, digest_from_proto, key_ref_from_proto, not_too_long};
+use super::convert::{
+    device_to_proto, digest_from_proto, key_ref_from_proto, key_to_proto, not_too_long,
+};
 use super::socket::peer;
 use crate::audit::{AuditError, AuditLog, Operation, Peer, Record};
 use crate::backend::KeyInfo;
@@ -29,6 +31,7 @@ use crate::import::ImportedKey;
 use crate::keyring::{Found, Keyring, NewKey};
 use crate::keys::{KeyName, KeyRef};
 use crate::policy::{Context, Op, Policy};
+use crate::tag::ServerTag;
 
 /// Device operations of all callers together that may run at once (each caller also has its
 /// `device_calls_per_uid`): well under tokio's 512 blocking threads.
@@ -131,6 +134,11 @@ impl Agent {
             })
             .await
             .unwrap_or_else(|s| s))
+    }
+
+    /// The keyring (the notary-signer listener shares it).
+    pub fn keyring(&self) -> Arc<Keyring> {
+        Arc::clone(&self.keyring)
     }
 
     /// The audit log (for the SIGHUP reopen).
@@ -283,6 +291,32 @@ fn refuse(audit: &AuditLog, rec: Record<'_>, e: AgentError) -> Status {
     e.into()
 }
 
+/// The notary-server key tags of every device (a device that cannot be read is logged).
+fn server_tags(k: &Keyring) -> Vec<ServerTag> {
+    let mut all = Vec::new();
+    for b in k.backends() {
+        match b.server_tags() {
+            Ok(tags) => all.extend(tags),
+            Err(e) => tracing::warn!(device = b.name(), error = %e, "cannot read server-key tags"),
+        }
+    }
+    all
+}
+
+/// A notary-server key signs only through the notary-signer listener: a signature over the
+/// socket could forge the timestamps and snapshots the server vouches for.
+fn refuse_server_key(k: &Keyring, key: &KeyRef) -> Result<(), AgentError> {
+    let found = k.resolve(key)?;
+    match found.device.server_tag(&found.key.id)? {
+        None => Ok(()),
+        Some(tag) => Err(AgentError::ServerKey {
+            key_id: found.key.id,
+            role: tag.role.to_string(),
+            gun: tag.gun,
+        }),
+    }
+}
+
 /// A failed operation answers with its own error; a line lost besides is reported here.
 fn lost_line(written: Result<(), AuditError>, e: AgentError) -> Status {
     if let Err(w) = written {
@@ -316,12 +350,20 @@ impl AgentApi for Agent {
     ) -> Result<Response<v1::ListKeysReply>, Status> {
         let peer = peer(&req);
         self.allowed(peer, Operation::List).await?;
-        let mut keys = self.blocking(peer, |k, _| Ok(k.refresh())).await?;
+        let (mut keys, tags) = self
+            .blocking(peer, |k, _| Ok((k.refresh(), server_tags(k))))
+            .await?;
         // Keys the caller may not use are not shown to it.
         keys.retain(|k| self.policy.sees(peer, k));
         keys.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()).then(a.id.cmp(&b.id)));
         Ok(Response::new(v1::ListKeysReply {
-            keys: keys.into_iter().map(v1::Key::from).collect(),
+            keys: keys
+                .into_iter()
+                .map(|k| {
+                    let tag = tags.iter().find(|t| t.key_id == k.id);
+                    key_to_proto(k, tag)
+                })
+                .collect(),
         }))
     }
 
@@ -330,9 +372,12 @@ impl AgentApi for Agent {
         self.allowed(peer, Operation::List).await?;
         let key = key_ref_from_proto(&req.into_inner().key)?;
         let policy = Arc::clone(&self.policy);
-        let found = self
+        let (found, tag) = self
             .blocking(peer, move |k, audit| match k.resolve(&key) {
-                Ok(f) if policy.sees(peer, &f.key) => Ok(f),
+                Ok(f) if policy.sees(peer, &f.key) => {
+                    let tag = f.device.server_tag(&f.key.id).map_err(Status::from)?;
+                    Ok((f, tag))
+                }
                 // The same words as for a key that does not exist, and a line.
                 Ok(f) => {
                     let rec = Record::for_key(Operation::List, peer, Some(&f.key));
@@ -344,7 +389,7 @@ impl AgentApi for Agent {
                 Err(e) => Err(e.into()),
             })
             .await?;
-        Ok(Response::new(found.key.into()))
+        Ok(Response::new(key_to_proto(found.key, tag.as_ref())))
     }
 
     async fn generate_key(
@@ -458,7 +503,8 @@ impl AgentApi for Agent {
             if let Err(e) = policy.check_key(peer, Op::Sign, &found, Some(asked)) {
                 return Err(refuse(audit, rec, e));
             }
-            let result = k.sign(&KeyRef::Id(found.id), &digest);
+            let by_id = KeyRef::Id(found.id);
+            let result = refuse_server_key(k, &by_id).and_then(|()| k.sign(&by_id, &digest));
             let rec = rec.result(&result);
             tracing::debug!(key_id = ?rec.key_id, gun = ?rec.gun, role = ?rec.role, result = %rec.result, "sign");
             // The signature leaves the agent only once its line is on disk.

@@ -29,6 +29,9 @@ pub struct AgentKey {
     pub touch: v1::TouchPolicy,
     /// Whether it was generated on the device or imported.
     pub origin: v1::KeyOrigin,
+    /// Set for a key the agent keeps for notary-server (its GUN and role): it signs only
+    /// through the agent's notary-signer listener.
+    pub server: Option<v1::ServerKey>,
     /// How other tools name it: a `pkcs11:` URI or `yubikey:SERIAL/SLOT`.
     pub uri: String,
     /// Made by another tool (in a YubiKey slot: signs once adopted).
@@ -86,6 +89,7 @@ impl TryFrom<v1::Key> for AgentKey {
             public: PublicKey::ecdsa(k.public_key_spki),
             location: k.location.and_then(|l| l.location),
             certificate: (!k.certificate_der.is_empty()).then_some(k.certificate_der),
+            server: k.server,
             uri: k.uri,
             other_tool: k.other_tool,
             name: k.name,

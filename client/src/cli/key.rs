@@ -239,11 +239,15 @@ impl ListArgs {
             print!("{}", table::render(&table));
             return Ok(());
         }
-        let mut rows = vec![["NAME", "KEY ID", "BACKEND", "LOCATION", "ORIGIN"]
-            .map(String::from)
-            .to_vec()];
+        // An agent that serves notary-server says which keys are the server's.
+        let servers = keys.iter().any(|k| k.server.is_some());
+        let mut header = vec!["NAME", "KEY ID", "BACKEND", "LOCATION", "ORIGIN"];
+        if servers {
+            header.push("FOR");
+        }
+        let mut rows = vec![header.into_iter().map(String::from).collect()];
         rows.extend(keys.iter().map(|k| {
-            vec![
+            let mut row = vec![
                 display_name(k),
                 k.id.to_string(),
                 Choice::word(k.backend),
@@ -253,7 +257,11 @@ impl ListArgs {
                 } else {
                     origin_name(k.origin).to_owned()
                 },
-            ]
+            ];
+            if servers {
+                row.push(k.server.as_ref().map(server_text).unwrap_or_default());
+            }
+            row
         }));
         print!("{}", table::render(&rows));
         Ok(())
@@ -402,6 +410,22 @@ struct KeyJson {
     origin: &'static str,
     uri: String,
     other_tool: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<ServerJson>,
+}
+
+/// A notary-server key's tag, as `key list --json` prints it.
+#[derive(Serialize)]
+struct ServerJson {
+    gun: String,
+    role: String,
+    used: bool,
+}
+
+/// What a notary-server key is for: `server timestamp GUN` (`, unused` until it signs).
+fn server_text(s: &v1::ServerKey) -> String {
+    let unused = if s.used { "" } else { " (unused)" };
+    format!("server {} {}{unused}", s.role, s.gun)
 }
 
 impl From<&AgentKey> for KeyJson {
@@ -418,6 +442,11 @@ impl From<&AgentKey> for KeyJson {
             pin_policy: Choice::word(k.pin),
             touch_policy: Choice::word(k.touch),
             origin: origin_name(k.origin),
+            server: k.server.as_ref().map(|s| ServerJson {
+                gun: s.gun.clone(),
+                role: s.role.clone(),
+                used: s.used,
+            }),
             uri: k.uri.clone(),
             other_tool: k.other_tool,
         }

@@ -445,15 +445,9 @@ async fn publish(
     )
     .await;
     finish(reread.pending.take()).await;
-    let published = published?;
-    // Our own files, now served: the next read need not fetch them (it still checks their
-    // hashes against the server's snapshot before using them).
-    if !published.created {
-        if let Err(e) = repo.cache.commit(&repo.gun, &published.targets_files) {
-            eprintln!("warning: {e}");
-        }
-    }
-    Ok(published.created)
+    // The posted files are not cached alone: beside the cached snapshot they would mix two
+    // server states. The next read fetches them (and what the server signed with them).
+    Ok(published?.created)
 }
 
 /// Waits for a deferred cache write; a failure costs only a later re-read, so it warns.

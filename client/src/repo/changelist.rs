@@ -9,7 +9,7 @@ use rustix::fs::FlockOperation;
 
 use crate::repo::change::Change;
 use crate::repo::error::RepoError;
-use crate::tuf::Gun;
+use crate::tuf::{Gun, TrustCache};
 
 /// The staged changes of one GUN: one JSON line per change, appended to
 /// `<trust_dir>/tuf/<gun>/tufa-changes.jsonl`.
@@ -25,13 +25,20 @@ pub struct Changelist {
 }
 
 impl Changelist {
-    /// The changelist of `gun` under `trust_dir`.
+    /// The changelist of `gun` under `trust_dir`, in the GUN's directory of the trust cache
+    /// ([`TrustCache::gun_dir`], so two GUNs never share one).
     pub fn new(trust_dir: &Path, gun: &Gun) -> Self {
-        let base = trust_dir.join("tuf").join(gun.as_str());
+        let base = TrustCache::new(trust_dir).gun_dir(gun);
         Self {
             path: base.join("tufa-changes.jsonl"),
             legacy: base.join("changelist.json"),
         }
+    }
+
+    /// The files this changelist may use.
+    #[cfg(test)]
+    pub(crate) fn paths(&self) -> [&Path; 2] {
+        [&self.path, &self.legacy]
     }
 
     /// The staged changes, oldest first.

@@ -54,8 +54,6 @@ pub struct Published {
     pub roles: Vec<RoleName>,
     /// Whether the repository was created by this publish.
     pub created: bool,
-    /// The targets and delegation files as posted: what the server now serves for those roles.
-    pub targets_files: Vec<(RoleName, Vec<u8>)>,
 }
 
 /// Publishes the staged changes of `gun`, and drops them once published.
@@ -130,15 +128,8 @@ pub async fn publish_changes<P: Publisher>(
         })
     })
     .await?;
-    let roles = prepared.files.iter().map(|(r, _)| r.clone()).collect();
-    let targets_files = prepared
-        .files
-        .into_iter()
-        .filter(|(r, _)| r.is_targets())
-        .collect();
     Ok(Published {
-        roles,
+        roles: prepared.files.into_iter().map(|(r, _)| r).collect(),
         created: prepared.created,
-        targets_files,
     })
 }

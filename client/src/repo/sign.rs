@@ -25,6 +25,8 @@ pub const ROOT_RENEWAL: Duration = Duration::from_secs(182 * 24 * 3600);
 /// The agent's keys by their canonical key ID (what a role's keys map to).
 pub struct AgentKeys {
     by_id: HashMap<KeyId, AgentKey>,
+    // Keys the agent keeps for notary-server: they sign only for it, never for this client.
+    server: HashMap<KeyId, AgentKey>,
 }
 
 impl AgentKeys {
@@ -32,8 +34,17 @@ impl AgentKeys {
     /// [`AgentClient::list_keys`]).
     pub async fn load(agent: &AgentClient) -> Result<Self, RepoError> {
         let keys = agent.list_keys().await?;
-        let by_id = keys.into_iter().map(|k| (k.id, k)).collect();
-        Ok(Self { by_id })
+        let (server, own): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| k.server.is_some());
+        Ok(Self {
+            by_id: own.into_iter().map(|k| (k.id, k)).collect(),
+            server: server.into_iter().map(|k| (k.id, k)).collect(),
+        })
+    }
+
+    /// A key the agent keeps for notary-server (its notary-signer listener signs with it), by
+    /// canonical ID.
+    pub fn server_key(&self, id: &KeyId) -> Option<&AgentKey> {
+        self.server.get(id)
     }
 
     /// The agent key behind a TUF key, if the agent holds it.

@@ -482,6 +482,11 @@ pub enum UpdateWarning {
         /// Why.
         reason: String,
     },
+    /// The verified files were not cached (another program kept writing the cache).
+    NotCached {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for UpdateWarning {
@@ -536,6 +541,7 @@ impl std::fmt::Display for UpdateWarning {
                 "the cached {role}.json is unreadable ({reason}); rollback protection for it \
                  starts again from this update"
             ),
+            Self::NotCached { reason } => f.write_str(reason),
         }
     }
 }

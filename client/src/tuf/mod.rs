@@ -54,7 +54,7 @@ mod update;
 mod verify;
 mod wire;
 
-pub use cache::{CacheError, TrustCache};
+pub use cache::{CacheError, CacheView, GunLock, Holder, TrustCache};
 pub use certificate::{root_certificate, CertificateError, ROOT_CERTIFICATE_VALIDITY_DAYS};
 pub use envelope::{Envelope, Metadata, Signed};
 pub use error::{TufError, UpdateError, UpdateWarning};

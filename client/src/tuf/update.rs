@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use time::OffsetDateTime;
 
-use crate::tuf::cache::TrustCache;
+use crate::tuf::cache::{CacheError, CacheView, TrustCache};
 use crate::tuf::error::{TufError, UpdateError, UpdateWarning};
 use crate::tuf::root_validation::{validate_root, TrustPinning};
 use crate::tuf::{
@@ -119,31 +119,57 @@ pub struct VerifiedRepo {
 
 /// Fetches, verifies and caches the trust data of `gun` from `store`.
 ///
-/// On error nothing was written to `cache`. Warnings (near-expiry root certificates, skipped
-/// delegations, ignored targets) are in [`VerifiedRepo::warnings`].
+/// The GUN's cache is locked throughout ([`TrustCache::lock`]), so other tufa processes neither
+/// change it under the verification nor see it half-written. If a program that takes no lock
+/// (the docker or notary CLI) wrote it meanwhile, the update starts over from the newer cache;
+/// after a few such tries it leaves the cache to that program and warns
+/// ([`UpdateWarning::NotCached`]). When refused, nothing was written to `cache`. Warnings
+/// (near-expiry root certificates, skipped delegations, ignored targets) are in
+/// [`VerifiedRepo::warnings`].
 pub async fn update<S: RemoteStore>(
     store: &S,
     cache: &TrustCache,
     gun: &Gun,
     options: &UpdateOptions,
 ) -> Result<VerifiedRepo, UpdateError> {
-    let (repo, staged) = verify(store, cache, gun, options).await?;
-    cache.commit(gun, &staged)?;
-    Ok(repo)
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        let lock = cache.lock(gun).await?;
+        let view = lock.read().await?;
+        let (mut repo, staged) = verify(store, cache, &view, gun, options).await?;
+        match lock.commit(&view, &staged) {
+            Err(CacheError::Changed { .. }) if attempt < ATTEMPTS => {
+                tracing::info!(gun = %gun, attempt, "the cache changed while read; reading again");
+                attempt += 1;
+            }
+            // What was verified stands; only the cache stays the other program's.
+            Err(e @ CacheError::Changed { .. }) => {
+                repo.warnings.push(UpdateWarning::NotCached {
+                    reason: e.to_string(),
+                });
+                return Ok(repo);
+            }
+            result => return result.map(|()| repo).map_err(UpdateError::from),
+        }
+    }
 }
 
 /// As [`update`], but the cache is written on a blocking thread while the caller goes on:
-/// [`PendingCommit::finish`] waits for it. Dropped unfinished, it still completes unless the
-/// process exits first, which leaves the cache as it was (as a failed update does).
+/// [`PendingCommit::finish`] waits for it, and the GUN stays locked until then. Dropped
+/// unfinished, it still completes unless the process exits first, which leaves the cache as it
+/// was (as a failed update does). A cache some other program changed meanwhile is not written
+/// ([`CacheError::Changed`] from `finish`).
 pub async fn update_deferred<S: RemoteStore>(
     store: &S,
     cache: &TrustCache,
     gun: &Gun,
     options: &UpdateOptions,
 ) -> Result<(VerifiedRepo, PendingCommit), UpdateError> {
-    let (repo, staged) = verify(store, cache, gun, options).await?;
-    let (cache, gun) = (cache.clone(), gun.clone());
-    let task = tokio::task::spawn_blocking(move || cache.commit(&gun, &staged));
+    let lock = cache.lock(gun).await?;
+    let view = lock.read().await?;
+    let (repo, staged) = verify(store, cache, &view, gun, options).await?;
+    let task = tokio::task::spawn_blocking(move || lock.commit(&view, &staged));
     Ok((repo, PendingCommit(task)))
 }
 
@@ -166,12 +192,14 @@ impl PendingCommit {
 async fn verify<S: RemoteStore>(
     store: &S,
     cache: &TrustCache,
+    view: &CacheView,
     gun: &Gun,
     options: &UpdateOptions,
 ) -> Result<(VerifiedRepo, Vec<(RoleName, Vec<u8>)>), UpdateError> {
     let mut session = Session {
         store,
         cache,
+        view,
         gun,
         options,
         staged: Vec::new(),
@@ -200,7 +228,10 @@ struct Pending {
 /// One update in progress: what was verified so far and is to be cached.
 struct Session<'a, S> {
     store: &'a S,
+    /// Where the cached files live (for messages).
     cache: &'a TrustCache,
+    /// The cached files, read once at the start: what this update trusts already.
+    view: &'a CacheView,
     gun: &'a Gun,
     options: &'a UpdateOptions,
     /// Verified files that differ from the cache, in commit order.
@@ -210,7 +241,7 @@ struct Session<'a, S> {
     trusted_roles: Option<BTreeSet<RoleName>>,
 }
 
-impl<S: RemoteStore> Session<'_, S> {
+impl<'a, S: RemoteStore> Session<'a, S> {
     async fn run(&mut self) -> Result<VerifiedRepo, UpdateError> {
         let (root, root_bytes, root_changed) = self.root().await?;
         self.check_expiry(
@@ -289,7 +320,7 @@ impl<S: RemoteStore> Session<'_, S> {
     async fn root(&mut self) -> Result<(Signed<Root>, Vec<u8>, bool), UpdateError> {
         let gun = self.gun;
         let now = self.options.now;
-        let cached = self.cache.load(gun, &RoleName::ROOT)?;
+        let cached = self.cached(&RoleName::ROOT).map(<[u8]>::to_vec);
         let remote = self
             .fetch(
                 &RoleName::ROOT,
@@ -643,9 +674,9 @@ impl<S: RemoteStore> Session<'_, S> {
         meta: &FileMeta,
         recorded_in: &RoleName,
     ) -> Result<Vec<u8>, UpdateError> {
-        if let Some(cached) = self.cache.load(self.gun, role)? {
-            if meta.check(role, recorded_in, &cached).is_ok() {
-                return Ok(cached);
+        if let Some(cached) = self.cached(role) {
+            if meta.check(role, recorded_in, cached).is_ok() {
+                return Ok(cached.to_vec());
             }
         }
         let (limit, why) = if meta.length > self.options.max_metadata_size {
@@ -732,14 +763,14 @@ impl<S: RemoteStore> Session<'_, S> {
         found: u64,
         bytes: &[u8],
     ) -> Result<(), UpdateError> {
-        let Some(cached) = self.cache.load(self.gun, role)? else {
+        let Some(cached) = self.cached(role) else {
             return Ok(());
         };
         // The file itself, as on every read from a warm cache: same version, nothing to parse.
         if cached == bytes {
             return Ok(());
         }
-        let version = Envelope::from_slice(role, &cached)
+        let version = Envelope::from_slice(role, cached)
             .map_err(|e| e.to_string())
             .and_then(|env| {
                 env.signed()
@@ -780,10 +811,15 @@ impl<S: RemoteStore> Session<'_, S> {
 
     /// Queues verified bytes for the cache unless the cache already holds them.
     fn stage(&mut self, role: &RoleName, bytes: Vec<u8>) -> Result<(), UpdateError> {
-        if self.cache.load(self.gun, role)?.as_deref() != Some(bytes.as_slice()) {
+        if self.cached(role) != Some(bytes.as_slice()) {
             self.staged.push((role.clone(), bytes));
         }
         Ok(())
+    }
+
+    /// The cached copy of `role` this update started from.
+    fn cached(&self, role: &RoleName) -> Option<&'a [u8]> {
+        self.view.get(role)
     }
 
     fn rollback(&self, role: &RoleName, found: u64, trusted: u64) -> UpdateError {

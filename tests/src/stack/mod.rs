@@ -5,6 +5,7 @@
 //! - [`clis`]: the `notary` and `docker` CLIs with their configs in the stack's directory;
 //! - [`images`]: images pushed to the registry ([`Stack::push_image`]);
 //! - [`published`]: what notary-server serves for a repository, read back for assertions.
+//! - [`tufad`]: tufad as notary-server's signer ([`Stack::start_with_tufad_signer`]).
 //!
 //! The CA and TLS leaves come from [`tufa_testkit::pki`].
 //!
@@ -34,10 +35,12 @@ pub mod clis;
 pub mod images;
 pub mod published;
 pub mod services;
+pub mod tufad;
 
 pub use clis::PASSPHRASE;
 pub use images::{ManifestKind, PushedImage};
 use services::TrustService;
+pub use tufad::{ServerSigner, SERVER_TOKEN};
 
 /// The servers' TLS set-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +62,11 @@ pub enum StackTls {
 pub struct Stack {
     // Dropped first: the services are killed before their directory goes.
     services: Services,
+    /// tufad as the signer, in a stack started with [`Stack::start_with_tufad_signer`].
+    pub signer: Option<ServerSigner>,
     notary_port: u16,
     registry_port: u16,
+    signer_port: u16,
     /// How the servers' certificates are made.
     tls: StackTls,
     /// The harness's own client for the registry (plain HTTP, or TLS unchecked).
@@ -82,6 +88,31 @@ impl Stack {
     /// registry.
     pub fn start_local_signing() -> Stack {
         Self::start_with(TrustService::Local, StackTls::Ca)
+    }
+
+    /// notary-server whose `trust_service` is tufad's `[notary_signer]` listener (mTLS, ECDSA
+    /// keys on a SoftHSM token of its own, [`Stack::signer`]); no notary-signer runs. Plus the
+    /// registry.
+    pub fn start_with_tufad_signer() -> Stack {
+        Self::start_with(TrustService::Tufad, StackTls::Ca)
+    }
+
+    /// The tufad that signs for notary-server ([`Stack::start_with_tufad_signer`]).
+    pub fn tufad(&self) -> &ServerSigner {
+        self.signer
+            .as_ref()
+            .expect("a stack started with start_with_tufad_signer")
+    }
+
+    /// Restarts the tufad that signs for notary-server, and waits until notary-server reaches
+    /// it again (its gRPC connection reconnects with a back-off).
+    pub fn restart_tufad(&mut self) {
+        self.signer
+            .as_mut()
+            .expect("a stack started with start_with_tufad_signer")
+            .restart();
+        self.wait_for_signer_link()
+            .unwrap_or_else(|e| panic!("{}", e.message));
     }
 
     /// notary-server (local signing) and the registry over HTTPS, each on its own self-signed
@@ -136,6 +167,12 @@ impl Stack {
     /// The CA's private key (PKCS#8 PEM), to mint more certificates in tests.
     pub fn ca_key_file(&self) -> PathBuf {
         self.dir.path().join("certs/ca.key")
+    }
+
+    /// An mTLS channel to the stack's signer (notary-signer, or tufad's listener) with the
+    /// client certificate `client` of the stack's CA (`notary-server` is notary-server's).
+    pub async fn signer_channel(&self, client: &str) -> tonic::transport::Channel {
+        tufad::mtls_channel(&self.dir().join("certs"), self.signer_port, client).await
     }
 
     /// The registry's address, `127.0.0.1:PORT` (plain HTTP, or HTTPS with

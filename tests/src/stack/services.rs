@@ -11,7 +11,7 @@ use serde_json::json;
 use tufa_testkit::pki::{make_ca, make_leaf, make_self_signed};
 use tufa_testkit::services::{free_ports, notary_server_config, Services, StartFailure};
 
-use super::{Stack, StackTls};
+use super::{ServerSigner, Stack, StackTls};
 
 /// A GUN whose `timestamp.key` is fetched once at start, to prove the server reaches the signer.
 const PROBE_GUN: &str = "tufa-stack-readiness-probe";
@@ -23,6 +23,8 @@ pub(super) enum TrustService {
     Remote,
     /// In-process, ed25519 server keys.
     Local,
+    /// tufad's notary-signer listener over mTLS, ECDSA keys on a SoftHSM token.
+    Tufad,
 }
 
 impl Stack {
@@ -45,8 +47,10 @@ impl Stack {
         let [notary_port, registry_port, signer_port] = free_ports();
         let mut stack = Stack {
             services: Services::new(&dir.path().join("logs")),
+            signer: None,
             notary_port,
             registry_port,
+            signer_port,
             tls,
             http: http_agent(Trust::Nothing),
             pushes: AtomicU64::new(0),
@@ -83,6 +87,22 @@ impl Stack {
                 TcpStream::connect(("127.0.0.1", signer_port)).is_ok()
             })?;
         }
+        if trust == TrustService::Tufad {
+            // tufad presents the signer's certificate and requires notary-server's.
+            make_leaf(&certs, "ca", "notary-signer");
+            let signer = ServerSigner::try_start(certs.clone(), signer_port).map_err(|log| {
+                StartFailure {
+                    port_taken: log.contains("Address already in use"),
+                    message: log,
+                }
+            })?;
+            stack.signer = Some(signer);
+            stack
+                .services
+                .wait_until("tufad's notary-signer listener", || {
+                    TcpStream::connect(("127.0.0.1", signer_port)).is_ok()
+                })?;
+        }
         let conf = stack.write_server_config(trust, signer_port);
         stack.spawn(
             "notary-server",
@@ -99,24 +119,28 @@ impl Stack {
         stack.services.wait_until("notary-server", || {
             status_of(notary_http.get(&health).call()) == Some(200)
         })?;
-        if trust == TrustService::Remote {
-            // The health check says nothing about the signer until its first periodic run, so
-            // make the server create a key in the signer (a GUN with no root yet gets a fresh
-            // one): this proves the mTLS between them before any test relies on it.
-            let url = format!(
-                "{}/v2/{PROBE_GUN}/_trust/tuf/timestamp.key",
-                stack.notary_url()
-            );
-            stack
-                .services
-                .wait_until("notary-server's link to notary-signer", || {
-                    status_of(notary_http.get(&url).call()) == Some(200)
-                })?;
+        if trust != TrustService::Local {
+            stack.wait_for_signer_link()?;
         }
         // Every service must still be running: one that lost its port to another process dies,
         // while the readiness checks may have been answered by whoever holds that port.
         stack.services.wait_until("all services", || true)?;
         Ok(stack)
+    }
+
+    /// The health check says nothing about the signer until its first periodic run, so make
+    /// the server create a key in the signer (a GUN with no root yet gets one that never
+    /// signed, the same each time): this proves the mTLS between them.
+    pub(super) fn wait_for_signer_link(&mut self) -> Result<(), StartFailure> {
+        let notary_http = self.notary_agent();
+        let url = format!(
+            "{}/v2/{PROBE_GUN}/_trust/tuf/timestamp.key",
+            self.notary_url()
+        );
+        self.services
+            .wait_until("notary-server's link to its signer", || {
+                status_of(notary_http.get(&url).call()) == Some(200)
+            })
     }
 
     fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
@@ -184,7 +208,7 @@ impl Stack {
 
     fn write_server_config(&self, trust: TrustService, signer_port: u16) -> PathBuf {
         let trust_service = match trust {
-            TrustService::Remote => json!({
+            TrustService::Remote | TrustService::Tufad => json!({
                 "type": "remote",
                 "hostname": "127.0.0.1",
                 "port": signer_port.to_string(),

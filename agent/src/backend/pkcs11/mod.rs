@@ -6,6 +6,7 @@
 //! - [`session`]: the login (through the [`crate::pin::PinGate`]) and the pool of
 //!   signing sessions.
 //! - [`objects`]: the key and certificate objects tufa writes and reads back.
+//! - [`tags`]: the data objects that mark notary-server keys.
 //!
 //! Digests are computed on the host and signed with `CKM_ECDSA`, which every token has (SoftHSM
 //! lacks `CKM_ECDSA_SHA256`).
@@ -23,9 +24,11 @@ use crate::error::AgentError;
 use crate::import::ImportedKey;
 use crate::keys::{EcdsaSignature, KeyId, Sha256Digest};
 use crate::pin::{Gated, Login, PinGate};
+use crate::tag::ServerTag;
 
 pub mod objects;
 pub mod session;
+pub mod tags;
 pub mod token;
 
 pub use token::{Pkcs11Config, TokenSelect};
@@ -306,6 +309,7 @@ impl Backend for Pkcs11Backend {
                 for h in s.find_objects(&[Attribute::Id(cka_id)])? {
                     s.destroy_object(h)?;
                 }
+                tags::remove(s, id)?;
                 Ok(true)
             })?)
         })?;
@@ -357,5 +361,45 @@ impl Backend for Pkcs11Backend {
             "tufa signs host-computed SHA-256 digests with CKM_ECDSA",
         )?;
         self.sessions.run(|| self.sign_once(id, digest))
+    }
+
+    fn server_tags(&self) -> Result<Vec<ServerTag>, AgentError> {
+        // Through `run`, as every device call: a token that restarted is re-initialized.
+        self.sessions
+            .run(|| {
+                Ok(self
+                    .sessions
+                    .with_session(false, "reading server-key tags", |s| tags::find(s, None))?)
+            })
+            .map(|found| found.into_iter().map(|(_, t)| t).collect())
+    }
+
+    fn server_tag(&self, id: &KeyId) -> Result<Option<ServerTag>, AgentError> {
+        self.sessions
+            .run(|| {
+                Ok(self
+                    .sessions
+                    .with_session(false, "reading a server-key tag", |s| {
+                        tags::find(s, Some(id))
+                    })?)
+            })
+            .map(|found| found.into_iter().map(|(_, t)| t).reduce(newest))
+    }
+
+    fn set_server_tag(&self, tag: &ServerTag) -> Result<(), AgentError> {
+        self.sessions.run(|| {
+            Ok(self
+                .sessions
+                .with_session(true, "storing a server-key tag", |s| tags::store(s, tag))?)
+        })
+    }
+}
+
+/// Of two tags left for one key (a store that could not remove the old one), the used one.
+fn newest(a: ServerTag, b: ServerTag) -> ServerTag {
+    if b.used {
+        b
+    } else {
+        a
     }
 }

@@ -23,10 +23,7 @@ impl DeleteArgs {
     pub async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
         let gun = &self.gun;
         Changelist::new(&ctx.trust_dir, gun).clear()?;
-        ctx.cache().remove_gun(gun)?;
-        // The repository's own directory goes too, unless another GUN lives below it
-        // (`a/b` holds `a/b/c`): remove_dir only removes an empty directory.
-        let _ = std::fs::remove_dir(ctx.trust_dir.join("tuf").join(gun.as_str()));
+        ctx.cache().remove_gun(gun).await?;
         println!("Deleting trust data for repository {gun}");
         if self.remote {
             ctx.notary()?.repo(gun).delete().await?;

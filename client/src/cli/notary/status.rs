@@ -10,7 +10,7 @@ use crate::cli::context::Ctx;
 use crate::cli::error::CliError;
 use crate::cli::table;
 use crate::repo::{AgentKeys, RepoState};
-use crate::status::{self, RoleStatus};
+use crate::status::{self, Holder, RoleStatus};
 use crate::tuf::{Gun, RoleName};
 
 /// Arguments of `status`.
@@ -85,7 +85,8 @@ impl StatusArgs {
             "HELD BY",
             "DUE",
         ]);
-        for s in Reading::new(ctx, &self.gun).await?.statuses {
+        let reading = Reading::new(ctx, &self.gun).await?;
+        for s in reading.statuses {
             let keys: Vec<String> = s.keys.iter().map(|k| k.short()).collect();
             let due = status::is_due(&s, now, window(self.within));
             rows.push(vec![
@@ -94,11 +95,22 @@ impl StatusArgs {
                 s.expires.to_string(),
                 s.threshold.to_string(),
                 keys.join(","),
-                s.holder.as_str().to_owned(),
+                holder_text(&s, reading.held.as_ref()),
                 if due { "yes" } else { "no" }.to_owned(),
             ]);
         }
         print!("{}", table::render(&rows));
         Ok(())
+    }
+}
+
+/// Who holds a role, as `status` prints it: a server role whose keys this agent keeps for
+/// notary-server (it is the server's signer) is "server (tufad, HSM)".
+fn holder_text(s: &RoleStatus, held: Option<&AgentKeys>) -> String {
+    let in_this_agent = held.is_some_and(|h| s.keys.iter().any(|id| h.server_key(id).is_some()));
+    if s.holder == Holder::Server && in_this_agent {
+        "server (tufad, HSM)".to_owned()
+    } else {
+        s.holder.as_str().to_owned()
     }
 }
