@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use crate::tuf::root_validation::TrustPinning;
 
-/// What [`update`](super::update()) checks against and how much it reads.
+/// What [`update`](super::commit::update()) checks against and how much it reads.
 #[derive(Clone, Debug)]
 pub struct UpdateOptions {
     /// The time expiry is checked at (normally now).

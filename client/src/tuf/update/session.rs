@@ -60,7 +60,7 @@ impl<'a, S: RemoteStore> Session<'a, S> {
         }
     }
 
-    /// Records `warning` for [`VerifiedRepo::warnings`](super::VerifiedRepo::warnings) and logs it.
+    /// Records `warning` for [`VerifiedRepo::warnings`](super::verified::VerifiedRepo::warnings) and logs it.
     pub(super) fn warn(&mut self, warning: UpdateWarning) {
         tracing::warn!(gun = %self.gun, "{warning}");
         self.warnings.push(warning);
