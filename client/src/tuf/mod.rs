@@ -23,14 +23,14 @@
 //! - `remote`: [`RemoteStore`], where verified reads fetch metadata from.
 //! - `cache`: [`TrustCache`], verified metadata in Notary's trust directory layout.
 //! - `root_validation`: root certificates and [`TrustPinning`] as Notary checks them.
-//! - `update`: [`update`], the client update (root chain, timestamp, snapshot, targets,
+//! - `update/`: [`update`](update()), the client update (root chain, timestamp, snapshot, targets,
 //!   delegations) into a [`VerifiedRepo`] and its target lookups.
 //! - `error`: [`TufError`], [`UpdateError`] and [`UpdateWarning`].
 //!
 //! Reading a file from the server: [`Envelope::from_slice`], [`Envelope::verify`] with keys from
 //! [`Root::role_keys`] or [`Targets::delegation_keys`], then [`Envelope::decode`]. Writing one:
 //! build the body, sign [`Signed::signed_bytes`], publish [`Signed::to_bytes`]. Reading a whole
-//! repository: [`update`] with a [`RemoteStore`] and a [`TrustCache`].
+//! repository: [`update`](update()) with a [`RemoteStore`] and a [`TrustCache`].
 
 mod cache;
 pub mod canonical;
