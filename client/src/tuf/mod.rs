@@ -56,7 +56,8 @@ mod wire;
 
 pub use cache::{CacheError, CacheView, GunLock, Holder, TrustCache};
 pub use certificate::{
-    root_certificate, root_certificate_key, CertificateError, ROOT_CERTIFICATE_VALIDITY_DAYS};
+    root_certificate, root_certificate_key, CertificateError, ROOT_CERTIFICATE_VALIDITY_DAYS,
+};
 pub use envelope::{Envelope, Metadata, Signed};
 pub use error::{TufError, UpdateError, UpdateWarning};
 pub use expires::{Expires, InvalidExpires};

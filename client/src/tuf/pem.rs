@@ -24,7 +24,8 @@ pub fn certificate_pem(der: &[u8]) -> String {
 /// `ecdsa-x509` by the certificate's public key algorithm, `public` the PEM text of exactly
 /// these DER bytes ([`certificate_pem`]), so that the key ID is the one docker computes.
 pub fn x509_public_key(der: &[u8]) -> Result<PublicKey, PemKeyError> {
-    let cert = Certificate::from_der(der).map_err(|e| PemKeyError::BadCertificate(e.to_string()))?;
+    let cert =
+        Certificate::from_der(der).map_err(|e| PemKeyError::BadCertificate(e.to_string()))?;
     Ok(certificate_key(&cert, der)?)
 }
 
