@@ -31,7 +31,7 @@ impl AgentRootKey {
             .expect("root certificate");
         Self {
             key,
-            public: tuf::x509_public_key(&der),
+            public: tuf::x509_public_key(&der).expect("the agent's certificate is a TUF key"),
             gun: gun.clone(),
         }
     }

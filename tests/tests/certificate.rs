@@ -292,7 +292,7 @@ async fn x509_key_is_found_under_the_agent_key_id() {
     let der = certificate(&client, &key, OffsetDateTime::now_utc())
         .await
         .unwrap();
-    let root_key = x509_public_key(&der);
+    let root_key = x509_public_key(&der).unwrap();
     assert_eq!(root_key.key_type(), &KeyType::EcdsaX509);
 
     // `public` is base64 of the Go-exact PEM text, and the certificate reads back from it.

@@ -258,7 +258,7 @@ pub async fn root_keys(
                     source,
                 })?;
             let signer = agent.signer(&agent_key, SignContext::new(gun, &RoleName::ROOT));
-            tuf::x509_public_key(&tuf::root_certificate(&signer, gun, now).await?)
+            tuf::root_certificate_key(&signer, gun, now).await?
         };
         let canonical = key.canonical_id()?;
         if keys
@@ -293,7 +293,8 @@ fn certificate_file(
         .ok_or_else(|| {
             bad("not a PEM CERTIFICATE: make one with `tufa root cert GUN --key KEY --out FILE` where the key is".into())
         })?;
-    let key = tuf::x509_public_key(block.contents());
+    let key = tuf::x509_public_key(block.contents())
+        .map_err(|e| bad(format!("cannot be a root key of {gun}: {e}")))?;
     tuf::check_root_key(&key, gun, now).map_err(|e| {
         bad(format!(
             "cannot be a root key of {gun}: {e}; make it with `tufa root cert {gun} --key KEY --out FILE`"

@@ -10,8 +10,10 @@ use secrecy::SecretString;
 use super::error::CliError;
 use crate::tuf::PublicKey;
 
-/// Reads public key files (PEM `PUBLIC KEY`, e.g. NAME.pub, or `CERTIFICATE`).
+/// Reads public key files (PEM `PUBLIC KEY`, e.g. NAME.pub, or `CERTIFICATE`, which must be
+/// valid now).
 pub fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, CliError> {
+    let now = time::OffsetDateTime::now_utc();
     paths
         .iter()
         .map(|path| {
@@ -19,7 +21,7 @@ pub fn read_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, CliError> {
                 path: path.clone(),
                 message: format!("cannot read the public key: {e}"),
             })?;
-            PublicKey::from_pem(&pem).map_err(|e| CliError::File {
+            PublicKey::from_pem(&pem, now).map_err(|e| CliError::File {
                 path: path.clone(),
                 message: e.to_string(),
             })

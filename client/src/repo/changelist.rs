@@ -289,7 +289,7 @@ mod tests {
         use p256::pkcs8::EncodePublicKey as _;
         let secret = p256::SecretKey::from_slice(&[5; 32]).unwrap();
         let key = PublicKey::ecdsa(secret.public_key().to_public_key_der().unwrap().into_vec());
-        let cert = crate::tuf::x509_public_key(&[1, 2, 3, 4]);
+        let cert = PublicKey::ecdsa_x509(crate::tuf::certificate_pem(&[1, 2, 3, 4]).into_bytes());
         let id = |b: u8| KeyId::from_bytes([b; 32]);
         let role = |r: &str| r.parse::<RoleName>().unwrap();
         vec![

@@ -128,8 +128,7 @@ pub async fn new_repository<P: Publisher>(
     let root_agent_key = held_key(root_id)?;
     let targets_agent_key = held_key(targets_id)?;
     let signer = agent.signer(root_agent_key, SignContext::new(gun, &RoleName::ROOT));
-    let cert = crate::tuf::root_certificate(&signer, gun, now).await?;
-    let root_key = crate::tuf::x509_public_key(&cert);
+    let root_key = crate::tuf::root_certificate_key(&signer, gun, now).await?;
     let targets_key = targets_agent_key.public.clone();
     let snapshot_key = match snapshot {
         SnapshotKey::Server => server

@@ -36,6 +36,8 @@ use x509_cert::spki::{
 use x509_cert::time::{Time, Validity};
 use x509_cert::{Certificate, TbsCertificate};
 
+use crate::tuf::key::PublicKey;
+use crate::tuf::pem::x509_public_key;
 use crate::tuf::signer::{DigestSigner, SignError};
 use crate::tuf::{Gun, Sha256Digest};
 
@@ -108,6 +110,19 @@ pub async fn root_certificate(
     // Go's CreateCertificate makes the same check: what is published must verify as read back.
     check_signature(&der, &tbs_der, &verifying_key).map_err(build)?;
     Ok(der)
+}
+
+/// [`root_certificate`] as the TUF root key that lists it (`ecdsa-x509`).
+pub async fn root_certificate_key(
+    signer: &impl DigestSigner,
+    gun: &Gun,
+    now: OffsetDateTime,
+) -> Result<PublicKey, CertificateError> {
+    let der = root_certificate(signer, gun, now).await?;
+    x509_public_key(&der).map_err(|e| CertificateError::Build {
+        gun: gun.clone(),
+        reason: format!("the certificate as a TUF key: {e}"),
+    })
 }
 
 /// Why a root certificate could not be made.

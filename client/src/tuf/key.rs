@@ -10,7 +10,10 @@ use std::fmt;
 
 use serde_json::{json, Value};
 use tufa_proto::KeyId;
+use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::oid::db::{rfc5912, rfc8410, DB};
 use x509_cert::der::{Decode, Encode};
+use x509_cert::spki::SubjectPublicKeyInfoRef;
 use x509_cert::Certificate;
 
 use crate::tuf::error::TufError;
@@ -63,6 +66,100 @@ impl KeyType {
     /// Whether `public` holds PEM certificates.
     pub fn is_x509(&self) -> bool {
         matches!(self, Self::EcdsaX509 | Self::RsaX509)
+    }
+
+    /// The bare type of a SubjectPublicKeyInfo (DER), `ecdsa` or `rsa`, as Notary's
+    /// `keyTypeForPublicKey` reads a `PUBLIC KEY` file; only keys tufa can verify pass:
+    /// ECDSA P-256, and RSA of 2048 bits or more (Notary's minimum).
+    pub fn of_spki(spki_der: &[u8]) -> Result<Self, KeyAlgorithmError> {
+        let spki = SubjectPublicKeyInfoRef::from_der(spki_der)
+            .map_err(|e| KeyAlgorithmError::Malformed(e.to_string()))?;
+        let oid = spki.algorithm.oid;
+        if oid == rfc5912::ID_EC_PUBLIC_KEY {
+            let curve = spki
+                .algorithm
+                .parameters_oid()
+                .map_err(|e| KeyAlgorithmError::Malformed(format!("its curve: {e}")))?;
+            if curve != rfc5912::SECP_256_R_1 {
+                return Err(KeyAlgorithmError::Curve(curve_name(curve)));
+            }
+            use p256::pkcs8::DecodePublicKey as _;
+            p256::PublicKey::from_public_key_der(spki_der)
+                .map_err(|e| KeyAlgorithmError::Malformed(format!("its P-256 point: {e}")))?;
+            Ok(Self::Ecdsa)
+        } else if oid == rfc5912::RSA_ENCRYPTION {
+            use rsa::pkcs8::DecodePublicKey as _;
+            use rsa::traits::PublicKeyParts as _;
+            let key = rsa::RsaPublicKey::from_public_key_der(spki_der)
+                .map_err(|e| KeyAlgorithmError::Malformed(format!("its RSA key: {e}")))?;
+            let bits = key.n().as_ref().bits();
+            if bits < MIN_RSA_BITS {
+                return Err(KeyAlgorithmError::RsaTooShort(bits));
+            }
+            Ok(Self::Rsa)
+        } else {
+            Err(KeyAlgorithmError::Unsupported(algorithm_name(oid)))
+        }
+    }
+}
+
+/// Notary's smallest RSA key (notary: `MinRSABitSize`).
+pub const MIN_RSA_BITS: u32 = 2048;
+
+/// Why a public key cannot be a TUF key tufa writes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyAlgorithmError {
+    /// A key algorithm Notary cannot type (Ed25519 certificates, DSA, RSASSA-PSS keys...).
+    #[error(
+        "it holds an {0} key; docker trust and Notary keys are ECDSA P-256 or RSA \
+         (2048 bits or more): use a key of one of those"
+    )]
+    Unsupported(String),
+    /// An ECDSA key on a curve tufa does not verify.
+    #[error(
+        "its ECDSA key is on curve {0}; tufa verifies ECDSA on P-256 (prime256v1) only: use a \
+         P-256 key"
+    )]
+    Curve(String),
+    /// An RSA key shorter than Notary accepts.
+    #[error(
+        "its RSA key has {0} bits; Notary refuses RSA keys shorter than 2048 bits: use a \
+         2048, 3072 or 4096-bit key"
+    )]
+    RsaTooShort(u32),
+    /// The SubjectPublicKeyInfo does not parse.
+    #[error("its public key does not parse ({0})")]
+    Malformed(String),
+}
+
+/// A key algorithm's usual name, else its registered name, else the dotted OID.
+fn algorithm_name(oid: ObjectIdentifier) -> String {
+    let known = [
+        (rfc8410::ID_ED_25519, "Ed25519"),
+        (rfc8410::ID_ED_448, "Ed448"),
+        (rfc8410::ID_X_25519, "X25519"),
+        (rfc8410::ID_X_448, "X448"),
+        (rfc5912::ID_DSA, "DSA"),
+        (rfc5912::ID_RSASSA_PSS, "RSASSA-PSS (RSA-PSS-only)"),
+    ];
+    known
+        .iter()
+        .find(|(o, _)| *o == oid)
+        .map(|(_, name)| (*name).to_owned())
+        .or_else(|| DB.by_oid(&oid).map(str::to_owned))
+        .unwrap_or_else(|| oid.to_string())
+}
+
+/// A curve's NIST name where it has one.
+fn curve_name(oid: ObjectIdentifier) -> String {
+    if oid == rfc5912::SECP_384_R_1 {
+        "P-384".into()
+    } else if oid == rfc5912::SECP_521_R_1 {
+        "P-521".into()
+    } else {
+        DB.by_oid(&oid)
+            .map_or_else(|| oid.to_string(), str::to_owned)
     }
 }
 

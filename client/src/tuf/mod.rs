@@ -55,13 +55,15 @@ mod verify;
 mod wire;
 
 pub use cache::{CacheError, CacheView, GunLock, Holder, TrustCache};
-pub use certificate::{root_certificate, CertificateError, ROOT_CERTIFICATE_VALIDITY_DAYS};
+pub use certificate::{
+    root_certificate, root_certificate_key, CertificateError, ROOT_CERTIFICATE_VALIDITY_DAYS,
+};
 pub use envelope::{Envelope, Metadata, Signed};
 pub use error::{TufError, UpdateError, UpdateWarning};
 pub use expires::{Expires, InvalidExpires};
 pub use file_meta::{FileMeta, Hashes, Sha512Digest};
 pub use gun::{Gun, InvalidGun};
-pub use key::{KeyType, PublicKey};
+pub use key::{KeyAlgorithmError, KeyType, PublicKey, MIN_RSA_BITS};
 pub use pem::{certificate_pem, x509_public_key, PemKeyError};
 pub use remote::{OverLimit, RemoteError, RemoteStore};
 pub use role::{InvalidRoleName, RoleName};
